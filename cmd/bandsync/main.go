@@ -1,0 +1,179 @@
+// Command bandsync runs the BandSync server: Socket.IO on /socket.io/, the
+// HTTP API, and the sync engine, configured from the environment and .env.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/bandsync/bandsync/internal/config"
+	"github.com/bandsync/bandsync/internal/engine"
+	"github.com/bandsync/bandsync/internal/events"
+	"github.com/bandsync/bandsync/internal/httpapi"
+	"github.com/bandsync/bandsync/internal/metrics"
+	"github.com/bandsync/bandsync/internal/socketio"
+	"github.com/bandsync/bandsync/internal/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	cfg, err := config.Load()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bandsync: invalid configuration:\n%v\n", err)
+		os.Exit(2)
+	}
+	log := config.NewLogger(cfg, os.Stderr)
+	slog.SetDefault(log)
+	if err := run(cfg, log); err != nil {
+		log.Error("server stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg config.Config, log *slog.Logger) error {
+	ctx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stopSignals()
+	start := time.Now()
+
+	st, err := openStore(cfg, log)
+	if err != nil {
+		return err
+	}
+
+	var eng *engine.Engine
+	mon := metrics.New(metrics.Options{
+		Interval: cfg.MetricsInterval, Retention: cfg.MetricsRetention, SyncTarget: cfg.SyncTargetLatency,
+		InstanceID: cfg.InstanceID, Logger: log,
+		Gauges: func() metrics.Gauges {
+			s := eng.Stats()
+			return metrics.Gauges{Sessions: s.Sessions, PlayingSessions: s.PlayingSessions, Members: s.Members}
+		},
+	})
+
+	sopts := socketio.Options{
+		PingInterval: cfg.PingInterval, PingTimeout: cfg.PingTimeout, MaxPayload: cfg.MaxPayload,
+		WriteQueueSize: cfg.WriteQueueSize, MaxWriteBatch: cfg.MaxEventBatchSize,
+		CompressionThreshold: cfg.CompressionLimit, Logger: log,
+		CheckOrigin: func(origin string) bool { return httpapi.OriginAllowed(cfg.CORSOrigin, origin) },
+	}
+	if cfg.RecoveryWindow > 0 {
+		sopts.Recovery = socketio.NewMemoryRecovery(cfg.RecoveryWindow, 100_000, 64<<20)
+	}
+	handlers := events.New(mon, events.Options{
+		RateLimitWindow: cfg.RateLimitWindow, RateLimitMaxRequests: cfg.RateLimitMaxRequests,
+		RateLimitMaxViolations: cfg.RateLimitMaxViolations, HeartbeatInterval: cfg.HeartbeatInterval, Logger: log,
+	})
+	handlers.Bind(&sopts)
+	sio := socketio.NewServer(sopts)
+
+	eng = engine.New(engine.Config{
+		TickInterval: cfg.ScrollTickInterval, LeaderGrace: cfg.LeaderGrace, RecoveryWindow: cfg.RecoveryWindow,
+		IdleTimeout: cfg.SessionIdleTimeout, MaxMembers: cfg.MaxSessionMembers, MaxSessions: cfg.MaxSessions,
+		OpenLeadership: cfg.LeaderPolicy == "open",
+	}, engine.SystemClock(), events.Outbox(sio), st, log)
+	handlers.Register(sio, eng)
+
+	api := httpapi.Options{
+		Health: httpapi.HealthFunc(func() httpapi.HealthReport {
+			status := httpapi.StatusHealthy
+			if sio.Draining() {
+				status = httpapi.StatusDraining
+			}
+			return httpapi.HealthReport{
+				Status: status, Uptime: time.Since(start).Seconds(),
+				Connections: int(sio.Stats().Connections), Sessions: eng.Stats().Sessions,
+				Redis:      httpapi.RedisHealth{Connected: false, Mode: st.Mode()},
+				InstanceID: cfg.InstanceID, Version: version,
+			}
+		}),
+		Sessions:   sessionsJSON{eng},
+		SocketIO:   sio,
+		Logger:     log,
+		CORSOrigin: cfg.CORSOrigin, RateLimitWindow: cfg.HTTPRateLimitWindow, RateLimitMax: cfg.HTTPRateLimitMaxRequests,
+	}
+	if cfg.EnableMetrics {
+		api.Metrics = httpapi.MetricsFrom(mon)
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr())
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr(), err)
+	}
+	srv := &http.Server{Handler: httpapi.New(api), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+
+	bg, stopBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, fn := range []func(context.Context){eng.Run, handlers.Run, mon.Run} {
+		wg.Add(1)
+		go func() { defer wg.Done(); fn(bg) }()
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("bandsync listening", "addr", ln.Addr().String(), "store", st.Mode(),
+		"note", storeNote(st), "instanceId", cfg.InstanceID, "version", version,
+		"tickInterval", cfg.ScrollTickInterval, "leaderPolicy", cfg.LeaderPolicy)
+
+	select {
+	case err := <-serveErr:
+		stopBG()
+		return err
+	case <-ctx.Done():
+	}
+	return shutdown(cfg, log, srv, sio, eng, stopBG, &wg)
+}
+
+// shutdown drains: /health turns 503 "draining" and new upgrades are
+// refused at once; every socket is flushed and closed so its client
+// reconnects elsewhere; state is flushed to the store; and the whole
+// sequence is bounded by SHUTDOWN_TIMEOUT_MS.
+func shutdown(cfg config.Config, log *slog.Logger, srv *http.Server, sio *socketio.Server, eng *engine.Engine, stopBG context.CancelFunc, wg *sync.WaitGroup) error {
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := sio.Shutdown(ctx); err != nil {
+		log.Warn("sockets still open at the shutdown deadline", "err", err)
+	}
+	stopBG()
+	wg.Wait()
+	if err := eng.FlushAll(ctx); err != nil {
+		log.Warn("flushing sessions failed", "err", err)
+	}
+	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("http shutdown", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func openStore(cfg config.Config, log *slog.Logger) (store.Store, error) {
+	if cfg.RedisConfigured() {
+		log.Warn("Redis is configured but this build keeps state in memory; see issue 4", "redisHost", cfg.RedisHost)
+	}
+	return store.NewMemory(), nil
+}
+
+func storeNote(st store.Store) string {
+	if st.Mode() == "memory" {
+		return "using the in-memory store: state lives in this process only (set REDIS_URL or REDIS_HOST for Redis)"
+	}
+	return "using Redis"
+}
+
+// sessionsJSON serves /sessions/:id from the engine.
+type sessionsJSON struct{ eng *engine.Engine }
+
+func (s sessionsJSON) SessionJSON(id string) (any, bool) {
+	st, ok := s.eng.Session(id)
+	return st, ok
+}

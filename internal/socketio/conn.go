@@ -1,0 +1,603 @@
+package socketio
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Disconnect reasons, as Socket.IO names them.
+const (
+	ReasonTransportClose   = "transport close"
+	ReasonTransportError   = "transport error"
+	ReasonPingTimeout      = "ping timeout"
+	ReasonClientDisconnect = "client namespace disconnect"
+	ReasonServerDisconnect = "server namespace disconnect"
+	ReasonServerShutdown   = "server shutting down"
+	ReasonQueueOverflow    = "write queue overflow"
+	ReasonParseError       = "parse error"
+)
+
+// recoverable reports whether a socket dropped for reason may come back
+// with its state, as in Socket.IO: every reason but a deliberate
+// disconnect by either side.
+func recoverable(reason string) bool {
+	return reason != ReasonClientDisconnect && reason != ReasonServerDisconnect
+}
+
+var errTooLarge = errors.New("message exceeds maxPayload")
+
+// Conn is one client's socket on the default namespace.
+//
+// Reading happens on one goroutine per connection, which also runs the
+// event handlers, so a client's events are handled in the order it sent
+// them. Writing happens on a goroutine that exists only while frames are
+// pending: an idle connection holds no writer goroutine and no buffer.
+type Conn struct {
+	srv     *Server
+	nc      net.Conn
+	id      string // Socket.IO socket id, public (the BandSync socketId)
+	pid     string // private id for recovery, never shown to other clients
+	deflate bool
+	remote  string
+
+	recovered bool
+	connected atomic.Bool // Socket.IO CONNECT accepted
+
+	// Value belongs to the application; it is set in the connect handler,
+	// before any event of the connection is dispatched.
+	Value any
+
+	mu       sync.Mutex
+	queue    []*Frame
+	spare    []*Frame
+	writing  bool
+	closed   bool
+	holding  bool     // recovery replay in progress: live frames wait in held
+	held     []*Frame // frames that arrived during the replay
+	rooms    map[string]struct{}
+	reason   string
+	closedCh chan struct{}
+
+	// bufs is the writer goroutine's scratch list for one vectored write.
+	bufs net.Buffers
+	// pingSent is when the last ping was queued (unix ns), to time the pong.
+	pingSent atomic.Int64
+}
+
+// ID is the socket id the client sees as socket.id.
+func (c *Conn) ID() string { return c.id }
+
+// Recovered reports whether this connection resumed a dropped one.
+func (c *Conn) Recovered() bool { return c.recovered }
+
+// RemoteAddr is the peer's address.
+func (c *Conn) RemoteAddr() string { return c.remote }
+
+// Done is closed when the connection is gone.
+func (c *Conn) Done() <-chan struct{} { return c.closedCh }
+
+// Emit sends an event to this socket, kept for recovery.
+func (c *Conn) Emit(event string, payload any) error {
+	return c.srv.emit(c.id, []*Conn{c}, event, payload, kindRecorded)
+}
+
+// EmitReply sends an event that only makes sense now (a heartbeat or
+// latency answer): it is queued like any event but not replayed after a
+// recovery, and it does not move the client's recovery offset.
+func (c *Conn) EmitReply(event string, payload any) error {
+	return c.srv.emit("", []*Conn{c}, event, payload, kindReply)
+}
+
+// EmitVolatile sends an event that is dropped if the connection is behind.
+func (c *Conn) EmitVolatile(event string, payload any) error {
+	return c.srv.emit("", []*Conn{c}, event, payload, kindVolatile)
+}
+
+// Join adds the connection to a room.
+func (c *Conn) Join(room string) { c.srv.rooms.join(c, room) }
+
+// Leave removes the connection from a room.
+func (c *Conn) Leave(room string) { c.srv.rooms.leave(c, room) }
+
+// Rooms lists the rooms the connection is in.
+func (c *Conn) Rooms() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.rooms))
+	for r := range c.rooms {
+		out = append(out, r)
+	}
+	return out
+}
+
+// Disconnect sends a Socket.IO DISCONNECT and closes the connection; the
+// client will not reconnect on its own.
+func (c *Conn) Disconnect() {
+	c.enqueueControl(newFrame(opText, []byte{eioMessage, '0' + byte(PacketDisconnect)}))
+	c.closeAfterFlushWith(ReasonServerDisconnect, closeFrame(1000, ""))
+}
+
+// enqueue queues a frame for writing. It never blocks: a connection whose
+// queue is full is closed instead of slowing the sender, and a volatile
+// frame is dropped when anything is still pending.
+func (c *Conn) enqueue(f *Frame) bool {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false
+	}
+	if c.holding {
+		c.held = append(c.held, f)
+		c.mu.Unlock()
+		return true
+	}
+	if f.volatile && len(c.queue) > 0 {
+		c.mu.Unlock()
+		c.srv.stats.volatileDropped.Add(1)
+		return false
+	}
+	if len(c.queue) >= c.srv.opts.WriteQueueSize {
+		c.mu.Unlock()
+		c.srv.stats.overflows.Add(1)
+		go c.close(ReasonQueueOverflow, nil)
+		return false
+	}
+	c.queue = append(c.queue, f)
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	return true
+}
+
+// enqueueControl queues a frame even during a replay hold: pongs and
+// pings are not part of the ordered event stream.
+func (c *Conn) enqueueControl(f *Frame) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.queue = append(c.queue, f)
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+}
+
+// writeLoop drains the queue, writing everything pending in one vectored
+// write, until the queue is empty; then it exits.
+func (c *Conn) writeLoop() {
+	batch := c.srv.opts.MaxWriteBatch
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 || c.closed {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		frames := c.queue
+		if len(frames) > batch {
+			frames = frames[:batch]
+			rest := c.queue[batch:]
+			c.queue = append(c.spare[:0], rest...)
+		} else {
+			c.queue = c.spare[:0]
+		}
+		c.mu.Unlock()
+
+		bufs := c.bufs[:0]
+		n := 0
+		for _, f := range frames {
+			b := f.bytesFor(c.deflate, c.srv.opts.CompressionThreshold)
+			bufs = append(bufs, b)
+			n += len(b)
+		}
+		c.bufs = bufs
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+		_, err := bufs.WriteTo(c.nc)
+		clear(c.bufs[:cap(c.bufs)])
+		c.srv.stats.framesOut.Add(uint64(len(frames)))
+		c.srv.stats.bytesOut.Add(uint64(n))
+		clear(frames)
+		c.mu.Lock()
+		if cap(frames) <= 2*c.srv.opts.MaxWriteBatch {
+			c.spare = frames[:0]
+		}
+		c.mu.Unlock()
+		if err != nil {
+			c.close(ReasonTransportError, nil)
+			return
+		}
+	}
+}
+
+// closeAfterFlushWith closes the connection once what is queued now has
+// been written (or the write timeout passed).
+func (c *Conn) closeAfterFlushWith(reason string, frame []byte) {
+	go func() {
+		deadline := time.Now().Add(c.srv.opts.WriteTimeout)
+		for time.Now().Before(deadline) {
+			c.mu.Lock()
+			idle := !c.writing || c.closed
+			c.mu.Unlock()
+			if idle {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		c.close(reason, frame)
+	}()
+}
+
+// close ends the connection once. closeFrame, when given, is written
+// directly first (best effort) so the client learns the close code.
+func (c *Conn) close(reason string, closeFrame []byte) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.reason = reason
+	rooms := make([]string, 0, len(c.rooms))
+	for r := range c.rooms {
+		rooms = append(rooms, r)
+	}
+	clear(c.queue)
+	c.queue = nil
+	c.held = nil
+	c.mu.Unlock()
+
+	if closeFrame != nil {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _ = c.nc.Write(closeFrame)
+	}
+	_ = c.nc.Close()
+	c.srv.rooms.leaveAll(c, rooms)
+	c.srv.forget(c)
+	close(c.closedCh)
+	if c.connected.Load() {
+		c.srv.disconnected(c, reason, rooms)
+	}
+}
+
+// readLoop reads frames until the connection ends. Each frame's read
+// deadline is the heartbeat bound: a client that sends nothing, not even a
+// pong, for pingInterval+pingTimeout is closed with "ping timeout".
+func (c *Conn) readLoop(br *bufio.Reader) {
+	var (
+		msg     []byte // message being assembled from fragments
+		msgOp   byte
+		msgRsv1 bool
+		hdr     [14]byte
+	)
+	timeout := c.srv.opts.PingInterval + c.srv.opts.PingTimeout
+	connectBy := time.Now().Add(c.srv.opts.ConnectTimeout)
+	for {
+		deadline := time.Now().Add(timeout)
+		if !c.connected.Load() && connectBy.Before(deadline) {
+			deadline = connectBy
+		}
+		_ = c.nc.SetReadDeadline(deadline)
+		h, err := readHeader(br, hdr[:])
+		if err != nil {
+			c.close(readErrReason(err), nil)
+			return
+		}
+		if !h.masked {
+			c.close(ReasonParseError, closeFrame(1002, "client frames must be masked"))
+			return
+		}
+		if h.length > int64(c.srv.opts.MaxPayload) || int64(len(msg))+h.length > int64(c.srv.opts.MaxPayload) {
+			c.srv.stats.tooLarge.Add(1)
+			c.close(ReasonParseError, closeFrame(1009, "message exceeds maxPayload"))
+			return
+		}
+		payload := make([]byte, h.length)
+		if _, err := io.ReadFull(br, payload); err != nil {
+			c.close(readErrReason(err), nil)
+			return
+		}
+		maskBytes(payload, h.mask)
+
+		switch h.op {
+		case opPing:
+			c.enqueueControl(newFrame(opPong, payload))
+			continue
+		case opPong:
+			continue
+		case opClose:
+			c.close(ReasonTransportClose, closeFrame(1000, ""))
+			return
+		case opText, opBinary:
+			if msg != nil {
+				c.close(ReasonParseError, closeFrame(1002, "new message inside a fragmented one"))
+				return
+			}
+			msgOp, msgRsv1 = h.op, h.rsv1
+			if h.fin {
+				c.message(msgOp, msgRsv1, payload)
+				continue
+			}
+			msg = payload
+		case opContinuation:
+			if msg == nil {
+				c.close(ReasonParseError, closeFrame(1002, "continuation without a message"))
+				return
+			}
+			msg = append(msg, payload...)
+			if h.fin {
+				c.message(msgOp, msgRsv1, msg)
+				msg = nil
+			}
+		default:
+			c.close(ReasonParseError, closeFrame(1002, "unknown opcode"))
+			return
+		}
+		if c.isClosed() {
+			return
+		}
+	}
+}
+
+func (c *Conn) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+func readErrReason(err error) string {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return ReasonPingTimeout
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return ReasonTransportClose
+	}
+	return ReasonTransportError
+}
+
+type frameHeader struct {
+	fin, rsv1, masked bool
+	op                byte
+	length            int64
+	mask              [4]byte
+}
+
+// readHeader reads a WebSocket frame header (RFC 6455 5.2).
+func readHeader(br *bufio.Reader, buf []byte) (frameHeader, error) {
+	var h frameHeader
+	if _, err := io.ReadFull(br, buf[:2]); err != nil {
+		return h, err
+	}
+	h.fin = buf[0]&0x80 != 0
+	h.rsv1 = buf[0]&0x40 != 0
+	h.op = buf[0] & 0x0F
+	h.masked = buf[1]&0x80 != 0
+	l := int64(buf[1] & 0x7F)
+	switch l {
+	case 126:
+		if _, err := io.ReadFull(br, buf[:2]); err != nil {
+			return h, err
+		}
+		l = int64(binary.BigEndian.Uint16(buf[:2]))
+	case 127:
+		if _, err := io.ReadFull(br, buf[:8]); err != nil {
+			return h, err
+		}
+		u := binary.BigEndian.Uint64(buf[:8])
+		if u > 1<<62 {
+			u = 1 << 62
+		}
+		l = int64(u)
+	}
+	h.length = l
+	if h.masked {
+		if _, err := io.ReadFull(br, h.mask[:]); err != nil {
+			return h, err
+		}
+	}
+	if h.op >= opClose && (!h.fin || h.length > 125) {
+		return h, errors.New("malformed control frame")
+	}
+	return h, nil
+}
+
+func maskBytes(b []byte, mask [4]byte) {
+	for i := range b {
+		b[i] ^= mask[i&3]
+	}
+}
+
+func closeFrame(code uint16, reason string) []byte {
+	body := make([]byte, 2, 2+len(reason))
+	binary.BigEndian.PutUint16(body, code)
+	body = append(body, reason...)
+	return newFrame(opClose, body).plain
+}
+
+// message handles one complete WebSocket message.
+func (c *Conn) message(op byte, compressed bool, data []byte) {
+	if compressed {
+		if !c.deflate {
+			c.close(ReasonParseError, closeFrame(1002, "compressed frame without permessage-deflate"))
+			return
+		}
+		out, err := inflate(data, c.srv.opts.MaxPayload)
+		if errors.Is(err, errTooLarge) {
+			c.srv.stats.tooLarge.Add(1)
+			c.close(ReasonParseError, closeFrame(1009, "message exceeds maxPayload"))
+			return
+		}
+		if err != nil {
+			c.close(ReasonParseError, closeFrame(1007, "bad compressed data"))
+			return
+		}
+		data = out
+	}
+	c.srv.stats.framesIn.Add(1)
+	if op == opBinary {
+		c.reportError("", ErrBinaryUnsupported)
+		return
+	}
+	if len(data) == 0 {
+		c.reportError("", decodeErr("empty message"))
+		return
+	}
+	switch data[0] {
+	case eioPong:
+		if sent := c.pingSent.Swap(0); sent != 0 && c.srv.opts.OnPong != nil {
+			c.srv.opts.OnPong(c, time.Duration(time.Now().UnixNano()-sent))
+		}
+	case eioPing, eioNoop, eioUpgrade:
+		// The read itself proved the client alive. Engine.IO 4 clients
+		// do not send pings over WebSocket; no answer is owed.
+	case eioClose:
+		c.close(ReasonTransportClose, closeFrame(1000, ""))
+	case eioMessage:
+		c.packet(data[1:])
+	default:
+		c.reportError("", decodeErr("unknown Engine.IO packet type %q", data[0]))
+	}
+}
+
+// packet handles one Socket.IO packet.
+func (c *Conn) packet(data []byte) {
+	p, err := DecodePacket(data)
+	if err != nil {
+		c.reportError("", err)
+		return
+	}
+	if p.Namespace != defaultNamespace {
+		if p.Type == PacketConnect {
+			c.enqueueControl(newFrame(opText, connectError(p.Namespace, "Invalid namespace")))
+		}
+		return
+	}
+	switch p.Type {
+	case PacketConnect:
+		if c.connected.Load() {
+			return
+		}
+		c.srv.connect(c, p.Data)
+	case PacketDisconnect:
+		if c.connected.Load() {
+			c.close(ReasonClientDisconnect, closeFrame(1000, ""))
+		}
+	case PacketEvent:
+		if !c.connected.Load() {
+			return // Socket.IO drops events sent before CONNECT
+		}
+		name, arg, err := splitEvent(p.Data)
+		if err != nil {
+			c.reportError(name, err)
+			return
+		}
+		c.srv.dispatch(c, name, arg, p.ID)
+	case PacketAck:
+		// The server asks for no acknowledgements yet; a stray one is harmless.
+	}
+}
+
+func connectError(nsp, msg string) []byte {
+	b := []byte{eioMessage, '0' + byte(PacketConnectError)}
+	b = append(b, nsp...)
+	b = append(b, ',')
+	m, _ := json.Marshal(map[string]string{"message": msg})
+	return append(b, m...)
+}
+
+// reportError tells the client about a refused packet.
+func (c *Conn) reportError(event string, err error) {
+	c.srv.stats.badPackets.Add(1)
+	if c.srv.opts.OnPacketError != nil && c.connected.Load() {
+		c.srv.opts.OnPacketError(c, event, err)
+	}
+}
+
+// ackFunc builds the acknowledgement callback for a packet id; it answers
+// at most once.
+func (c *Conn) ackFunc(id int64) Ack {
+	if id < 0 {
+		return nil
+	}
+	var done atomic.Bool
+	return func(payload any) {
+		if !done.CompareAndSwap(false, true) {
+			return
+		}
+		b, err := json.Marshal(payload)
+		if err != nil {
+			b = []byte(`{"ok":false,"error":{"code":"INTERNAL","message":"unencodable reply"}}`)
+		}
+		pkt := appendAck(make([]byte, 0, len(b)+24), id, b)
+		c.enqueue(newFrame(opText, pkt))
+	}
+}
+
+// handshake writes the Engine.IO open packet.
+func (c *Conn) openPacket(sid string) []byte {
+	var b bytes.Buffer
+	b.WriteByte(eioOpen)
+	_ = json.NewEncoder(&b).Encode(map[string]any{
+		"sid":          sid,
+		"upgrades":     []string{},
+		"pingInterval": c.srv.opts.PingInterval.Milliseconds(),
+		"pingTimeout":  c.srv.opts.PingTimeout.Milliseconds(),
+		"maxPayload":   c.srv.opts.MaxPayload,
+	})
+	return bytes.TrimRight(b.Bytes(), "\n")
+}
+
+// replay queues recovered packets ahead of every live frame: live frames
+// that arrived during the lookup waited in held and follow, minus any the
+// replay already carried.
+func (c *Conn) replay(records []Record) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	var lastReplayed uint64
+	for _, r := range records {
+		c.queue = append(c.queue, newFrame(opText, r.Packet))
+		lastReplayed = r.Offset
+	}
+	for _, f := range c.held {
+		if f.seq != 0 && f.seq <= lastReplayed {
+			continue
+		}
+		c.queue = append(c.queue, f)
+	}
+	c.held = nil
+	c.holding = false
+	start := !c.writing && len(c.queue) > 0
+	if start {
+		c.writing = true
+	}
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+}
+
+func formatOffset(seq uint64) string { return strconv.FormatUint(seq, 10) }
+
+func parseOffset(s string) (uint64, bool) {
+	v, err := strconv.ParseUint(s, 10, 64)
+	return v, err == nil
+}

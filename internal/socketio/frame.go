@@ -1,0 +1,139 @@
+package socketio
+
+import (
+	"bytes"
+	"compress/flate"
+	"io"
+	"sync"
+)
+
+// WebSocket opcodes used by the server.
+const (
+	opContinuation = 0x0
+	opText         = 0x1
+	opBinary       = 0x2
+	opClose        = 0x8
+	opPing         = 0x9
+	opPong         = 0xA
+)
+
+// Frame is one server-to-client WebSocket message, header included, encoded
+// once and shared by every connection it is queued to. Server frames are
+// not masked, so the same bytes are valid on every connection: a broadcast
+// to a thousand members costs one encoding and a thousand pointer copies.
+// Frame is immutable after construction except for its lazily built
+// compressed form.
+type Frame struct {
+	plain    []byte
+	hdrLen   int
+	volatile bool
+	// seq is the recovery offset carried in the frame, 0 for none.
+	seq uint64
+
+	deflateOnce sync.Once
+	deflated    []byte
+}
+
+// appendHeader appends an unmasked, final WebSocket frame header.
+func appendHeader(dst []byte, op byte, rsv1 bool, n int) []byte {
+	b0 := 0x80 | op
+	if rsv1 {
+		b0 |= 0x40
+	}
+	switch {
+	case n < 126:
+		return append(dst, b0, byte(n))
+	case n <= 0xFFFF:
+		return append(dst, b0, 126, byte(n>>8), byte(n))
+	default:
+		return append(dst, b0, 127,
+			byte(uint64(n)>>56), byte(uint64(n)>>48), byte(uint64(n)>>40), byte(uint64(n)>>32),
+			byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+}
+
+func headerLen(n int) int {
+	switch {
+	case n < 126:
+		return 2
+	case n <= 0xFFFF:
+		return 4
+	default:
+		return 10
+	}
+}
+
+// newFrame wraps an Engine.IO text packet in a WebSocket frame.
+func newFrame(op byte, payload []byte) *Frame {
+	h := headerLen(len(payload))
+	b := make([]byte, 0, h+len(payload))
+	b = appendHeader(b, op, false, len(payload))
+	b = append(b, payload...)
+	return &Frame{plain: b, hdrLen: h}
+}
+
+// payload is the Engine.IO packet the frame carries.
+func (f *Frame) payload() []byte { return f.plain[f.hdrLen:] }
+
+// bytesFor returns what to write to a connection: the compressed form when
+// the connection negotiated permessage-deflate and the payload reaches the
+// threshold. With no context takeover on our side, compressing is a pure
+// function of the payload, so it is done once per frame, not per member.
+func (f *Frame) bytesFor(deflate bool, threshold int) []byte {
+	if !deflate || len(f.plain)-f.hdrLen < threshold {
+		return f.plain
+	}
+	f.deflateOnce.Do(f.compress)
+	if f.deflated == nil {
+		return f.plain
+	}
+	return f.deflated
+}
+
+var flateWriters = sync.Pool{New: func() any {
+	w, _ := flate.NewWriter(nil, flate.BestSpeed)
+	return w
+}}
+
+func (f *Frame) compress() {
+	var buf bytes.Buffer
+	w := flateWriters.Get().(*flate.Writer)
+	w.Reset(&buf)
+	_, _ = w.Write(f.payload())
+	err := w.Flush()
+	flateWriters.Put(w)
+	out := buf.Bytes()
+	// RFC 7692 7.2.1: drop the 0x00 0x00 0xff 0xff tail of the sync flush.
+	if err != nil || len(out) < 4 || len(out)-4 >= len(f.payload()) {
+		return // incompressible: keep sending it plain
+	}
+	out = out[:len(out)-4]
+	d := make([]byte, 0, headerLen(len(out))+len(out))
+	d = appendHeader(d, opText, true, len(out))
+	f.deflated = append(d, out...)
+}
+
+var flateReaders = sync.Pool{New: func() any { return flate.NewReader(nil) }}
+
+// deflateTail restores the tail RFC 7692 removes from each message.
+var deflateTail = []byte{0x00, 0x00, 0xff, 0xff}
+
+// inflate decompresses one permessage-deflate message, refusing output
+// beyond limit bytes so a small compressed frame cannot expand into an
+// unbounded allocation.
+func inflate(msg []byte, limit int) ([]byte, error) {
+	r := flateReaders.Get().(io.ReadCloser)
+	defer flateReaders.Put(r)
+	if err := r.(flate.Resetter).Reset(io.MultiReader(bytes.NewReader(msg), bytes.NewReader(deflateTail)), nil); err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	n, err := io.Copy(&out, io.LimitReader(r, int64(limit)+1))
+	if err != nil && err != io.ErrUnexpectedEOF {
+		return nil, err
+	}
+	if n > int64(limit) {
+		return nil, errTooLarge
+	}
+	return out.Bytes(), nil
+}

@@ -1,0 +1,169 @@
+package socketio
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// RecoveryStore keeps what connection-state recovery needs: the recent
+// non-volatile packets with the room (or socket id) they went to, and the
+// sessions of sockets that dropped and may come back. The memory
+// implementation serves one instance; a shared implementation lets a client
+// recover on another instance.
+type RecoveryStore interface {
+	// Append records a packet sent to target. Offsets are strictly
+	// increasing in the order of the calls.
+	Append(ctx context.Context, target string, offset uint64, packet []byte) error
+	// Since returns, in offset order, the packets after offset sent to any
+	// of targets. ok is false when packets after offset may have been
+	// discarded, in which case the client cannot be recovered.
+	Since(ctx context.Context, offset uint64, targets []string) (records []Record, ok bool, err error)
+	// Save keeps a dropped socket's session under its private id.
+	Save(ctx context.Context, pid string, s Saved) error
+	// Take returns and forgets the session saved under pid, if it has not
+	// expired.
+	Take(ctx context.Context, pid string) (Saved, bool, error)
+}
+
+// Record is one packet kept for replay.
+type Record struct {
+	Offset uint64
+	Packet []byte
+}
+
+// Saved is a dropped socket's session.
+type Saved struct {
+	SID   string
+	Rooms []string
+	At    time.Time
+}
+
+// MemoryRecovery is a RecoveryStore for a single instance. Packets live in
+// a ring bounded by count, total bytes and age, so a burst cannot grow it
+// without limit; a client whose offset fell out of the ring reconnects
+// without recovery rather than with a gap.
+type MemoryRecovery struct {
+	window   time.Duration
+	maxCount int
+	maxBytes int
+	now      func() time.Time
+
+	mu       sync.Mutex
+	ring     []recorded
+	head     int // index of the oldest entry
+	n        int
+	bytes    int
+	lastSeq  uint64 // offset of the newest entry ever appended
+	sessions map[string]Saved
+	swept    time.Time
+}
+
+type recorded struct {
+	seq    uint64
+	target string
+	packet []byte
+	at     time.Time
+}
+
+// NewMemoryRecovery keeps packets and sessions for window, holding at most
+// maxCount packets of at most maxBytes in total.
+func NewMemoryRecovery(window time.Duration, maxCount, maxBytes int) *MemoryRecovery {
+	return &MemoryRecovery{
+		window: window, maxCount: maxCount, maxBytes: maxBytes, now: time.Now,
+		ring: make([]recorded, maxCount), sessions: make(map[string]Saved),
+	}
+}
+
+// Append implements RecoveryStore.
+func (m *MemoryRecovery) Append(_ context.Context, target string, offset uint64, packet []byte) error {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.evictLocked(now, len(packet))
+	i := (m.head + m.n) % len(m.ring)
+	m.ring[i] = recorded{seq: offset, target: target, packet: packet, at: now}
+	m.n++
+	m.bytes += len(packet)
+	m.lastSeq = offset
+	return nil
+}
+
+// evictLocked drops entries that are too old, and enough of the oldest to
+// make room for an entry of size bytes.
+func (m *MemoryRecovery) evictLocked(now time.Time, size int) {
+	for m.n > 0 {
+		e := &m.ring[m.head]
+		if m.n < len(m.ring) && m.bytes+size <= m.maxBytes && now.Sub(e.at) <= m.window {
+			return
+		}
+		m.bytes -= len(e.packet)
+		*e = recorded{}
+		m.head = (m.head + 1) % len(m.ring)
+		m.n--
+	}
+}
+
+// Since implements RecoveryStore.
+func (m *MemoryRecovery) Since(_ context.Context, offset uint64, targets []string) ([]Record, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.evictLocked(m.now(), 0)
+	// Offsets are contiguous, so the client misses nothing exactly when the
+	// packet right after its offset is still here (or none came since).
+	first := m.lastSeq + 1
+	if m.n > 0 {
+		first = m.ring[m.head].seq
+	}
+	if offset > m.lastSeq || offset+1 < first {
+		return nil, false, nil
+	}
+	var out []Record
+	for k := 0; k < m.n; k++ {
+		e := &m.ring[(m.head+k)%len(m.ring)]
+		if e.seq <= offset {
+			continue
+		}
+		for _, t := range targets {
+			if e.target == t {
+				out = append(out, Record{Offset: e.seq, Packet: e.packet})
+				break
+			}
+		}
+	}
+	return out, true, nil
+}
+
+// Save implements RecoveryStore.
+func (m *MemoryRecovery) Save(_ context.Context, pid string, s Saved) error {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	// Sweep expired sessions now and then rather than on every save, so a
+	// mass disconnect stays linear.
+	if now.Sub(m.swept) > time.Second {
+		m.swept = now
+		for k, v := range m.sessions {
+			if now.Sub(v.At) > m.window {
+				delete(m.sessions, k)
+			}
+		}
+	}
+	m.sessions[pid] = s
+	return nil
+}
+
+// Take implements RecoveryStore.
+func (m *MemoryRecovery) Take(_ context.Context, pid string) (Saved, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.sessions[pid]
+	if !ok {
+		return Saved{}, false, nil
+	}
+	delete(m.sessions, pid)
+	if m.now().Sub(s.At) > m.window {
+		return Saved{}, false, nil
+	}
+	return s, true, nil
+}
