@@ -1,0 +1,9 @@
+//go:build !unix
+
+package metrics
+
+import "time"
+
+func processCPU() time.Duration { return 0 }
+
+func residentBytes() uint64 { return 0 }
