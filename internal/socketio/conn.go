@@ -35,6 +35,14 @@ func recoverable(reason string) bool {
 
 var errTooLarge = errors.New("message exceeds maxPayload")
 
+// quickWriteTimeout is how long a shared write worker waits on one
+// socket. A write into a socket with buffer space takes microseconds.
+const quickWriteTimeout = 2 * time.Millisecond
+
+// maxPendingVolatile bounds the frames a volatile one may queue behind
+// even while no write is under way.
+const maxPendingVolatile = 8
+
 // Conn is one client's socket on the default namespace.
 //
 // Reading happens on one goroutine per connection, which also runs the
@@ -60,6 +68,7 @@ type Conn struct {
 	queue    []*Frame
 	spare    []*Frame
 	writing  bool
+	inWrite  bool // the writer is inside a write call
 	closed   bool
 	holding  bool     // recovery replay in progress: live frames wait in held
 	held     []*Frame // frames that arrived during the replay
@@ -67,8 +76,10 @@ type Conn struct {
 	reason   string
 	closedCh chan struct{}
 
-	// bufs is the writer goroutine's scratch list for one vectored write.
-	bufs net.Buffers
+	// bufs is what the current write still has to send (a write that
+	// timed out leaves the rest here); bufsBacking keeps its array.
+	bufs        net.Buffers
+	bufsBacking [][]byte
 	// pingSent is when the last ping was queued (unix ns), to time the pong.
 	pingSent atomic.Int64
 }
@@ -140,7 +151,10 @@ func (c *Conn) enqueue(f *Frame) bool {
 		c.mu.Unlock()
 		return true
 	}
-	if f.volatile && len(c.queue) > 0 {
+	// Behind means a write is under way and more is already waiting
+	// behind it; a writer that merely has not been scheduled yet is not
+	// behind. Ticks are worthless late, so they are not queued there.
+	if f.volatile && len(c.queue) > 0 && (c.inWrite || len(c.queue) >= maxPendingVolatile) {
 		c.mu.Unlock()
 		c.srv.stats.volatileDropped.Add(1)
 		return false
@@ -156,7 +170,7 @@ func (c *Conn) enqueue(f *Frame) bool {
 	c.writing = true
 	c.mu.Unlock()
 	if start {
-		go c.writeLoop()
+		c.srv.schedule(c)
 	}
 	return true
 }
@@ -174,54 +188,77 @@ func (c *Conn) enqueueControl(f *Frame) {
 	c.writing = true
 	c.mu.Unlock()
 	if start {
-		go c.writeLoop()
+		c.srv.schedule(c)
 	}
 }
 
-// writeLoop drains the queue, writing everything pending in one vectored
-// write, until the queue is empty; then it exits.
-func (c *Conn) writeLoop() {
+// flush drains the queue, writing everything pending in one vectored
+// write per round, until the queue is empty. Shared write workers run it
+// with quick set: their writes get a short deadline, and a connection
+// whose socket buffer is full is handed to a goroutine of its own to
+// finish with the full write timeout, so one slow phone never holds a
+// worker that other connections need.
+func (c *Conn) flush(quick bool) {
 	batch := c.srv.opts.MaxWriteBatch
 	for {
-		c.mu.Lock()
-		if len(c.queue) == 0 || c.closed {
-			c.writing = false
+		if len(c.bufs) == 0 {
+			c.mu.Lock()
+			if len(c.queue) == 0 || c.closed {
+				c.writing = false
+				c.inWrite = false
+				c.mu.Unlock()
+				return
+			}
+			frames := c.queue
+			if len(frames) > batch {
+				frames = frames[:batch]
+				c.queue = append(c.spare[:0], c.queue[batch:]...)
+			} else {
+				c.queue = c.spare[:0]
+			}
+			c.spare = nil
+			c.inWrite = true
 			c.mu.Unlock()
-			return
-		}
-		frames := c.queue
-		if len(frames) > batch {
-			frames = frames[:batch]
-			rest := c.queue[batch:]
-			c.queue = append(c.spare[:0], rest...)
-		} else {
-			c.queue = c.spare[:0]
-		}
-		c.mu.Unlock()
 
-		bufs := c.bufs[:0]
-		n := 0
-		for _, f := range frames {
-			b := f.bytesFor(c.deflate, c.srv.opts.CompressionThreshold)
-			bufs = append(bufs, b)
-			n += len(b)
+			c.bufs = c.bufsBacking[:0]
+			n := 0
+			for _, f := range frames {
+				b := f.bytesFor(c.deflate, c.srv.opts.CompressionThreshold)
+				c.bufs = append(c.bufs, b)
+				n += len(b)
+			}
+			c.bufsBacking = c.bufs
+			c.srv.stats.writes.Add(1)
+			c.srv.stats.framesOut.Add(uint64(len(frames)))
+			c.srv.stats.bytesOut.Add(uint64(n))
+			clear(frames)
+			c.mu.Lock()
+			if c.spare == nil && cap(frames) <= 2*batch {
+				c.spare = frames[:0]
+			}
+			c.mu.Unlock()
 		}
-		c.bufs = bufs
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
-		_, err := bufs.WriteTo(c.nc)
-		clear(c.bufs[:cap(c.bufs)])
-		c.srv.stats.framesOut.Add(uint64(len(frames)))
-		c.srv.stats.bytesOut.Add(uint64(n))
-		clear(frames)
-		c.mu.Lock()
-		if cap(frames) <= 2*c.srv.opts.MaxWriteBatch {
-			c.spare = frames[:0]
+		timeout := c.srv.opts.WriteTimeout
+		if quick {
+			timeout = quickWriteTimeout
 		}
-		c.mu.Unlock()
+		_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
+		_, err := c.bufs.WriteTo(c.nc) // consumes what it wrote
 		if err != nil {
+			var ne net.Error
+			if quick && errors.As(err, &ne) && ne.Timeout() {
+				go c.flush(false)
+				return
+			}
+			c.bufs = nil
 			c.close(ReasonTransportError, nil)
 			return
 		}
+		clear(c.bufsBacking[:cap(c.bufsBacking)])
+		c.bufs = c.bufs[:0]
+		c.mu.Lock()
+		c.inWrite = false
+		c.mu.Unlock()
 	}
 }
 
@@ -591,7 +628,7 @@ func (c *Conn) replay(records []Record) {
 	}
 	c.mu.Unlock()
 	if start {
-		go c.writeLoop()
+		c.srv.schedule(c)
 	}
 }
 

@@ -80,7 +80,7 @@ func (m *MemoryRecovery) Append(_ context.Context, target string, offset uint64,
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.evictLocked(now, len(packet))
+	m.evictLocked(now, len(packet), true)
 	i := (m.head + m.n) % len(m.ring)
 	m.ring[i] = recorded{seq: offset, target: target, packet: packet, at: now}
 	m.n++
@@ -89,12 +89,13 @@ func (m *MemoryRecovery) Append(_ context.Context, target string, offset uint64,
 	return nil
 }
 
-// evictLocked drops entries that are too old, and enough of the oldest to
-// make room for an entry of size bytes.
-func (m *MemoryRecovery) evictLocked(now time.Time, size int) {
+// evictLocked drops entries that are too old and, when adding is set,
+// enough of the oldest to make room for one more entry of size bytes.
+func (m *MemoryRecovery) evictLocked(now time.Time, size int, adding bool) {
 	for m.n > 0 {
 		e := &m.ring[m.head]
-		if m.n < len(m.ring) && m.bytes+size <= m.maxBytes && now.Sub(e.at) <= m.window {
+		full := adding && (m.n == len(m.ring) || m.bytes+size > m.maxBytes)
+		if !full && now.Sub(e.at) <= m.window {
 			return
 		}
 		m.bytes -= len(e.packet)
@@ -108,7 +109,7 @@ func (m *MemoryRecovery) evictLocked(now time.Time, size int) {
 func (m *MemoryRecovery) Since(_ context.Context, offset uint64, targets []string) ([]Record, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.evictLocked(m.now(), 0)
+	m.evictLocked(m.now(), 0, false)
 	// Offsets are contiguous, so the client misses nothing exactly when the
 	// packet right after its offset is still here (or none came since).
 	first := m.lastSeq + 1

@@ -1,0 +1,555 @@
+// Package engine is BandSync's sync engine: it owns every live session
+// (members, leadership, tempo, transport, the message), validates and
+// applies the commands of the event handlers, broadcasts the resulting
+// events through an Outbox, writes sessions through to a store.Store, and
+// drives the scroll_tick scheduler and the idle-session sweeper.
+//
+// Concurrency: there is no goroutine per session. Each session has its own
+// mutex and all mutation of a session happens in the methods of the session
+// type (session.go) under that lock. Outbox calls are non-blocking and made
+// under the lock, so every member sees a session's events in the order the
+// session changed. The state transitions themselves are pure functions
+// (transition.go) of (state, command, now) returning the new state and the
+// events to send, so a store-backed engine can replay them in a
+// compare-and-set loop.
+//
+// Locks: Engine.mu guards only the session map and the member->session
+// index; it may be held while taking a session lock, never the other way
+// round. Engine.playMu guards the set of playing sessions and is a leaf
+// (nothing is locked while holding it).
+//
+// Position is derived from an anchor, never accumulated, so a session plays
+// for hours without drift; see sessionState.
+//
+// Calls for one member are expected to be serialized by its connection (the
+// per-socket read loop), which is how the member index stays exact.
+package engine
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/bandsync/bandsync/internal/store"
+)
+
+// Config tunes the engine. A zero field takes the default of DefaultConfig.
+type Config struct {
+	TickInterval   time.Duration // scroll_tick period (SCROLL_TICK_INTERVAL)
+	LeaderGrace    time.Duration // a detached leader keeps leadership this long
+	RecoveryWindow time.Duration // a detached member stays a member this long
+	IdleTimeout    time.Duration // sessions with no connected member and no change for this long are deleted
+	MaxMembers     int           // per session
+	MaxSessions    int           // per server
+	OpenLeadership bool          // LEADER_POLICY=open: set_role leader takes over from a sitting leader
+}
+
+// DefaultConfig returns the defaults of the original server and
+// PROTOCOL.md.
+func DefaultConfig() Config {
+	return Config{
+		TickInterval:   16 * time.Millisecond,
+		LeaderGrace:    5 * time.Second,
+		RecoveryWindow: 2 * time.Minute,
+		IdleTimeout:    time.Hour,
+		MaxMembers:     50,
+		MaxSessions:    10000,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.TickInterval <= 0 {
+		c.TickInterval = d.TickInterval
+	}
+	if c.LeaderGrace <= 0 {
+		c.LeaderGrace = d.LeaderGrace
+	}
+	if c.RecoveryWindow <= 0 {
+		c.RecoveryWindow = d.RecoveryWindow
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = d.IdleTimeout
+	}
+	if c.MaxMembers <= 0 {
+		c.MaxMembers = d.MaxMembers
+	}
+	if c.MaxSessions <= 0 {
+		c.MaxSessions = d.MaxSessions
+	}
+	return c
+}
+
+// JoinRequest is a decoded join_session.
+type JoinRequest struct {
+	SessionID   string
+	DisplayName string // trimmed, control characters stripped; "" = "Guest"
+	Role        string // "leader", "follower" or "" (follower)
+}
+
+// Engine holds all sessions of this server.
+type Engine struct {
+	cfg    Config
+	policy policy
+	clk    Clock
+	out    Outbox
+	store  store.Store
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[string]*session
+	index    map[string]*session // member id -> the session it is in
+
+	playMu  sync.Mutex
+	playing []*session // sessions with isPlaying; session.playIdx is the slot
+
+	tickMu  sync.Mutex // serializes Tick, which reuses tickBuf
+	tickBuf []*session
+}
+
+// New returns an engine. out and st are required; log may be nil.
+func New(cfg Config, clk Clock, out Outbox, st store.Store, log *slog.Logger) *Engine {
+	if clk == nil {
+		clk = SystemClock()
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.withDefaults()
+	return &Engine{
+		cfg:      cfg,
+		policy:   policy{openLeadership: cfg.OpenLeadership},
+		clk:      clk,
+		out:      out,
+		store:    st,
+		log:      log,
+		sessions: make(map[string]*session),
+		index:    make(map[string]*session),
+	}
+}
+
+// Run drives scroll ticks and the idle sweeper until ctx is done. Ticks are
+// on a fixed grid (start + k*TickInterval): each wait is computed from the
+// grid, not from the previous wake, so jitter never accumulates, and a late
+// wake-up skips the slots it missed instead of bursting to catch up.
+func (e *Engine) Run(ctx context.Context) {
+	interval := e.cfg.TickInterval
+	sweepEvery := min(e.cfg.IdleTimeout/2, time.Minute)
+	start := e.clk.Now()
+	next := start.Add(interval)
+	nextSweep := start.Add(sweepEvery)
+	wake := make(chan struct{}, 1)
+	for {
+		t := e.clk.AfterFunc(next.Sub(e.clk.Now()), func() {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		})
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-wake:
+		}
+		now := e.clk.Now()
+		e.Tick(now)
+		if !now.Before(nextSweep) {
+			e.SweepIdle(now)
+			nextSweep = now.Add(sweepEvery)
+		}
+		next = nextDeadline(start, now, interval)
+	}
+}
+
+// nextDeadline is the first grid point start + k*interval after now.
+func nextDeadline(start, now time.Time, interval time.Duration) time.Time {
+	k := now.Sub(start)/interval + 1
+	return start.Add(k * interval)
+}
+
+// Tick sends one scroll_tick to every playing session, with positions
+// derived at now. Run calls it on the tick grid; tests call it directly.
+// Its cost grows with the number of playing sessions only.
+func (e *Engine) Tick(now time.Time) {
+	e.tickMu.Lock()
+	defer e.tickMu.Unlock()
+	e.playMu.Lock()
+	e.tickBuf = append(e.tickBuf[:0], e.playing...)
+	e.playMu.Unlock()
+	nowMs := epochMs(now)
+	for _, s := range e.tickBuf {
+		s.tick(now, nowMs)
+	}
+	clear(e.tickBuf) // let removed sessions be collected
+}
+
+// setPlaying adds s to or removes it from the playing set. Called by
+// session methods under the session lock; playMu is a leaf lock.
+func (e *Engine) setPlaying(s *session, playing bool) {
+	e.playMu.Lock()
+	defer e.playMu.Unlock()
+	switch {
+	case playing && s.playIdx < 0:
+		s.playIdx = len(e.playing)
+		e.playing = append(e.playing, s)
+	case !playing && s.playIdx >= 0:
+		last := len(e.playing) - 1
+		moved := e.playing[last]
+		e.playing[s.playIdx] = moved
+		moved.playIdx = s.playIdx
+		e.playing[last] = nil
+		e.playing = e.playing[:last]
+		s.playIdx = -1
+	}
+}
+
+// SweepIdle deletes, from memory and the store, every session with no
+// connected member whose last change is at least IdleTimeout before now.
+// Run calls it periodically. It returns how many sessions it deleted.
+func (e *Engine) SweepIdle(now time.Time) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for id, s := range e.sessions {
+		members, expired := s.expireIfIdle(now, e.cfg.IdleTimeout)
+		if !expired {
+			continue
+		}
+		n++
+		delete(e.sessions, id)
+		for _, m := range members {
+			if e.index[m] == s {
+				delete(e.index, m)
+			}
+		}
+		// Under e.mu so a new session with this id cannot be saved
+		// before the old record is gone.
+		if err := e.store.Delete(context.Background(), id); err != nil {
+			e.log.Warn("deleting idle session from store failed", "session", id, "err", err)
+		}
+		e.log.Info("idle session deleted", "session", id)
+	}
+	return n
+}
+
+func (e *Engine) lookup(sessionID string) *session {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.sessions[sessionID]
+}
+
+func (e *Engine) memberSession(memberID string) *session {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.index[memberID]
+}
+
+func (e *Engine) unindex(memberID string, s *session) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.index[memberID] == s {
+		delete(e.index, memberID)
+	}
+}
+
+func (e *Engine) serverFull() *Error {
+	return newError(CodeSessionFull,
+		"the server has no room for new sessions (limit %d); join an existing session or try again later", e.cfg.MaxSessions)
+}
+
+// sessionFor returns the session, creating it (from its stored record if
+// there is one) when absent.
+func (e *Engine) sessionFor(sessionID string) (*session, error) {
+	e.mu.Lock()
+	s, n := e.sessions[sessionID], len(e.sessions)
+	e.mu.Unlock()
+	if s != nil {
+		return s, nil
+	}
+	if n >= e.cfg.MaxSessions {
+		return nil, e.serverFull()
+	}
+	// Load outside the engine lock: a remote store may be slow.
+	rec, found, err := e.store.Load(context.Background(), sessionID)
+	if err != nil {
+		e.log.Error("loading session failed", "session", sessionID, "err", err)
+		return nil, newError(CodeInternal, "the session store is unavailable; try again")
+	}
+	now := e.clk.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if s := e.sessions[sessionID]; s != nil {
+		return s, nil
+	}
+	if len(e.sessions) >= e.cfg.MaxSessions {
+		return nil, e.serverFull()
+	}
+	var st sessionState
+	if found {
+		st = restore(rec, now)
+		e.log.Info("session restored from store", "session", sessionID, "version", st.version)
+	} else {
+		st = newSessionState(sessionID, e.cfg.MaxMembers, now)
+		e.log.Debug("session created", "session", sessionID)
+	}
+	s = newSession(e, st)
+	e.sessions[sessionID] = s
+	return s, nil
+}
+
+// restore rebuilds a stored session without its members: their sockets
+// belonged to a process that is gone, and they re-join on reconnect.
+// Version and leader term continue so clients and the store's
+// compare-and-set see them only grow.
+func restore(rec store.SessionRecord, now time.Time) sessionState {
+	st := stateFromRecord(rec, now)
+	st.members = nil
+	st.setLeader("")
+	if st.maxMembers <= 0 {
+		st.maxMembers = DefaultConfig().MaxMembers
+	}
+	return st
+}
+
+// Join puts memberID in the session, creating the session if absent, and
+// sends the snapshot to the joiner and user_joined, room_stats and snapshot
+// to the room. Joining a session the member is already in only re-sends the
+// snapshot to it. Joining another session leaves the previous one first.
+func (e *Engine) Join(memberID string, r JoinRequest) (State, error) {
+	if err := ValidateSessionID(r.SessionID); err != nil {
+		return State{}, err
+	}
+	name, err := normalizeDisplayName(r.DisplayName)
+	if err != nil {
+		return State{}, err
+	}
+	if err := validateRole(r.Role, true); err != nil {
+		return State{}, err
+	}
+	// A retry is needed only if the sweeper closed the session between
+	// lookup and join; a fresh session is not idle, so one retry suffices.
+	for range 3 {
+		s, err := e.sessionFor(r.SessionID)
+		if err != nil {
+			return State{}, err
+		}
+		if prev := e.memberSession(memberID); prev != nil && prev != s {
+			if err := s.refusal(memberID); err != nil {
+				return State{}, err
+			}
+			e.leave(prev, memberID)
+		}
+		st, err := s.run(joinCmd{member: memberID, name: name, role: r.Role}, e.clk.Now())
+		if errors.Is(err, errClosed) {
+			continue
+		}
+		if err != nil {
+			return State{}, err
+		}
+		e.mu.Lock()
+		e.index[memberID] = s
+		e.mu.Unlock()
+		return st, nil
+	}
+	return State{}, newError(CodeInternal, "session %q was being deleted; try again", r.SessionID)
+}
+
+// leave removes memberID from s and from the index.
+func (e *Engine) leave(s *session, memberID string) error {
+	_, err := s.run(leaveCmd{member: memberID, reason: ReasonLeaderLeft}, e.clk.Now())
+	if err == nil || errors.Is(err, errClosed) {
+		e.unindex(memberID, s)
+	}
+	return err
+}
+
+// Leave takes memberID out of the session: user_left, room_stats and
+// snapshot go to the room; a leaving leader hands over at once.
+func (e *Engine) Leave(memberID, sessionID string) error {
+	if err := ValidateSessionID(sessionID); err != nil {
+		return err
+	}
+	s := e.lookup(sessionID)
+	if s == nil {
+		return notInSession(sessionID)
+	}
+	if err := e.leave(s, memberID); err != nil {
+		if errors.Is(err, errClosed) {
+			return notInSession(sessionID)
+		}
+		return err
+	}
+	return nil
+}
+
+// command validates the session id and runs c on that session.
+func (e *Engine) command(sessionID string, c command) (State, error) {
+	if err := ValidateSessionID(sessionID); err != nil {
+		return State{}, err
+	}
+	s := e.lookup(sessionID)
+	if s == nil {
+		return State{}, notInSession(sessionID)
+	}
+	st, err := s.run(c, e.clk.Now())
+	if errors.Is(err, errClosed) {
+		return State{}, notInSession(sessionID)
+	}
+	return st, err
+}
+
+// SetRole claims ("leader") or gives up ("follower") leadership. Claiming
+// succeeds while leadership is vacant, or always with OpenLeadership;
+// otherwise NOT_LEADER. Asking for the role one already has changes
+// nothing.
+func (e *Engine) SetRole(memberID, sessionID, role string) (State, error) {
+	if err := ValidateSessionID(sessionID); err != nil {
+		return State{}, err
+	}
+	if err := validateRole(role, false); err != nil {
+		return State{}, err
+	}
+	return e.command(sessionID, setRoleCmd{member: memberID, role: role})
+}
+
+// SetTempo changes the tempo (leader only), keeping beat phase continuous.
+func (e *Engine) SetTempo(memberID, sessionID string, tempo float64) (State, error) {
+	if err := ValidateSessionID(sessionID); err != nil {
+		return State{}, err
+	}
+	if err := validateTempo(tempo); err != nil {
+		return State{}, err
+	}
+	return e.command(sessionID, setTempoCmd{member: memberID, tempo: tempo})
+}
+
+// Play starts playback delayMs from now (leader only). Play while playing
+// succeeds and changes nothing.
+func (e *Engine) Play(memberID, sessionID string, delayMs float64) (State, error) {
+	if err := ValidateSessionID(sessionID); err != nil {
+		return State{}, err
+	}
+	if err := validateDelay(delayMs); err != nil {
+		return State{}, err
+	}
+	return e.command(sessionID, playCmd{member: memberID, delayMs: delayMs})
+}
+
+// Pause holds the position where it is (leader only). Pause while paused
+// succeeds and changes nothing.
+func (e *Engine) Pause(memberID, sessionID string) (State, error) {
+	return e.command(sessionID, pauseCmd{member: memberID})
+}
+
+// Seek moves the position (leader only), playing or not.
+func (e *Engine) Seek(memberID, sessionID string, positionMs float64) (State, error) {
+	if err := ValidateSessionID(sessionID); err != nil {
+		return State{}, err
+	}
+	if err := validatePosition(positionMs); err != nil {
+		return State{}, err
+	}
+	return e.command(sessionID, seekCmd{member: memberID, position: positionMs})
+}
+
+// Stop pauses and returns to position 0 (leader only).
+func (e *Engine) Stop(memberID, sessionID string) (State, error) {
+	return e.command(sessionID, stopCmd{member: memberID})
+}
+
+// UpdateMessage sets the session's message (any member).
+func (e *Engine) UpdateMessage(memberID, sessionID, message string) (State, error) {
+	if err := ValidateSessionID(sessionID); err != nil {
+		return State{}, err
+	}
+	msg, err := normalizeMessage(message)
+	if err != nil {
+		return State{}, err
+	}
+	return e.command(sessionID, messageCmd{member: memberID, message: msg})
+}
+
+// SyncRequest returns the position now for a member. The engine sends
+// nothing: the caller answers with sync_response (or the ack).
+func (e *Engine) SyncRequest(memberID, sessionID string) (SyncResponse, error) {
+	if err := ValidateSessionID(sessionID); err != nil {
+		return SyncResponse{}, err
+	}
+	s := e.lookup(sessionID)
+	if s == nil {
+		return SyncResponse{}, notInSession(sessionID)
+	}
+	return s.sync(memberID, e.clk.Now())
+}
+
+// Detach records that memberID's socket was lost but may recover: the
+// member stays, marked connected:false. A detached leader keeps leadership
+// for LeaderGrace (playback keeps running); a member not re-attached within
+// RecoveryWindow is removed.
+func (e *Engine) Detach(memberID string) {
+	if s := e.memberSession(memberID); s != nil {
+		_, _ = s.run(connectCmd{member: memberID, connected: false}, e.clk.Now())
+	}
+}
+
+// Attach records that memberID's socket recovered: connected again, and
+// still leader if it led and the grace period has not run out.
+func (e *Engine) Attach(memberID string) {
+	if s := e.memberSession(memberID); s != nil {
+		_, _ = s.run(connectCmd{member: memberID, connected: true}, e.clk.Now())
+	}
+}
+
+// Remove takes memberID out of its session for good (explicit disconnect,
+// or recovery gave up).
+func (e *Engine) Remove(memberID string) {
+	if s := e.memberSession(memberID); s != nil {
+		_ = e.leave(s, memberID)
+	}
+}
+
+// Session returns a snapshot of the session as of now.
+func (e *Engine) Session(sessionID string) (State, bool) {
+	s := e.lookup(sessionID)
+	if s == nil {
+		return State{}, false
+	}
+	return s.snapshot(e.clk.Now())
+}
+
+// Stats counts sessions, playing sessions and members (connected or
+// detached).
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	st := Stats{Sessions: len(e.sessions), Members: len(e.index)}
+	e.mu.Unlock()
+	e.playMu.Lock()
+	st.PlayingSessions = len(e.playing)
+	e.playMu.Unlock()
+	return st
+}
+
+// FlushAll saves every session whose latest change has not reached the
+// store (write-through failed), for shutdown.
+func (e *Engine) FlushAll(ctx context.Context) error {
+	e.mu.Lock()
+	all := make([]*session, 0, len(e.sessions))
+	for _, s := range e.sessions {
+		all = append(all, s)
+	}
+	e.mu.Unlock()
+	var errs []error
+	for _, s := range all {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		if err := s.flush(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,154 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Stable error codes of the wire contract (PROTOCOL.md section 4).
+const (
+	CodeInvalidPayload   = "INVALID_PAYLOAD"
+	CodeInvalidSessionID = "INVALID_SESSION_ID"
+	CodeNotInSession     = "NOT_IN_SESSION"
+	CodeNotLeader        = "NOT_LEADER"
+	CodeSessionFull      = "SESSION_FULL"
+	CodeRateLimited      = "RATE_LIMITED"
+	CodeUnknownEvent     = "UNKNOWN_EVENT"
+	CodePayloadTooLarge  = "PAYLOAD_TOO_LARGE"
+	CodeInternal         = "INTERNAL"
+)
+
+// Limits of the session model.
+const (
+	MinTempo           = 20.0
+	MaxTempo           = 300.0
+	DefaultTempo       = 120.0
+	MaxPositionMs      = 86_400_000.0
+	MaxDelayMs         = 5000.0
+	MaxMessageLen      = 500 // characters (runes), after stripping control characters
+	MaxDisplayNameLen  = 50
+	MaxSessionIDLen    = 64
+	DefaultDisplayName = "Guest"
+
+	RoleLeader   = "leader"
+	RoleFollower = "follower"
+)
+
+// Error is a refused command. The engine always returns it as *Error, so
+// callers use errors.As with a *Error target. It marshals as the error
+// object of an ack: {code, message}.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+func newError(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+func fmtNum(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+
+// quoteShort quotes s for an error message without echoing a huge input.
+func quoteShort(s string) string {
+	const limit = 80
+	if len(s) > limit {
+		cut := limit
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		return strconv.Quote(s[:cut]) + "..."
+	}
+	return strconv.Quote(s)
+}
+
+// ValidateSessionID reports whether id is a legal session id: 1-64
+// characters of [A-Za-z0-9_-]. The HTTP API uses it for GET /sessions/:id.
+func ValidateSessionID(id string) error {
+	ok := len(id) >= 1 && len(id) <= MaxSessionIDLen
+	for i := 0; ok && i < len(id); i++ {
+		c := id[i]
+		ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+	}
+	if !ok {
+		return newError(CodeInvalidSessionID,
+			"sessionId must be 1-%d characters of A-Z, a-z, 0-9, '_' or '-', got %s", MaxSessionIDLen, quoteShort(id))
+	}
+	return nil
+}
+
+func finiteIn(v, lo, hi float64) bool {
+	return !math.IsNaN(v) && !math.IsInf(v, 0) && v >= lo && v <= hi
+}
+
+func validateTempo(v float64) error {
+	if !finiteIn(v, MinTempo, MaxTempo) {
+		return newError(CodeInvalidPayload, "tempo must be a number from %s to %s, got %s",
+			fmtNum(MinTempo), fmtNum(MaxTempo), fmtNum(v))
+	}
+	return nil
+}
+
+func validatePosition(v float64) error {
+	if !finiteIn(v, 0, MaxPositionMs) {
+		return newError(CodeInvalidPayload, "position must be a number of ms from 0 to %s (24 h), got %s",
+			fmtNum(MaxPositionMs), fmtNum(v))
+	}
+	return nil
+}
+
+func validateDelay(v float64) error {
+	if !finiteIn(v, 0, MaxDelayMs) {
+		return newError(CodeInvalidPayload, "delayMs must be a number from 0 to %s, got %s",
+			fmtNum(MaxDelayMs), fmtNum(v))
+	}
+	return nil
+}
+
+// stripControl drops control characters and replaces invalid UTF-8, so what
+// members see is printable text.
+func stripControl(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+func normalizeMessage(s string) (string, error) {
+	s = stripControl(s)
+	if n := utf8.RuneCountInString(s); n > MaxMessageLen {
+		return "", newError(CodeInvalidPayload, "message must be at most %d characters, got %d", MaxMessageLen, n)
+	}
+	return s, nil
+}
+
+func normalizeDisplayName(s string) (string, error) {
+	s = strings.TrimSpace(stripControl(s))
+	if s == "" {
+		return DefaultDisplayName, nil
+	}
+	if n := utf8.RuneCountInString(s); n > MaxDisplayNameLen {
+		return "", newError(CodeInvalidPayload, "displayName must be at most %d characters, got %d", MaxDisplayNameLen, n)
+	}
+	return s, nil
+}
+
+// validateRole accepts "leader" or "follower"; optional allows "" (join).
+func validateRole(role string, optional bool) error {
+	if role == RoleLeader || role == RoleFollower || optional && role == "" {
+		return nil
+	}
+	return newError(CodeInvalidPayload, `role must be "leader" or "follower", got %s`, quoteShort(role))
+}
+
+func notInSession(sessionID string) *Error {
+	return newError(CodeNotInSession, "you are not in session %q; send join_session first", sessionID)
+}

@@ -1,0 +1,251 @@
+package socketio
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// sinkConn is a net.Conn that accepts every write; optionally it blocks
+// writes until released, to play a client that stopped reading.
+type sinkConn struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	writes  int
+	block   chan struct{}
+	closed  chan struct{}
+	discard bool
+	once    sync.Once
+}
+
+func newSink() *sinkConn { return &sinkConn{closed: make(chan struct{})} }
+
+func (s *sinkConn) Write(p []byte) (int, error) {
+	if s.block != nil {
+		select {
+		case <-s.block:
+		case <-s.closed:
+			return 0, net.ErrClosed
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writes++
+	if !s.discard {
+		s.buf.Write(p)
+	}
+	return len(p), nil
+}
+func (s *sinkConn) Read([]byte) (int, error)           { <-s.closed; return 0, net.ErrClosed }
+func (s *sinkConn) Close() error                       { s.once.Do(func() { close(s.closed) }); return nil }
+func (s *sinkConn) LocalAddr() net.Addr                { return &net.TCPAddr{} }
+func (s *sinkConn) RemoteAddr() net.Addr               { return &net.TCPAddr{} }
+func (s *sinkConn) SetDeadline(time.Time) error        { return nil }
+func (s *sinkConn) SetReadDeadline(time.Time) error    { return nil }
+func (s *sinkConn) SetWriteDeadline(t time.Time) error { return nil }
+
+func (s *sinkConn) written() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+func testServer(t testing.TB, o Options) *Server {
+	s := NewServer(o)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	})
+	return s
+}
+
+// newTestConn registers a connected socket writing to sink.
+func newTestConn(s *Server, id string, sink *sinkConn) *Conn {
+	c := &Conn{srv: s, nc: sink, id: id, closedCh: make(chan struct{})}
+	c.connected.Store(true)
+	s.register(c)
+	return c
+}
+
+func waitIdle(t testing.TB, c *Conn) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		idle := !c.writing
+		c.mu.Unlock()
+		if idle {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatal("writer did not drain")
+}
+
+func TestBroadcastReachesRoomMembersOnly(t *testing.T) {
+	s := testServer(t, Options{})
+	sinks := []*sinkConn{newSink(), newSink(), newSink()}
+	var conns []*Conn
+	for i, sk := range sinks {
+		conns = append(conns, newTestConn(s, string(rune('a'+i)), sk))
+	}
+	conns[0].Join("band")
+	conns[1].Join("band")
+	if err := s.Broadcast("band", "snapshot", map[string]int{"version": 3}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range conns {
+		waitIdle(t, c)
+	}
+	for i, want := range []bool{true, true, false} {
+		got := bytes.Contains([]byte(sinks[i].written()), []byte(`42["snapshot",{"version":3}`))
+		if got != want {
+			t.Errorf("member %d received=%v, want %v (wrote %q)", i, got, want, sinks[i].written())
+		}
+	}
+	conns[1].Leave("band")
+	if n := s.RoomSize("band"); n != 1 {
+		t.Fatalf("room size after leave = %d, want 1", n)
+	}
+}
+
+func TestVolatileDroppedWhenBehindAndQueueOverflowDisconnects(t *testing.T) {
+	s := testServer(t, Options{WriteQueueSize: 8})
+	sink := newSink()
+	sink.block = make(chan struct{}) // the client stopped reading
+	c := newTestConn(s, "slow", sink)
+	c.Join("band")
+	fast := newSink()
+	f := newTestConn(s, "fast", fast)
+	f.Join("band")
+
+	// The first frame is taken by the writer, which then blocks.
+	_ = s.Broadcast("band", "snapshot", 1)
+	time.Sleep(10 * time.Millisecond)
+	_ = s.BroadcastVolatile("band", "scroll_tick", 1) // queued: nothing pending
+	time.Sleep(5 * time.Millisecond)
+	_ = s.BroadcastVolatile("band", "scroll_tick", 2) // dropped: one pending behind a stuck write
+	c.mu.Lock()
+	pending := len(c.queue)
+	c.mu.Unlock()
+	if pending != 1 {
+		t.Fatalf("pending frames = %d, want 1 (the second tick dropped)", pending)
+	}
+	// A client that stopped reading is dropped once its queue is full,
+	// while members that keep up are served at the same pace.
+	for i := 0; i < 10; i++ {
+		_ = s.Broadcast("band", "snapshot", i)
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(2 * time.Second):
+		t.Fatal("a connection over its queue bound was not closed")
+	}
+	waitIdle(t, f)
+	if got := bytes.Count([]byte(fast.written()), []byte(`"scroll_tick"`)); got != 2 {
+		t.Fatalf("the fast member got %d ticks, want 2: a slow member must not hold others back: %q", got, fast.written())
+	}
+}
+
+func TestWriterCoalescesPendingFrames(t *testing.T) {
+	s := testServer(t, Options{})
+	sink := newSink()
+	sink.block = make(chan struct{})
+	c := newTestConn(s, "a", sink)
+	c.Join("band")
+	_ = s.Broadcast("band", "e", 0)
+	time.Sleep(10 * time.Millisecond)
+	for i := 1; i <= 20; i++ {
+		_ = s.Broadcast("band", "e", i)
+	}
+	close(sink.block)
+	waitIdle(t, c)
+	// Two vectored writes: the first frame, then the 20 that queued
+	// behind it.
+	st := s.Stats()
+	if st.FramesOut != 21 || st.Writes != 2 {
+		t.Fatalf("frames out = %d in %d writes, want 21 in 2", st.FramesOut, st.Writes)
+	}
+	want := ""
+	for i := 0; i <= 20; i++ {
+		want += string(newFrame(opText, appendEvent(nil, "e", []byte(strconv.Itoa(i)), "")).plain)
+	}
+	if got := sink.written(); got != want {
+		t.Fatalf("bytes on the wire differ from the frames in order:\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestRecoveryRing(t *testing.T) {
+	ctx := context.Background()
+	now := time.Unix(1000, 0)
+	m := NewMemoryRecovery(time.Minute, 4, 1<<20)
+	m.now = func() time.Time { return now }
+	for i := uint64(1); i <= 3; i++ {
+		_ = m.Append(ctx, []string{"", "room:a", "sid1", "room:b"}[i], i, []byte{byte('0' + i)})
+	}
+	recs, ok, _ := m.Since(ctx, 1, []string{"room:b", "sid1"})
+	if !ok || len(recs) != 2 || recs[0].Offset != 2 || recs[1].Offset != 3 {
+		t.Fatalf("Since(1) = %+v, %v", recs, ok)
+	}
+	for i := uint64(4); i <= 6; i++ {
+		_ = m.Append(ctx, "room:a", i, []byte("x"))
+	}
+	// Offsets 1 and 2 were evicted by the count bound: a client at 1
+	// would miss 2, so it must not be recovered.
+	if _, ok, _ := m.Since(ctx, 1, []string{"room:a"}); ok {
+		t.Fatal("recovered across evicted packets")
+	}
+	if recs, ok, _ := m.Since(ctx, 2, []string{"room:a"}); !ok || len(recs) != 3 {
+		t.Fatalf("Since(2) = %d records, %v; want 3 (4,5,6)", len(recs), ok)
+	}
+	now = now.Add(2 * time.Minute)
+	if _, ok, _ := m.Since(ctx, 5, []string{"room:a"}); ok {
+		t.Fatal("recovered after the window passed")
+	}
+	_ = m.Save(ctx, "pid1", Saved{SID: "s", At: now})
+	if _, ok, _ := m.Take(ctx, "pid1"); !ok {
+		t.Fatal("saved session not found")
+	}
+	if _, ok, _ := m.Take(ctx, "pid1"); ok {
+		t.Fatal("a session was taken twice")
+	}
+}
+
+// BenchmarkBroadcast measures one room broadcast; allocs/op must not grow
+// with the member count (0 allocations per member).
+func BenchmarkBroadcast10(b *testing.B)   { benchBroadcast(b, 10) }
+func BenchmarkBroadcast100(b *testing.B)  { benchBroadcast(b, 100) }
+func BenchmarkBroadcast1000(b *testing.B) { benchBroadcast(b, 1000) }
+
+func benchBroadcast(b *testing.B, members int) {
+	s := testServer(b, Options{WriteQueueSize: 1 << 20})
+	var conns []*Conn
+	for i := 0; i < members; i++ {
+		sk := newSink()
+		sk.discard = true
+		c := newTestConn(s, string(rune(0x100+i)), sk)
+		c.Join("band")
+		conns = append(conns, c)
+	}
+	payload := []byte(`{"sessionId":"band","positionMs":12345.678,"tempoBpm":120,"serverTimestamp":1795815239651.138,"version":3}`)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s.BroadcastFrame("band", EncodeVolatile("scroll_tick", payload))
+		if i%64 == 63 {
+			for _, c := range conns {
+				waitIdle(b, c)
+			}
+		}
+	}
+	b.StopTimer()
+	for _, c := range conns {
+		waitIdle(b, c)
+	}
+}
