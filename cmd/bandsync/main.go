@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"sync"
@@ -100,7 +101,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 		Sessions:   sessionsJSON{eng},
 		SocketIO:   sio,
 		Logger:     log,
-		CORSOrigin: cfg.CORSOrigin, RateLimitWindow: cfg.HTTPRateLimitWindow, RateLimitMax: cfg.HTTPRateLimitMaxRequests,
+		CORSOrigin: cfg.CORSOrigin, RateLimitWindow: cfg.HTTPRateLimitWindow, RateLimitMax: cfg.HTTPRateLimitMaxRequests, TrustProxy: cfg.TrustProxy,
 	}
 	if cfg.EnableMetrics {
 		api.Metrics = httpapi.MetricsFrom(mon)
@@ -117,6 +118,9 @@ func run(cfg config.Config, log *slog.Logger) error {
 	for _, fn := range []func(context.Context){eng.Run, handlers.Run, mon.Run} {
 		wg.Add(1)
 		go func() { defer wg.Done(); fn(bg) }()
+	}
+	if cfg.PprofAddr != "" {
+		go servePprof(cfg.PprofAddr, log)
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -176,4 +180,17 @@ type sessionsJSON struct{ eng *engine.Engine }
 func (s sessionsJSON) SessionJSON(id string) (any, bool) {
 	st, ok := s.eng.Session(id)
 	return st, ok
+}
+
+// servePprof serves the profiler on its own listener, apart from the
+// public API and its middleware.
+func servePprof(addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	log.Info("profiler listening", "addr", addr)
+	if err := http.ListenAndServe(addr, mux); err != nil {
+		log.Error("profiler stopped", "err", err)
+	}
 }

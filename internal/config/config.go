@@ -16,6 +16,7 @@ type Config struct {
 	NodeEnv    string // NODE_ENV
 	AppEnv     string // APP_ENV; JSON logs when NODE_ENV or APP_ENV is "production"
 	InstanceID string // INSTANCE_ID (default: hostname-pid)
+	PprofAddr  string // PPROF_ADDR (""): serve net/http/pprof on this address (keep it on loopback)
 	TrustProxy bool   // TRUST_PROXY (false): take the client IP for HTTP rate limits from X-Forwarded-For
 
 	// Redis (issue 4). Neither REDIS_URL nor REDIS_HOST set = in-memory.

@@ -76,6 +76,7 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 		AppEnv:     p.str("APP_ENV", ""),
 		InstanceID: p.str("INSTANCE_ID", defaultInstanceID()),
 		TrustProxy: p.bool("TRUST_PROXY", false),
+		PprofAddr:  p.str("PPROF_ADDR", ""),
 
 		RedisURL:       p.redisURL("REDIS_URL"),
 		RedisHost:      p.str("REDIS_HOST", ""),

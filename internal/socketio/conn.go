@@ -1,7 +1,6 @@
 package socketio
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
@@ -315,7 +314,11 @@ func (c *Conn) close(reason string, closeFrame []byte) {
 // readLoop reads frames until the connection ends. Each frame's read
 // deadline is the heartbeat bound: a client that sends nothing, not even a
 // pong, for pingInterval+pingTimeout is closed with "ping timeout".
-func (c *Conn) readLoop(br *bufio.Reader) {
+//
+// It reads straight from the socket without a buffer: a client sends a
+// few small frames a second, so three reads per frame cost less than a
+// read buffer held by every idle connection.
+func (c *Conn) readLoop(br io.Reader) {
 	var (
 		msg     []byte // message being assembled from fragments
 		msgOp   byte
@@ -416,7 +419,7 @@ type frameHeader struct {
 }
 
 // readHeader reads a WebSocket frame header (RFC 6455 5.2).
-func readHeader(br *bufio.Reader, buf []byte) (frameHeader, error) {
+func readHeader(br io.Reader, buf []byte) (frameHeader, error) {
 	var h frameHeader
 	if _, err := io.ReadFull(br, buf[:2]); err != nil {
 		return h, err
@@ -426,16 +429,26 @@ func readHeader(br *bufio.Reader, buf []byte) (frameHeader, error) {
 	h.op = buf[0] & 0x0F
 	h.masked = buf[1]&0x80 != 0
 	l := int64(buf[1] & 0x7F)
+	ext := 0
 	switch l {
 	case 126:
-		if _, err := io.ReadFull(br, buf[:2]); err != nil {
-			return h, err
-		}
-		l = int64(binary.BigEndian.Uint16(buf[:2]))
+		ext = 2
 	case 127:
-		if _, err := io.ReadFull(br, buf[:8]); err != nil {
+		ext = 8
+	}
+	rest := ext
+	if h.masked {
+		rest += 4
+	}
+	if rest > 0 {
+		if _, err := io.ReadFull(br, buf[:rest]); err != nil {
 			return h, err
 		}
+	}
+	switch ext {
+	case 2:
+		l = int64(binary.BigEndian.Uint16(buf[:2]))
+	case 8:
 		u := binary.BigEndian.Uint64(buf[:8])
 		if u > 1<<62 {
 			u = 1 << 62
@@ -444,9 +457,7 @@ func readHeader(br *bufio.Reader, buf []byte) (frameHeader, error) {
 	}
 	h.length = l
 	if h.masked {
-		if _, err := io.ReadFull(br, h.mask[:]); err != nil {
-			return h, err
-		}
+		copy(h.mask[:], buf[ext:ext+4])
 	}
 	if h.op >= opClose && (!h.fin || h.length > 125) {
 		return h, errors.New("malformed control frame")

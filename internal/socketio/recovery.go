@@ -71,7 +71,7 @@ type recorded struct {
 func NewMemoryRecovery(window time.Duration, maxCount, maxBytes int) *MemoryRecovery {
 	return &MemoryRecovery{
 		window: window, maxCount: maxCount, maxBytes: maxBytes, now: time.Now,
-		ring: make([]recorded, maxCount), sessions: make(map[string]Saved),
+		ring: make([]recorded, min(maxCount, 1024)), sessions: make(map[string]Saved),
 	}
 }
 
@@ -81,6 +81,9 @@ func (m *MemoryRecovery) Append(_ context.Context, target string, offset uint64,
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.evictLocked(now, len(packet), true)
+	if m.n == len(m.ring) {
+		m.growLocked()
+	}
 	i := (m.head + m.n) % len(m.ring)
 	m.ring[i] = recorded{seq: offset, target: target, packet: packet, at: now}
 	m.n++
@@ -94,7 +97,7 @@ func (m *MemoryRecovery) Append(_ context.Context, target string, offset uint64,
 func (m *MemoryRecovery) evictLocked(now time.Time, size int, adding bool) {
 	for m.n > 0 {
 		e := &m.ring[m.head]
-		full := adding && (m.n == len(m.ring) || m.bytes+size > m.maxBytes)
+		full := adding && (m.n >= m.maxCount || m.bytes+size > m.maxBytes)
 		if !full && now.Sub(e.at) <= m.window {
 			return
 		}
@@ -103,6 +106,16 @@ func (m *MemoryRecovery) evictLocked(now time.Time, size int, adding bool) {
 		m.head = (m.head + 1) % len(m.ring)
 		m.n--
 	}
+}
+
+// growLocked doubles the ring (up to maxCount), so a quiet server does not
+// hold the whole bound in memory.
+func (m *MemoryRecovery) growLocked() {
+	bigger := make([]recorded, min(2*len(m.ring), m.maxCount))
+	for k := 0; k < m.n; k++ {
+		bigger[k] = m.ring[(m.head+k)%len(m.ring)]
+	}
+	m.ring, m.head = bigger, 0
 }
 
 // Since implements RecoveryStore.

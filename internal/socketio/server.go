@@ -29,7 +29,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"bufio"
 	"bytes"
 
 	"github.com/gobwas/ws"
@@ -287,19 +286,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	_, deflate := ext.Accepted()
 
-	// The HTTP server's 4 KB read buffer is not kept: bytes it already
-	// holds are carried over and a small reader takes its place.
+	// Bytes the HTTP server already buffered are carried over; its 4 KB
+	// buffers and the handler goroutine are then released, so an idle
+	// connection costs its read goroutine and a few small structs.
 	var src io.Reader = nc
 	if n := rw.Reader.Buffered(); n > 0 {
 		pre, _ := rw.Reader.Peek(n)
 		src = io.MultiReader(bytes.NewReader(bytes.Clone(pre)), nc)
 	}
-	br := bufio.NewReaderSize(src, 512)
 
 	c := &Conn{srv: s, nc: nc, deflate: deflate, remote: r.RemoteAddr, closedCh: make(chan struct{})}
 	c.enqueueControl(newFrame(opText, c.openPacket(randomID())))
 	s.stats.active.Add(1)
 	s.stats.total.Add(1)
+	go c.serve(src)
+}
+
+// serve runs the connection's read loop; a panic in it is logged and
+// closes this connection only.
+func (c *Conn) serve(src io.Reader) {
+	s := c.srv
 	defer s.stats.active.Add(-1)
 	defer func() {
 		if v := recover(); v != nil {
@@ -307,7 +313,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			c.close(ReasonTransportError, closeFrame(1011, "internal error"))
 		}
 	}()
-	c.readLoop(br)
+	c.readLoop(src)
 }
 
 func headerHasToken(h http.Header, key, token string) bool {

@@ -1,0 +1,265 @@
+// Command bandsync-bench loads a server that speaks the BandSync wire
+// contract (the Go server or the Node original) from one process and
+// reports latency percentiles, tick delivery and memory per connection.
+//
+// It talks raw Engine.IO/Socket.IO over WebSocket (internal/benchclient)
+// so that it costs less than the server it measures, and it can measure a
+// minimal in-process relay with the same code to give every fan-out figure
+// a floor to be read against. Every run is bounded in connections and
+// time, and it refuses non-loopback targets unless told otherwise.
+//
+// Usage: bandsync-bench -scenario fanout -sessions 50 -members 8 -baseline
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"os"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/bandsync/bandsync/internal/benchclient"
+)
+
+// config is everything the flags set.
+type config struct {
+	URL         string
+	Scenario    string
+	Sessions    int
+	Members     int
+	N           int
+	Concurrency int
+	Interval    time.Duration // fanout: leader seek period
+	SeekEvery   time.Duration // ticks: leader seek period
+	Tick        time.Duration
+	Duration    time.Duration
+	Warmup      time.Duration
+	Timeout     time.Duration
+	MaxConns    int
+	AllowRemote bool
+	SourceIPs   []net.IP
+	ServerPID   int
+	Baseline    bool
+	JSON        bool
+	CPUProfile  string
+	Readers     string
+
+	RampStart, RampStep, RampMax int
+	StepDuration                 time.Duration
+
+	wsURL string // derived
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "bandsync-bench:", err)
+		os.Exit(2)
+	}
+	// The hard deadline: whatever happens, the run ends.
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
+	defer cancel()
+	go func() {
+		<-ctx.Done()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			time.Sleep(5 * time.Second) // let the scenario report the cancellation itself
+			fmt.Fprintln(os.Stderr, "bandsync-bench: -timeout reached, exiting")
+			os.Exit(3)
+		}
+	}()
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bandsync-bench: -cpuprofile:", err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	rep, err := run(ctx, cfg)
+	if rep != nil {
+		if cfg.JSON {
+			err = errors.Join(err, rep.writeJSON(os.Stdout))
+		} else {
+			rep.writeTable(os.Stdout)
+		}
+	}
+	if err != nil {
+		pprof.StopCPUProfile()
+		fmt.Fprintln(os.Stderr, "bandsync-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (config, error) {
+	var c config
+	var sources string
+	fs := flag.NewFlagSet("bandsync-bench", flag.ContinueOnError)
+	fs.StringVar(&c.URL, "url", "http://127.0.0.1:3001", "server base URL (the Socket.IO path /socket.io/ is appended)")
+	fs.StringVar(&c.Scenario, "scenario", "fanout", "connect | join | fanout | ticks | idle | ramp | relay")
+	fs.IntVar(&c.Sessions, "sessions", 50, "sessions (fanout, ticks, relay)")
+	fs.IntVar(&c.Members, "members", 8, "members per session, leader included (fanout, ticks, idle, ramp, relay)")
+	fs.IntVar(&c.N, "n", 1000, "connections (connect, idle) or join round trips (join)")
+	fs.IntVar(&c.Concurrency, "concurrency", 1, "connect: dials in flight (1 = sequential)")
+	fs.DurationVar(&c.Interval, "interval", 250*time.Millisecond, "fanout/relay: each leader seeks this often")
+	fs.DurationVar(&c.SeekEvery, "seek-interval", time.Second, "ticks: each leader seeks this often (0 = never), to catch stale ticks")
+	fs.DurationVar(&c.Tick, "tick-interval", 16*time.Millisecond, "the server's SCROLL_TICK_INTERVAL; the expected tick period")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measurement window (idle: how long connections are held)")
+	fs.DurationVar(&c.Warmup, "warmup", time.Second, "time between the last play and the start of measurement")
+	fs.DurationVar(&c.Timeout, "timeout", 5*time.Minute, "hard limit on the whole run")
+	fs.IntVar(&c.MaxConns, "max-conns", 19000, "hard cap on client connections (also capped by the open-file limit)")
+	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow a non-loopback -url")
+	fs.StringVar(&sources, "source-ips", "", "comma-separated 127.x.y.z source addresses to spread connections over (default: automatic when needed)")
+	fs.IntVar(&c.ServerPID, "server-pid", 0, "server process id: RSS and CPU are read from /proc/<pid> (idle: otherwise GET /metrics)")
+	fs.BoolVar(&c.Baseline, "baseline", false, "fanout: run the in-process relay with the same shape before and after, and report the p99 ratio")
+	fs.BoolVar(&c.JSON, "json", false, "print results as JSON instead of a table")
+	fs.StringVar(&c.Readers, "readers", "epoll", "how the bench reads its connections: epoll (shared loops, Linux) or goroutine (one per connection)")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the bench's own CPU profile to this file (to check it is not the bottleneck)")
+	fs.IntVar(&c.RampStart, "ramp-start", 100, "ramp: playing sessions in the first step")
+	fs.IntVar(&c.RampStep, "ramp-step", 100, "ramp: sessions added per step")
+	fs.IntVar(&c.RampMax, "ramp-max", 2000, "ramp: stop after this many sessions even without a knee")
+	fs.DurationVar(&c.StepDuration, "step-duration", 3*time.Second, "ramp: measurement window per step")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	switch c.Scenario {
+	case "connect", "join", "fanout", "ticks", "idle", "ramp", "relay":
+	default:
+		return c, fmt.Errorf("unknown -scenario %q", c.Scenario)
+	}
+	for _, v := range []struct {
+		name string
+		val  int
+		min  int
+	}{{"sessions", c.Sessions, 1}, {"members", c.Members, 1}, {"n", c.N, 1}, {"concurrency", c.Concurrency, 1},
+		{"max-conns", c.MaxConns, 1}, {"ramp-start", c.RampStart, 1}, {"ramp-step", c.RampStep, 1}, {"ramp-max", c.RampMax, 1}} {
+		if v.val < v.min {
+			return c, fmt.Errorf("-%s must be at least %d", v.name, v.min)
+		}
+	}
+	switch c.Scenario {
+	case "fanout", "ticks", "ramp", "relay":
+		if c.Members < 2 {
+			return c, errors.New("-members must be at least 2: latency is measured at followers")
+		}
+	}
+	if c.Interval <= 0 || c.Tick <= 0 || c.Duration <= 0 || c.StepDuration <= 0 || c.Timeout <= 0 || c.SeekEvery < 0 || c.Warmup < 0 {
+		return c, errors.New("durations must be positive")
+	}
+	switch c.Readers {
+	case "epoll":
+	case "goroutine":
+		benchclient.UseGoroutineReaders()
+	default:
+		return c, fmt.Errorf("-readers must be epoll or goroutine, not %q", c.Readers)
+	}
+	var err error
+	if c.SourceIPs, err = parseSources(sources); err != nil {
+		return c, err
+	}
+	if c.Scenario != "relay" {
+		if err := checkLoopback(c.URL, c.AllowRemote); err != nil {
+			return c, err
+		}
+	}
+	if c.wsURL, err = benchclient.SocketURL(c.URL); err != nil {
+		return c, err
+	}
+	c.MaxConns = min(c.MaxConns, fileLimit()-200)
+	return c, nil
+}
+
+func parseSources(s string) ([]net.IP, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []net.IP
+	for _, f := range strings.Split(s, ",") {
+		ip := net.ParseIP(strings.TrimSpace(f))
+		if ip == nil || !ip.IsLoopback() || ip.To4() == nil {
+			return nil, fmt.Errorf("-source-ips: %q is not an IPv4 loopback address", f)
+		}
+		out = append(out, ip)
+	}
+	return out, nil
+}
+
+// checkLoopback refuses a target that is not on this machine: the tool
+// generates load, and pointing it elsewhere must be a deliberate choice.
+func checkLoopback(raw string, allowRemote bool) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("-url: %w", err)
+	}
+	if allowRemote {
+		return nil
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return nil
+	}
+	ips := []net.IP{net.ParseIP(host)}
+	if ips[0] == nil {
+		if ips, err = net.LookupIP(host); err != nil {
+			return fmt.Errorf("-url: %w", err)
+		}
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return fmt.Errorf("-url %s is not a loopback address; pass -allow-remote to load another machine", raw)
+		}
+	}
+	return nil
+}
+
+// fileLimit raises the soft open-file limit to the hard one and returns
+// it: every connection is a descriptor.
+func fileLimit() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 1024
+	}
+	if rl.Cur < rl.Max {
+		rl.Cur = rl.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
+		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
+	}
+	return int(min(rl.Cur, math.MaxInt32))
+}
+
+// run executes the chosen scenario.
+func run(ctx context.Context, cfg config) (*report, error) {
+	rep := &report{Target: cfg.URL, Started: time.Now()}
+	var err error
+	switch cfg.Scenario {
+	case "connect":
+		err = runConnect(ctx, cfg, rep)
+	case "join":
+		err = runJoin(ctx, cfg, rep)
+	case "fanout", "ticks":
+		err = runPlaying(ctx, cfg, rep)
+	case "relay":
+		err = runRelay(ctx, cfg, rep)
+	case "idle":
+		err = runIdle(ctx, cfg, rep)
+	case "ramp":
+		err = runRamp(ctx, cfg, rep)
+	}
+	rep.Finished = time.Now()
+	return rep, err
+}

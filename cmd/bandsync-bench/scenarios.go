@@ -1,0 +1,463 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bandsync/bandsync/internal/benchclient"
+)
+
+func checkCap(cfg config, n int) error {
+	if n > cfg.MaxConns {
+		return fmt.Errorf("%d connections exceed the cap of %d (-max-conns, and the open-file limit: raise it with ulimit -n)", n, cfg.MaxConns)
+	}
+	return nil
+}
+
+func repeat(v, n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
+}
+
+// runConnect times N connections from TCP dial to the Socket.IO CONNECT
+// reply, -concurrency at a time. The connections stay open (answering
+// pings) until all are made, so the last ones are made against a server
+// already holding the first.
+func runConnect(ctx context.Context, cfg config, rep *report) error {
+	if err := checkCap(cfg, cfg.N); err != nil {
+		return err
+	}
+	d := newDialer(cfg.wsURL, cfg.SourceIPs, cfg.N)
+	conns := make([]*benchclient.Conn, cfg.N)
+	lats := make([]benchclient.Samples, cfg.Concurrency)
+	var (
+		mu      sync.Mutex
+		fails   int
+		lastErr error
+	)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+	}()
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	cpu := startCPU(cfg.ServerPID)
+	t0 := time.Now()
+	for w := range cfg.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				start := time.Now()
+				c, err := d.dial()
+				if err != nil {
+					mu.Lock()
+					fails, lastErr = fails+1, err
+					mu.Unlock()
+					continue
+				}
+				lats[w].Add(time.Since(start))
+				c.Start(nil, nil)
+				conns[i] = c
+			}
+		}()
+	}
+feed:
+	for i := range cfg.N {
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	elapsed := time.Since(t0)
+	bench, server := cpu.stop()
+	var all benchclient.Samples
+	for i := range lats {
+		all.Merge(&lats[i])
+	}
+	r := rep.add(distRow("connect", "server", fmt.Sprintf("n=%d c=%d", cfg.N, cfg.Concurrency), "dial to CONNECT", &all))
+	r.Missing = ptr(int64(fails))
+	r.Note = fmt.Sprintf("%.0f conn/s; %s", float64(all.Len())/elapsed.Seconds(), cpuNote(bench, server))
+	r.Extra = map[string]any{"elapsedMs": elapsed.Milliseconds(), "failures": fails, "benchCpu": bench, "serverCpu": server}
+	if fails > 0 {
+		r.Note += "; last error: " + lastErr.Error()
+	}
+	return ctx.Err()
+}
+
+// runJoin times join_session -> snapshot round trips, one after the
+// other, each on its own already-connected socket and into a fresh
+// session, so neither the per-socket rate limit nor a crowded room is
+// part of the figure.
+func runJoin(ctx context.Context, cfg config, rep *report) error {
+	if err := checkCap(cfg, cfg.N); err != nil {
+		return err
+	}
+	d := newDialer(cfg.wsURL, cfg.SourceIPs, cfg.N)
+	conns := make([]*benchclient.Conn, cfg.N)
+	snaps := make([]chan time.Time, cfg.N)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+	}()
+	// Connect the pool in parallel; only the joins are timed.
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		derr error
+	)
+	sem := make(chan struct{}, setupParallel)
+	for i := range cfg.N {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			c, err := d.dial()
+			if err != nil {
+				mu.Lock()
+				derr = err
+				mu.Unlock()
+				return
+			}
+			ch := make(chan time.Time, 1)
+			c.Start(func(now time.Time, pkt []byte) {
+				if name, _, ok := benchclient.Event(pkt); ok && string(name) == "snapshot" {
+					select {
+					case ch <- now:
+					default:
+					}
+				}
+			}, nil)
+			conns[i], snaps[i] = c, ch
+		}()
+	}
+	wg.Wait()
+	if derr != nil {
+		return fmt.Errorf("connect: %w", derr)
+	}
+	runID := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	var lat benchclient.Samples
+	timeouts := 0
+	cpu := startCPU(cfg.ServerPID)
+	for i, c := range conns {
+		if ctx.Err() != nil {
+			break
+		}
+		arg := []byte(`{"sessionId":"join-` + runID + `-` + strconv.Itoa(i) + `","displayName":"j"}`)
+		sent := time.Now()
+		if err := c.Emit("join_session", arg); err != nil {
+			return fmt.Errorf("join_session: %w", err)
+		}
+		select {
+		case at := <-snaps[i]:
+			lat.Add(at.Sub(sent))
+		case <-time.After(5 * time.Second):
+			timeouts++
+		case <-ctx.Done():
+		}
+	}
+	bench, server := cpu.stop()
+	r := rep.add(distRow("join", "server", fmt.Sprintf("n=%d", cfg.N), "join_session to snapshot", &lat))
+	r.Missing = ptr(int64(timeouts))
+	r.Note = cpuNote(bench, server)
+	r.Extra = map[string]any{"benchCpu": bench, "serverCpu": server}
+	return ctx.Err()
+}
+
+// runPlaying is the fanout and ticks scenarios: S sessions of M members,
+// all playing, leaders seeking. With -baseline (fanout), the relay is
+// measured with the same shape right before and right after the server.
+func runPlaying(ctx context.Context, cfg config, rep *report) error {
+	if err := checkCap(cfg, cfg.Sessions*cfg.Members); err != nil {
+		return err
+	}
+	seek := cfg.Interval
+	if cfg.Scenario == "ticks" {
+		seek = cfg.SeekEvery
+	}
+	shape := fmt.Sprintf("%dx%d", cfg.Sessions, cfg.Members)
+	var relayP99 []time.Duration
+	baseline := func() error {
+		w, err := relayWindow(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("relay baseline: %w", err)
+		}
+		rows := windowRows(rep, "relay", "relay", shape, w, cfg, cfg.Interval, false)
+		relayP99 = append(relayP99, rows[0].summary.P99)
+		return nil
+	}
+	if cfg.Baseline {
+		if err := baseline(); err != nil {
+			return err
+		}
+	}
+	w, err := playWindow(ctx, cfg, cfg.wsURL, true, seek, cfg.ServerPID)
+	if w != nil {
+		rows := windowRows(rep, cfg.Scenario, "server", shape, w, cfg, seek, true)
+		if cfg.Baseline && seek > 0 {
+			defer func() {
+				var sum time.Duration
+				for _, p := range relayP99 {
+					sum += p
+				}
+				if len(relayP99) > 0 && sum > 0 {
+					ratio := float64(rows[0].summary.P99) / (float64(sum) / float64(len(relayP99)))
+					rows[0].RatioToRelay = ptr(float64(int(ratio*100+0.5)) / 100)
+				}
+			}()
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if cfg.Baseline {
+		return baseline()
+	}
+	return nil
+}
+
+// runRelay measures only the in-process relay with the fanout shape.
+func runRelay(ctx context.Context, cfg config, rep *report) error {
+	if err := checkCap(cfg, cfg.Sessions*cfg.Members); err != nil {
+		return err
+	}
+	w, err := relayWindow(ctx, cfg)
+	if w != nil {
+		windowRows(rep, "relay", "relay", fmt.Sprintf("%dx%d", cfg.Sessions, cfg.Members), w, cfg, cfg.Interval, false)
+	}
+	return err
+}
+
+func relayWindow(ctx context.Context, cfg config) (*window, error) {
+	r, err := benchclient.ListenRelay("127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	u, err := benchclient.SocketURL(r.URL())
+	if err != nil {
+		return nil, err
+	}
+	return playWindow(ctx, cfg, u, false, cfg.Interval, 0)
+}
+
+// playWindow sets up S x M, starts playback, waits -warmup and measures
+// one -duration window.
+func playWindow(ctx context.Context, cfg config, wsURL string, expectTicks bool, seek time.Duration, pid int) (*window, error) {
+	f := newFleet(newDialer(wsURL, cfg.SourceIPs, cfg.Sessions*cfg.Members), cfg.Tick, expectTicks)
+	defer f.close()
+	ss, err := f.addSessions(ctx, repeat(cfg.Members, cfg.Sessions))
+	if err != nil {
+		return nil, err
+	}
+	if err := f.play(ctx, ss); err != nil {
+		return nil, err
+	}
+	if err := sleep(ctx, cfg.Warmup); err != nil {
+		return nil, err
+	}
+	return f.measure(ctx, cfg.Duration, seek, pid)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// windowRows reports a window: seek latency first (when seeks ran), then
+// the tick metrics (when the target ticks).
+func windowRows(rep *report, scenario, target, shape string, w *window, cfg config, seek time.Duration, ticks bool) []*row {
+	var rows []*row
+	extra := map[string]any{
+		"windowMs": w.duration.Milliseconds(), "followers": w.followers, "benchCpu": w.benchCPU, "serverCpu": w.serverCPU,
+		"drops": w.drops, "errorEvents": w.errEvents, "tickIntervalMs": cfg.Tick.Milliseconds(), "seekIntervalMs": seek.Milliseconds(),
+	}
+	run := cpuNote(w.benchCPU, w.serverCPU)
+	if w.drops > 0 {
+		run += fmt.Sprintf("; %d connections dropped (%s)", w.drops, w.lastDrop)
+	}
+	if w.errEvents > 0 {
+		run += fmt.Sprintf("; %d error events (%s)", w.errEvents, w.lastError)
+	}
+	if seek > 0 {
+		r := rep.add(distRow(scenario, target, shape, "seek latency", &w.seekLat))
+		r.Missing = ptr(w.missing())
+		r.Note = fmt.Sprintf("every %v; %d first by snapshot; %s", seek, w.bySnapshot, run)
+		r.Extra = extra
+		extra["seekReceipts"], extra["seekReceiptsExpected"], extra["firstBySnapshot"] = w.seekLat.Len(), w.seeksExpected, w.bySnapshot
+		rows = append(rows, r)
+	}
+	if ticks {
+		r := rep.add(distRow(scenario, target, shape, "tick lag", &w.lag))
+		r.Delivery = ptr(w.delivery(cfg.Tick))
+		r.Note = fmt.Sprintf("%d ticks / %d expected", w.ticks, int64(float64(w.followers)*float64(w.duration)/float64(cfg.Tick)))
+		if seek == 0 {
+			r.Note += "; " + run
+			r.Extra = extra
+		}
+		rows = append(rows, r)
+		rows = append(rows, rep.add(distRow(scenario, target, shape, "tick jitter", &w.jitter)))
+		r = rep.add(distRow(scenario, target, shape, "position error", &w.posErr))
+		r.Note = fmt.Sprintf("%d stale ticks (pre-seek position after the seek)", w.stale)
+		r.Extra = map[string]any{"staleTicks": w.stale}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+func cpuNote(bench, server float64) string {
+	s := fmt.Sprintf("bench cpu %.0f%%", bench*100)
+	if server >= 0 {
+		s += fmt.Sprintf(", server cpu %.0f%%", server*100)
+	}
+	return s
+}
+
+// runIdle holds N joined connections (sessions of M) without playback
+// and reports the server's resident memory per connection.
+func runIdle(ctx context.Context, cfg config, rep *report) error {
+	if err := checkCap(cfg, cfg.N); err != nil {
+		return err
+	}
+	rss0, gor0, err := serverMemory(ctx, cfg.URL, cfg.ServerPID)
+	if err != nil {
+		return fmt.Errorf("server memory: %w", err)
+	}
+	sizes := repeat(cfg.Members, cfg.N/cfg.Members)
+	if r := cfg.N % cfg.Members; r > 0 {
+		sizes = append(sizes, r)
+	}
+	f := newFleet(newDialer(cfg.wsURL, cfg.SourceIPs, cfg.N), cfg.Tick, false)
+	defer f.close()
+	t0 := time.Now()
+	if _, err := f.addSessions(ctx, sizes); err != nil {
+		return err
+	}
+	setup := time.Since(t0)
+	// Let the server's buffers from the join storm be released before
+	// reading memory; then hold for the window, pings answered.
+	if err := sleep(ctx, 2*time.Second); err != nil {
+		return err
+	}
+	rss1, gor1, err := serverMemory(ctx, cfg.URL, cfg.ServerPID)
+	if err != nil {
+		return err
+	}
+	if err := sleep(ctx, cfg.Duration); err != nil {
+		return err
+	}
+	rss2, _, err := serverMemory(ctx, cfg.URL, cfg.ServerPID)
+	if err != nil {
+		return err
+	}
+	var w window
+	f.harvest(&w)
+	per := float64(rss2-rss0) / float64(cfg.N)
+	src := "/metrics memory.rssBytes"
+	if cfg.ServerPID > 0 {
+		src = "/proc VmRSS"
+	}
+	r := rep.add(&row{Scenario: "idle", Target: "server", Shape: fmt.Sprintf("%d in %dx%d", cfg.N, len(sizes), cfg.Members),
+		Metric: "server RSS per joined conn", Count: cfg.N, Missing: ptr(w.drops)})
+	r.Note = fmt.Sprintf("%.2f KiB/conn after %v held (%.2f KiB right after join); RSS %.1f -> %.1f MiB (%s); set up in %v",
+		per/1024, cfg.Duration, float64(rss1-rss0)/float64(cfg.N)/1024, mib(rss0), mib(rss2), src, setup.Round(time.Millisecond))
+	if gor0 > 0 || gor1 > 0 {
+		r.Note += fmt.Sprintf("; goroutines %d -> %d", gor0, gor1)
+	}
+	r.Extra = map[string]any{"rssBeforeBytes": rss0, "rssJoinedBytes": rss1, "rssAfterBytes": rss2, "bytesPerConn": per,
+		"goroutinesBefore": gor0, "goroutinesAfter": gor1, "setupMs": setup.Milliseconds(), "drops": w.drops}
+	return nil
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// runRamp adds playing sessions step by step until tick lag p99 exceeds
+// one tick interval or delivery drops under 99%, and reports the knee:
+// the last step that met both.
+func runRamp(ctx context.Context, cfg config, rep *report) error {
+	f := newFleet(newDialer(cfg.wsURL, cfg.SourceIPs, min(cfg.RampMax*cfg.Members, cfg.MaxConns)), cfg.Tick, true)
+	defer f.close()
+	sessions, knee := 0, 0
+	var stop string
+	for step := 0; ; step++ {
+		add := cfg.RampStep
+		if step == 0 {
+			add = cfg.RampStart
+		}
+		add = min(add, cfg.RampMax-sessions, (cfg.MaxConns-sessions*cfg.Members)/cfg.Members)
+		if add <= 0 {
+			stop = "reached -ramp-max or the connection cap without a knee"
+			break
+		}
+		ss, err := f.addSessions(ctx, repeat(cfg.Members, add))
+		if err == nil {
+			err = f.play(ctx, ss)
+		}
+		if err == nil {
+			err = sleep(ctx, cfg.Warmup)
+		}
+		if err != nil {
+			stop = "set-up failed: " + err.Error()
+			break
+		}
+		sessions += add
+		w, err := f.measure(ctx, cfg.StepDuration, 0, cfg.ServerPID)
+		if err != nil {
+			return err
+		}
+		shape := fmt.Sprintf("%dx%d", sessions, cfg.Members)
+		r := rep.add(distRow("ramp", "server", shape, "tick lag", &w.lag))
+		r.Delivery = ptr(w.delivery(cfg.Tick))
+		r.Note = cpuNote(w.benchCPU, w.serverCPU)
+		if w.drops > 0 {
+			r.Note += fmt.Sprintf("; %d dropped", w.drops)
+		}
+		r.Extra = map[string]any{"sessions": sessions, "connections": sessions * cfg.Members, "benchCpu": w.benchCPU, "serverCpu": w.serverCPU,
+			"jitterP99Ms": *ms(w.jitter.Percentile(99)), "drops": w.drops}
+		var bad []string
+		if p := w.lag.Percentile(99); p > cfg.Tick {
+			bad = append(bad, fmt.Sprintf("lag p99 %v > %v", p.Round(time.Microsecond), cfg.Tick))
+		}
+		if d := w.delivery(cfg.Tick); d < 0.99 {
+			bad = append(bad, fmt.Sprintf("delivery %.2f%% < 99%%", d*100))
+		}
+		if len(bad) > 0 {
+			stop = strings.Join(bad, ", ")
+			r.Note += "; past the knee: " + stop
+			break
+		}
+		knee = sessions
+	}
+	if knee == 0 {
+		rep.Knee = fmt.Sprintf("none: the first step already failed (%s)", stop)
+	} else {
+		rep.Knee = fmt.Sprintf("%d sessions x %d members = %d connections at %v ticks (stopped: %s)",
+			knee, cfg.Members, knee*cfg.Members, cfg.Tick, stop)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil
+}
