@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/bandsync/bandsync/internal/benchclient"
@@ -45,5 +48,9 @@ func (d *dialer) dial() (*benchclient.Conn, error) {
 	if len(d.sources) > 0 {
 		local = d.sources[d.next.Add(1)%uint64(len(d.sources))]
 	}
-	return benchclient.Dial(d.url, local, dialTimeout)
+	c, err := benchclient.Dial(d.url, local, dialTimeout)
+	if errors.Is(err, syscall.EADDRNOTAVAIL) {
+		err = fmt.Errorf("%w (out of ephemeral ports for this source address: pass more with -source-ips 127.0.0.2,127.0.0.3,... or wait for TIME_WAIT to expire; `ss -s` shows them)", err)
+	}
+	return c, err
 }

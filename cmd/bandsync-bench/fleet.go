@@ -50,7 +50,7 @@ type fleet struct {
 	d           *dialer
 	runID       string
 	tick        time.Duration
-	expectTicks bool      // the target sends scroll_tick and isPlaying (the relay does not)
+	expectTicks bool      // playback is started and ticks are expected (not for idle)
 	origin      time.Time // zero of the monotonic send times
 
 	measuring atomic.Bool // ticks count only while set
@@ -285,6 +285,12 @@ func (m *member) handle(now time.Time, pkt []byte) {
 	case "seek":
 		m.onTransport(now, arg, false)
 	case "play":
+		// A server sends play and an isPlaying snapshot; the relay only
+		// forwards the leader's play.
+		if !m.playingDone {
+			m.playingDone = true
+			close(m.playing)
+		}
 		m.onTransport(now, arg, false)
 	case "snapshot":
 		if !m.joinedDone {
@@ -422,7 +428,7 @@ type window struct {
 	duration                     time.Duration
 	drops, errEvents             int64
 	lastDrop, lastError          string
-	benchCPU, serverCPU          float64 // fraction of one core; -1 when unknown
+	cpu                          cpuUse
 }
 
 func (w *window) delivery(tick time.Duration) float64 {
@@ -461,7 +467,7 @@ func (f *fleet) measure(ctx context.Context, d, seekEvery time.Duration, serverP
 	f.measuring.Store(false)
 	elapsed := time.Since(t0)
 	w := &window{duration: elapsed}
-	w.benchCPU, w.serverCPU = cpu.stop()
+	w.cpu = cpu.stop()
 	if seekEvery > 0 {
 		time.Sleep(min(time.Second, 4*seekEvery))
 	}

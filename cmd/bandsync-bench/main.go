@@ -123,7 +123,7 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow a non-loopback -url")
 	fs.StringVar(&sources, "source-ips", "", "comma-separated 127.x.y.z source addresses to spread connections over (default: automatic when needed)")
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "server process id: RSS and CPU are read from /proc/<pid> (idle: otherwise GET /metrics)")
-	fs.BoolVar(&c.Baseline, "baseline", false, "fanout: run the in-process relay with the same shape before and after, and report the p99 ratio")
+	fs.BoolVar(&c.Baseline, "baseline", false, "fanout, ticks: measure the in-process relay with the same shape right before and after the server, and report p99 ratios")
 	fs.BoolVar(&c.JSON, "json", false, "print results as JSON instead of a table")
 	fs.StringVar(&c.Readers, "readers", "epoll", "how the bench reads its connections: epoll (shared loops, Linux) or goroutine (one per connection)")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the bench's own CPU profile to this file (to check it is not the bottleneck)")
@@ -163,8 +163,9 @@ func parseFlags(args []string) (config, error) {
 	}
 	switch c.Readers {
 	case "epoll":
+		benchclient.UseGoroutineReaders(false)
 	case "goroutine":
-		benchclient.UseGoroutineReaders()
+		benchclient.UseGoroutineReaders(true)
 	default:
 		return c, fmt.Errorf("-readers must be epoll or goroutine, not %q", c.Readers)
 	}

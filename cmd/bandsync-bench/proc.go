@@ -20,10 +20,22 @@ const clockTicks = 100
 // cpuMeter measures CPU use of the bench itself and, when its pid is
 // known, of the server over a window: on a shared machine it tells
 // whether the bench or the server was the bottleneck.
+// The machine's total is measured too: on a shared machine, CPU used by
+// neither the bench nor the server explains a noisy run.
 type cpuMeter struct {
 	pid        int
 	t0         time.Time
 	self0, sv0 time.Duration
+	busy0      time.Duration
+	busyOK     bool
+}
+
+// cpuUse is CPU used over a window, in cores (1.0 = one core busy); -1
+// when unknown.
+type cpuUse struct {
+	Bench   float64 `json:"bench"`
+	Server  float64 `json:"server"`
+	Machine float64 `json:"machine"`
 }
 
 func startCPU(pid int) cpuMeter {
@@ -31,21 +43,50 @@ func startCPU(pid int) cpuMeter {
 	if pid > 0 {
 		m.sv0, _ = procCPU(pid)
 	}
+	m.busy0, m.busyOK = machineBusy()
 	return m
 }
 
-// stop returns the bench's and the server's CPU use as a fraction of one
-// core; the server's is -1 when unknown.
-func (m cpuMeter) stop() (bench, server float64) {
+func (m cpuMeter) stop() cpuUse {
 	wall := time.Since(m.t0).Seconds()
-	bench = (selfCPU() - m.self0).Seconds() / wall
-	server = -1
+	u := cpuUse{Bench: (selfCPU() - m.self0).Seconds() / wall, Server: -1, Machine: -1}
 	if m.pid > 0 {
 		if sv, err := procCPU(m.pid); err == nil {
-			server = (sv - m.sv0).Seconds() / wall
+			u.Server = (sv - m.sv0).Seconds() / wall
 		}
 	}
-	return bench, server
+	if b, ok := machineBusy(); ok && m.busyOK {
+		u.Machine = (b - m.busy0).Seconds() / wall
+	}
+	return u
+}
+
+// machineBusy is the CPU time all cores spent not idle, from /proc/stat.
+func machineBusy() (time.Duration, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, false
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		// Fields: user nice system idle iowait irq softirq steal guest
+		// guest_nice; idle and iowait are not busy, guest time is
+		// already counted in user.
+		if i == 3 || i == 4 || i >= 8 {
+			continue
+		}
+		busy += n
+	}
+	return time.Duration(busy) * time.Second / clockTicks, true
 }
 
 func selfCPU() time.Duration {
@@ -105,6 +146,9 @@ func procRSS(pid int) (int64, error) {
 
 // serverMetrics is the part of GET /metrics the bench reads.
 type serverMetrics struct {
+	Connections struct {
+		Active int `json:"active"`
+	} `json:"connections"`
 	Memory struct {
 		RSSBytes int64 `json:"rssBytes"`
 	} `json:"memory"`
@@ -133,22 +177,31 @@ func fetchMetrics(ctx context.Context, base string) (serverMetrics, error) {
 	return m, json.NewDecoder(resp.Body).Decode(&m)
 }
 
-// serverMemory is the server's RSS (from /proc when pid is known, from
-// /metrics otherwise) and its goroutine count when /metrics reports one.
-func serverMemory(ctx context.Context, base string, pid int) (rss int64, goroutines int, err error) {
+// serverMem is what the idle scenario reads from the server.
+type serverMem struct {
+	rss         int64 // bytes
+	goroutines  int   // 0 when /metrics does not say
+	connections int   // active connections per /metrics
+}
+
+// serverMemory reads the server's RSS from /proc when pid is known, from
+// GET /metrics otherwise, and what else /metrics tells.
+func serverMemory(ctx context.Context, base string, pid int) (serverMem, error) {
+	var out serverMem
 	m, merr := fetchMetrics(ctx, base)
 	if merr == nil {
-		rss, goroutines = m.Memory.RSSBytes, m.Runtime.Goroutines
+		out = serverMem{rss: m.Memory.RSSBytes, goroutines: m.Runtime.Goroutines, connections: m.Connections.Active}
 	}
 	if pid > 0 {
-		rss, err = procRSS(pid)
-		return rss, goroutines, err
+		var err error
+		out.rss, err = procRSS(pid)
+		return out, err
 	}
 	if merr != nil {
-		return 0, 0, merr
+		return out, merr
 	}
-	if rss == 0 {
-		return 0, goroutines, errors.New("GET /metrics has no memory.rssBytes; pass -server-pid")
+	if out.rss == 0 {
+		return out, errors.New("GET /metrics has no memory.rssBytes; pass -server-pid")
 	}
-	return rss, goroutines, nil
+	return out, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,15 +84,15 @@ feed:
 	close(jobs)
 	wg.Wait()
 	elapsed := time.Since(t0)
-	bench, server := cpu.stop()
+	use := cpu.stop()
 	var all benchclient.Samples
 	for i := range lats {
 		all.Merge(&lats[i])
 	}
 	r := rep.add(distRow("connect", "server", fmt.Sprintf("n=%d c=%d", cfg.N, cfg.Concurrency), "dial to CONNECT", &all))
 	r.Missing = ptr(int64(fails))
-	r.Note = fmt.Sprintf("%.0f conn/s; %s", float64(all.Len())/elapsed.Seconds(), cpuNote(bench, server))
-	r.Extra = map[string]any{"elapsedMs": elapsed.Milliseconds(), "failures": fails, "benchCpu": bench, "serverCpu": server}
+	r.Note = fmt.Sprintf("%.0f conn/s; %s", float64(all.Len())/elapsed.Seconds(), use.note())
+	r.Extra = map[string]any{"elapsedMs": elapsed.Milliseconds(), "failures": fails, "cpu": use}
 	if fails > 0 {
 		r.Note += "; last error: " + lastErr.Error()
 	}
@@ -172,11 +173,11 @@ func runJoin(ctx context.Context, cfg config, rep *report) error {
 		case <-ctx.Done():
 		}
 	}
-	bench, server := cpu.stop()
+	use := cpu.stop()
 	r := rep.add(distRow("join", "server", fmt.Sprintf("n=%d", cfg.N), "join_session to snapshot", &lat))
 	r.Missing = ptr(int64(timeouts))
-	r.Note = cpuNote(bench, server)
-	r.Extra = map[string]any{"benchCpu": bench, "serverCpu": server}
+	r.Note = use.note()
+	r.Extra = map[string]any{"cpu": use}
 	return ctx.Err()
 }
 
@@ -192,14 +193,18 @@ func runPlaying(ctx context.Context, cfg config, rep *report) error {
 		seek = cfg.SeekEvery
 	}
 	shape := fmt.Sprintf("%dx%d", cfg.Sessions, cfg.Members)
-	var relayP99 []time.Duration
+	// The relay's p99 per metric, over the baseline runs.
+	floor := map[string][]time.Duration{}
+	relayDelivery := 1.0
 	baseline := func() error {
-		w, err := relayWindow(ctx, cfg)
+		w, err := relayWindow(ctx, cfg, seek)
 		if err != nil {
 			return fmt.Errorf("relay baseline: %w", err)
 		}
-		rows := windowRows(rep, "relay", "relay", shape, w, cfg, cfg.Interval, false)
-		relayP99 = append(relayP99, rows[0].summary.P99)
+		relayDelivery = min(relayDelivery, w.delivery(cfg.Tick))
+		for _, r := range windowRows(rep, "relay", "relay", shape, w, cfg, seek) {
+			floor[r.Metric] = append(floor[r.Metric], r.summary.P99)
+		}
 		return nil
 	}
 	if cfg.Baseline {
@@ -207,27 +212,34 @@ func runPlaying(ctx context.Context, cfg config, rep *report) error {
 			return err
 		}
 	}
-	w, err := playWindow(ctx, cfg, cfg.wsURL, true, seek, cfg.ServerPID)
-	if w != nil {
-		rows := windowRows(rep, cfg.Scenario, "server", shape, w, cfg, seek, true)
-		if cfg.Baseline && seek > 0 {
-			defer func() {
-				var sum time.Duration
-				for _, p := range relayP99 {
-					sum += p
-				}
-				if len(relayP99) > 0 && sum > 0 {
-					ratio := float64(rows[0].summary.P99) / (float64(sum) / float64(len(relayP99)))
-					rows[0].RatioToRelay = ptr(float64(int(ratio*100+0.5)) / 100)
-				}
-			}()
-		}
-	}
+	w, err := playWindow(ctx, cfg, cfg.wsURL, seek, cfg.ServerPID)
 	if err != nil {
 		return err
 	}
-	if cfg.Baseline {
-		return baseline()
+	rows := windowRows(rep, cfg.Scenario, "server", shape, w, cfg, seek)
+	if !cfg.Baseline {
+		return nil
+	}
+	if err := baseline(); err != nil {
+		return err
+	}
+	// Ratio of p99s, against the mean of the relay's before and after.
+	for _, r := range rows {
+		ps := floor[r.Metric]
+		var sum time.Duration
+		for _, p := range ps {
+			sum += p
+		}
+		if r.Metric == "position error" || len(ps) == 0 || sum <= 0 || r.Count == 0 {
+			continue
+		}
+		ratio := float64(r.summary.P99) / (float64(sum) / float64(len(ps)))
+		r.RatioToRelay = ptr(math.Round(ratio*100) / 100)
+	}
+	if relayDelivery < 0.99 {
+		// The relay shares the bench's process and the machine's cores;
+		// past what the machine can carry it is no floor any more.
+		rows[0].Note += fmt.Sprintf("; the relay itself was saturated (tick delivery %.1f%%): the ratios are not against a floor", relayDelivery*100)
 	}
 	return nil
 }
@@ -237,15 +249,15 @@ func runRelay(ctx context.Context, cfg config, rep *report) error {
 	if err := checkCap(cfg, cfg.Sessions*cfg.Members); err != nil {
 		return err
 	}
-	w, err := relayWindow(ctx, cfg)
+	w, err := relayWindow(ctx, cfg, cfg.Interval)
 	if w != nil {
-		windowRows(rep, "relay", "relay", fmt.Sprintf("%dx%d", cfg.Sessions, cfg.Members), w, cfg, cfg.Interval, false)
+		windowRows(rep, "relay", "relay", fmt.Sprintf("%dx%d", cfg.Sessions, cfg.Members), w, cfg, cfg.Interval)
 	}
 	return err
 }
 
-func relayWindow(ctx context.Context, cfg config) (*window, error) {
-	r, err := benchclient.ListenRelay("127.0.0.1:0")
+func relayWindow(ctx context.Context, cfg config, seek time.Duration) (*window, error) {
+	r, err := benchclient.ListenRelay("127.0.0.1:0", cfg.Tick)
 	if err != nil {
 		return nil, err
 	}
@@ -254,13 +266,13 @@ func relayWindow(ctx context.Context, cfg config) (*window, error) {
 	if err != nil {
 		return nil, err
 	}
-	return playWindow(ctx, cfg, u, false, cfg.Interval, 0)
+	return playWindow(ctx, cfg, u, seek, 0)
 }
 
 // playWindow sets up S x M, starts playback, waits -warmup and measures
 // one -duration window.
-func playWindow(ctx context.Context, cfg config, wsURL string, expectTicks bool, seek time.Duration, pid int) (*window, error) {
-	f := newFleet(newDialer(wsURL, cfg.SourceIPs, cfg.Sessions*cfg.Members), cfg.Tick, expectTicks)
+func playWindow(ctx context.Context, cfg config, wsURL string, seek time.Duration, pid int) (*window, error) {
+	f := newFleet(newDialer(wsURL, cfg.SourceIPs, cfg.Sessions*cfg.Members), cfg.Tick, true)
 	defer f.close()
 	ss, err := f.addSessions(ctx, repeat(cfg.Members, cfg.Sessions))
 	if err != nil {
@@ -288,13 +300,13 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // windowRows reports a window: seek latency first (when seeks ran), then
 // the tick metrics (when the target ticks).
-func windowRows(rep *report, scenario, target, shape string, w *window, cfg config, seek time.Duration, ticks bool) []*row {
+func windowRows(rep *report, scenario, target, shape string, w *window, cfg config, seek time.Duration) []*row {
 	var rows []*row
 	extra := map[string]any{
-		"windowMs": w.duration.Milliseconds(), "followers": w.followers, "benchCpu": w.benchCPU, "serverCpu": w.serverCPU,
+		"windowMs": w.duration.Milliseconds(), "followers": w.followers, "cpu": w.cpu,
 		"drops": w.drops, "errorEvents": w.errEvents, "tickIntervalMs": cfg.Tick.Milliseconds(), "seekIntervalMs": seek.Milliseconds(),
 	}
-	run := cpuNote(w.benchCPU, w.serverCPU)
+	run := w.cpu.note()
 	if w.drops > 0 {
 		run += fmt.Sprintf("; %d connections dropped (%s)", w.drops, w.lastDrop)
 	}
@@ -309,7 +321,7 @@ func windowRows(rep *report, scenario, target, shape string, w *window, cfg conf
 		extra["seekReceipts"], extra["seekReceiptsExpected"], extra["firstBySnapshot"] = w.seekLat.Len(), w.seeksExpected, w.bySnapshot
 		rows = append(rows, r)
 	}
-	if ticks {
+	{
 		r := rep.add(distRow(scenario, target, shape, "tick lag", &w.lag))
 		r.Delivery = ptr(w.delivery(cfg.Tick))
 		r.Note = fmt.Sprintf("%d ticks / %d expected", w.ticks, int64(float64(w.followers)*float64(w.duration)/float64(cfg.Tick)))
@@ -319,6 +331,11 @@ func windowRows(rep *report, scenario, target, shape string, w *window, cfg conf
 		}
 		rows = append(rows, r)
 		rows = append(rows, rep.add(distRow(scenario, target, shape, "tick jitter", &w.jitter)))
+		if target == "relay" {
+			// The relay's seeks carry no serverTimestamp, so its
+			// ticks have no anchor to be checked against.
+			return rows
+		}
 		r = rep.add(distRow(scenario, target, shape, "position error", &w.posErr))
 		r.Note = fmt.Sprintf("%d stale ticks (pre-seek position after the seek)", w.stale)
 		r.Extra = map[string]any{"staleTicks": w.stale}
@@ -327,10 +344,21 @@ func windowRows(rep *report, scenario, target, shape string, w *window, cfg conf
 	return rows
 }
 
-func cpuNote(bench, server float64) string {
-	s := fmt.Sprintf("bench cpu %.0f%%", bench*100)
-	if server >= 0 {
-		s += fmt.Sprintf(", server cpu %.0f%%", server*100)
+// note says who used the CPU: the bench, the server, and everything
+// else on the machine (other people's work on a shared box).
+func (u cpuUse) note() string {
+	s := fmt.Sprintf("cpu: bench %.0f%%", u.Bench*100)
+	if u.Server >= 0 {
+		s += fmt.Sprintf(", server %.0f%%", u.Server*100)
+	}
+	if u.Machine >= 0 {
+		other := u.Machine - u.Bench
+		if u.Server >= 0 {
+			other -= u.Server
+			s += fmt.Sprintf(", other %.0f%%", max(other, 0)*100)
+		} else {
+			s += fmt.Sprintf(", rest of machine %.0f%%", max(other, 0)*100)
+		}
 	}
 	return s
 }
@@ -341,7 +369,7 @@ func runIdle(ctx context.Context, cfg config, rep *report) error {
 	if err := checkCap(cfg, cfg.N); err != nil {
 		return err
 	}
-	rss0, gor0, err := serverMemory(ctx, cfg.URL, cfg.ServerPID)
+	m0, err := serverMemory(ctx, cfg.URL, cfg.ServerPID)
 	if err != nil {
 		return fmt.Errorf("server memory: %w", err)
 	}
@@ -361,20 +389,20 @@ func runIdle(ctx context.Context, cfg config, rep *report) error {
 	if err := sleep(ctx, 2*time.Second); err != nil {
 		return err
 	}
-	rss1, gor1, err := serverMemory(ctx, cfg.URL, cfg.ServerPID)
+	m1, err := serverMemory(ctx, cfg.URL, cfg.ServerPID)
 	if err != nil {
 		return err
 	}
 	if err := sleep(ctx, cfg.Duration); err != nil {
 		return err
 	}
-	rss2, _, err := serverMemory(ctx, cfg.URL, cfg.ServerPID)
+	m2, err := serverMemory(ctx, cfg.URL, cfg.ServerPID)
 	if err != nil {
 		return err
 	}
 	var w window
 	f.harvest(&w)
-	per := float64(rss2-rss0) / float64(cfg.N)
+	per := float64(m2.rss-m0.rss) / float64(cfg.N)
 	src := "/metrics memory.rssBytes"
 	if cfg.ServerPID > 0 {
 		src = "/proc VmRSS"
@@ -382,12 +410,18 @@ func runIdle(ctx context.Context, cfg config, rep *report) error {
 	r := rep.add(&row{Scenario: "idle", Target: "server", Shape: fmt.Sprintf("%d in %dx%d", cfg.N, len(sizes), cfg.Members),
 		Metric: "server RSS per joined conn", Count: cfg.N, Missing: ptr(w.drops)})
 	r.Note = fmt.Sprintf("%.2f KiB/conn after %v held (%.2f KiB right after join); RSS %.1f -> %.1f MiB (%s); set up in %v",
-		per/1024, cfg.Duration, float64(rss1-rss0)/float64(cfg.N)/1024, mib(rss0), mib(rss2), src, setup.Round(time.Millisecond))
-	if gor0 > 0 || gor1 > 0 {
-		r.Note += fmt.Sprintf("; goroutines %d -> %d", gor0, gor1)
+		per/1024, cfg.Duration, float64(m1.rss-m0.rss)/float64(cfg.N)/1024, mib(m0.rss), mib(m2.rss), src, setup.Round(time.Millisecond))
+	if m0.goroutines > 0 || m1.goroutines > 0 {
+		r.Note += fmt.Sprintf("; goroutines %d -> %d", m0.goroutines, m1.goroutines)
 	}
-	r.Extra = map[string]any{"rssBeforeBytes": rss0, "rssJoinedBytes": rss1, "rssAfterBytes": rss2, "bytesPerConn": per,
-		"goroutinesBefore": gor0, "goroutinesAfter": gor1, "setupMs": setup.Milliseconds(), "drops": w.drops}
+	if m0.connections > 0 {
+		// Memory the server kept from earlier connections makes the
+		// difference smaller than the truth: measure a fresh server.
+		r.Note += fmt.Sprintf("; WARNING: the server already held %d connections at the start", m0.connections)
+	}
+	r.Extra = map[string]any{"rssBeforeBytes": m0.rss, "rssJoinedBytes": m1.rss, "rssAfterBytes": m2.rss, "bytesPerConn": per,
+		"goroutinesBefore": m0.goroutines, "goroutinesAfter": m1.goroutines, "connectionsBefore": m0.connections,
+		"setupMs": setup.Milliseconds(), "drops": w.drops}
 	return nil
 }
 
@@ -430,11 +464,11 @@ func runRamp(ctx context.Context, cfg config, rep *report) error {
 		shape := fmt.Sprintf("%dx%d", sessions, cfg.Members)
 		r := rep.add(distRow("ramp", "server", shape, "tick lag", &w.lag))
 		r.Delivery = ptr(w.delivery(cfg.Tick))
-		r.Note = cpuNote(w.benchCPU, w.serverCPU)
+		r.Note = w.cpu.note()
 		if w.drops > 0 {
 			r.Note += fmt.Sprintf("; %d dropped", w.drops)
 		}
-		r.Extra = map[string]any{"sessions": sessions, "connections": sessions * cfg.Members, "benchCpu": w.benchCPU, "serverCpu": w.serverCPU,
+		r.Extra = map[string]any{"sessions": sessions, "connections": sessions * cfg.Members, "cpu": w.cpu,
 			"jitterP99Ms": *ms(w.jitter.Percentile(99)), "drops": w.drops}
 		var bad []string
 		if p := w.lag.Percentile(99); p > cfg.Tick {

@@ -69,7 +69,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 		CheckOrigin: func(origin string) bool { return httpapi.OriginAllowed(cfg.CORSOrigin, origin) },
 	}
 	if cfg.RecoveryWindow > 0 {
-		sopts.Recovery = socketio.NewMemoryRecovery(cfg.RecoveryWindow, 100_000, 64<<20)
+		sopts.Recovery = socketio.NewMemoryRecovery(cfg.RecoveryWindow, 100_000, cfg.RecoveryBuffer)
 	}
 	handlers := events.New(mon, events.Options{
 		RateLimitWindow: cfg.RateLimitWindow, RateLimitMaxRequests: cfg.RateLimitMaxRequests,

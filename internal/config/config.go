@@ -44,6 +44,7 @@ type Config struct {
 	PingTimeout      time.Duration // SOCKET_PING_TIMEOUT (5000)
 	MaxPayload       int           // SOCKET_MAX_BUFFER_SIZE (1000000) bytes
 	RecoveryWindow   time.Duration // RECOVERY_WINDOW_MS (120000)
+	RecoveryBuffer   int           // RECOVERY_BUFFER_BYTES (16777216): packets kept for recovery, bytes
 	WriteQueueSize   int           // SOCKET_WRITE_QUEUE (256) frames per connection before it is dropped
 	CompressionLimit int           // SOCKET_COMPRESSION_THRESHOLD (1024) bytes
 

@@ -100,6 +100,7 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 		PingTimeout:      p.millis("SOCKET_PING_TIMEOUT", 5000, 100, 10*minute),
 		MaxPayload:       p.bytes("SOCKET_MAX_BUFFER_SIZE", 1_000_000, 1<<10, 100<<20),
 		RecoveryWindow:   p.millis("RECOVERY_WINDOW_MS", 120_000, 1000, 60*minute),
+		RecoveryBuffer:   p.bytes("RECOVERY_BUFFER_BYTES", 16<<20, 64<<10, 1<<30),
 		WriteQueueSize:   p.int("SOCKET_WRITE_QUEUE", 256, 1, 65_536),
 		CompressionLimit: p.bytes("SOCKET_COMPRESSION_THRESHOLD", 1024, 0, 100<<20),
 

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -81,6 +82,20 @@ type Conn struct {
 	bufsBacking [][]byte
 	// pingSent is when the last ping was queued (unix ns), to time the pong.
 	pingSent atomic.Int64
+	// lastRead is when bytes last arrived (unix ns): silence longer than
+	// pingInterval+pingTimeout is a ping timeout.
+	lastRead atomic.Int64
+	created  time.Time
+
+	// Read state, touched only by whoever is reading the connection (one
+	// at a time): an incomplete frame, and a fragmented message.
+	pending  []byte
+	frag     []byte
+	fragOp   byte
+	fragRsv1 bool
+	raw      syscall.RawConn
+	fd       int
+	gen      uint32
 }
 
 // ID is the socket id the client sees as socket.id.
@@ -302,7 +317,11 @@ func (c *Conn) close(reason string, closeFrame []byte) {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 		_, _ = c.nc.Write(closeFrame)
 	}
+	if c.raw != nil {
+		c.srv.poller.forget(c)
+	}
 	_ = c.nc.Close()
+	c.srv.stats.active.Add(-1)
 	c.srv.rooms.leaveAll(c, rooms)
 	c.srv.forget(c)
 	close(c.closedCh)
@@ -311,86 +330,77 @@ func (c *Conn) close(reason string, closeFrame []byte) {
 	}
 }
 
-// readLoop reads frames until the connection ends. Each frame's read
-// deadline is the heartbeat bound: a client that sends nothing, not even a
-// pong, for pingInterval+pingTimeout is closed with "ping timeout".
-//
-// It reads straight from the socket without a buffer: a client sends a
-// few small frames a second, so three reads per frame cost less than a
-// read buffer held by every idle connection.
-func (c *Conn) readLoop(br io.Reader) {
-	var (
-		msg     []byte // message being assembled from fragments
-		msgOp   byte
-		msgRsv1 bool
-		hdr     [14]byte
-	)
-	timeout := c.srv.opts.PingInterval + c.srv.opts.PingTimeout
-	connectBy := time.Now().Add(c.srv.opts.ConnectTimeout)
+// consume parses and handles the complete frames at the start of buf and
+// returns how many bytes it used; the rest is an incomplete frame to be
+// completed by the next read. It reports stop when the connection was
+// closed. Payloads are handled before consume returns, so they may point
+// into buf.
+func (c *Conn) consume(buf []byte) (used int, stop bool) {
+	max := int64(c.srv.opts.MaxPayload)
 	for {
-		deadline := time.Now().Add(timeout)
-		if !c.connected.Load() && connectBy.Before(deadline) {
-			deadline = connectBy
+		h, hlen, ok := parseHeader(buf[used:])
+		if !ok {
+			return used, false
 		}
-		_ = c.nc.SetReadDeadline(deadline)
-		h, err := readHeader(br, hdr[:])
-		if err != nil {
-			c.close(readErrReason(err), nil)
-			return
-		}
-		if !h.masked {
+		switch {
+		case !h.masked:
 			c.close(ReasonParseError, closeFrame(1002, "client frames must be masked"))
-			return
-		}
-		if h.length > int64(c.srv.opts.MaxPayload) || int64(len(msg))+h.length > int64(c.srv.opts.MaxPayload) {
+			return used, true
+		case h.length > max || int64(len(c.frag))+h.length > max:
 			c.srv.stats.tooLarge.Add(1)
 			c.close(ReasonParseError, closeFrame(1009, "message exceeds maxPayload"))
-			return
+			return used, true
+		case h.op >= opClose && (!h.fin || h.length > 125):
+			c.close(ReasonParseError, closeFrame(1002, "malformed control frame"))
+			return used, true
 		}
-		payload := make([]byte, h.length)
-		if _, err := io.ReadFull(br, payload); err != nil {
-			c.close(readErrReason(err), nil)
-			return
+		total := hlen + int(h.length)
+		if len(buf)-used < total {
+			return used, false
 		}
+		payload := buf[used+hlen : used+total]
+		used += total
 		maskBytes(payload, h.mask)
-
-		switch h.op {
-		case opPing:
-			c.enqueueControl(newFrame(opPong, payload))
-			continue
-		case opPong:
-			continue
-		case opClose:
-			c.close(ReasonTransportClose, closeFrame(1000, ""))
-			return
-		case opText, opBinary:
-			if msg != nil {
-				c.close(ReasonParseError, closeFrame(1002, "new message inside a fragmented one"))
-				return
-			}
-			msgOp, msgRsv1 = h.op, h.rsv1
-			if h.fin {
-				c.message(msgOp, msgRsv1, payload)
-				continue
-			}
-			msg = payload
-		case opContinuation:
-			if msg == nil {
-				c.close(ReasonParseError, closeFrame(1002, "continuation without a message"))
-				return
-			}
-			msg = append(msg, payload...)
-			if h.fin {
-				c.message(msgOp, msgRsv1, msg)
-				msg = nil
-			}
-		default:
-			c.close(ReasonParseError, closeFrame(1002, "unknown opcode"))
-			return
-		}
+		c.frame(h, payload)
 		if c.isClosed() {
+			return used, true
+		}
+	}
+}
+
+// frame handles one WebSocket frame, assembling fragmented messages.
+func (c *Conn) frame(h frameHeader, payload []byte) {
+	switch h.op {
+	case opPing:
+		c.enqueueControl(newFrame(opPong, payload))
+	case opPong:
+	case opClose:
+		c.close(ReasonTransportClose, closeFrame(1000, ""))
+	case opText, opBinary:
+		if c.frag != nil {
+			c.close(ReasonParseError, closeFrame(1002, "new message inside a fragmented one"))
 			return
 		}
+		if h.fin {
+			c.message(h.op, h.rsv1, payload)
+			return
+		}
+		// The payload points into the read buffer: keep a copy.
+		c.frag = append(make([]byte, 0, len(payload)*2), payload...)
+		c.fragOp, c.fragRsv1 = h.op, h.rsv1
+	case opContinuation:
+		if c.frag == nil {
+			c.close(ReasonParseError, closeFrame(1002, "continuation without a message"))
+			return
+		}
+		c.frag = append(c.frag, payload...)
+		if h.fin {
+			msg := c.frag
+			c.frag = nil
+			c.message(c.fragOp, c.fragRsv1, msg)
+		}
+	default:
+		c.close(ReasonParseError, closeFrame(1002, "unknown opcode"))
 	}
 }
 
@@ -398,6 +408,79 @@ func (c *Conn) isClosed() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.closed
+}
+
+type frameHeader struct {
+	fin, rsv1, masked bool
+	op                byte
+	length            int64
+	mask              [4]byte
+}
+
+// parseHeader parses a WebSocket frame header (RFC 6455 5.2) at the start
+// of b; ok is false when b does not hold all of it yet.
+func parseHeader(b []byte) (h frameHeader, n int, ok bool) {
+	if len(b) < 2 {
+		return h, 0, false
+	}
+	h.fin = b[0]&0x80 != 0
+	h.rsv1 = b[0]&0x40 != 0
+	h.op = b[0] & 0x0F
+	h.masked = b[1]&0x80 != 0
+	l := int64(b[1] & 0x7F)
+	n = 2
+	switch l {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	if h.masked {
+		n += 4
+	}
+	if len(b) < n {
+		return h, 0, false
+	}
+	switch l {
+	case 126:
+		l = int64(binary.BigEndian.Uint16(b[2:4]))
+	case 127:
+		u := binary.BigEndian.Uint64(b[2:10])
+		if u > 1<<62 {
+			u = 1 << 62
+		}
+		l = int64(u)
+	}
+	h.length = l
+	if h.masked {
+		copy(h.mask[:], b[n-4:n])
+	}
+	return h, n, true
+}
+
+// readBlocking reads with a goroutine of its own until the connection
+// ends: the fallback where the event-driven reader is not available.
+func (c *Conn) readBlocking(src io.Reader) {
+	buf := make([]byte, 0, 4096)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := src.Read(buf[len(buf):cap(buf)])
+		if n > 0 {
+			c.lastRead.Store(time.Now().UnixNano())
+			buf = buf[:len(buf)+n]
+			used, stop := c.consume(buf)
+			if stop {
+				return
+			}
+			buf = buf[:copy(buf, buf[used:])]
+		}
+		if err != nil {
+			c.close(readErrReason(err), nil)
+			return
+		}
+	}
 }
 
 func readErrReason(err error) string {
@@ -409,60 +492,6 @@ func readErrReason(err error) string {
 		return ReasonTransportClose
 	}
 	return ReasonTransportError
-}
-
-type frameHeader struct {
-	fin, rsv1, masked bool
-	op                byte
-	length            int64
-	mask              [4]byte
-}
-
-// readHeader reads a WebSocket frame header (RFC 6455 5.2).
-func readHeader(br io.Reader, buf []byte) (frameHeader, error) {
-	var h frameHeader
-	if _, err := io.ReadFull(br, buf[:2]); err != nil {
-		return h, err
-	}
-	h.fin = buf[0]&0x80 != 0
-	h.rsv1 = buf[0]&0x40 != 0
-	h.op = buf[0] & 0x0F
-	h.masked = buf[1]&0x80 != 0
-	l := int64(buf[1] & 0x7F)
-	ext := 0
-	switch l {
-	case 126:
-		ext = 2
-	case 127:
-		ext = 8
-	}
-	rest := ext
-	if h.masked {
-		rest += 4
-	}
-	if rest > 0 {
-		if _, err := io.ReadFull(br, buf[:rest]); err != nil {
-			return h, err
-		}
-	}
-	switch ext {
-	case 2:
-		l = int64(binary.BigEndian.Uint16(buf[:2]))
-	case 8:
-		u := binary.BigEndian.Uint64(buf[:8])
-		if u > 1<<62 {
-			u = 1 << 62
-		}
-		l = int64(u)
-	}
-	h.length = l
-	if h.masked {
-		copy(h.mask[:], buf[ext:ext+4])
-	}
-	if h.op >= opClose && (!h.fin || h.length > 125) {
-		return h, errors.New("malformed control frame")
-	}
-	return h, nil
 }
 
 func maskBytes(b []byte, mask [4]byte) {

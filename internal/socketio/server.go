@@ -128,6 +128,10 @@ type Server struct {
 	recMu sync.Mutex
 	seq   uint64
 
+	// poller reads connections when they are readable (nil: a goroutine
+	// per connection reads instead).
+	poller *poller
+
 	// writeq feeds connections with pending frames to the write
 	// workers; handing over a pointer costs no allocation, unlike
 	// starting a goroutine per flush.
@@ -180,6 +184,13 @@ func NewServer(opts Options) *Server {
 	s.writeq = make(chan *Conn, writeQueueCap)
 	workers := 2 * runtime.GOMAXPROCS(0)
 	s.wg.Add(1 + workers)
+	if p, err := newPoller(); err == nil {
+		s.poller = p
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); p.run(s.stop) }()
+	} else {
+		s.opts.Logger.Info("reading each connection with its own goroutine", "reason", err)
+	}
 	go s.pingLoop()
 	for range workers {
 		go s.writeWorker()
@@ -286,34 +297,51 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	_, deflate := ext.Accepted()
 
-	// Bytes the HTTP server already buffered are carried over; its 4 KB
-	// buffers and the handler goroutine are then released, so an idle
-	// connection costs its read goroutine and a few small structs.
-	var src io.Reader = nc
-	if n := rw.Reader.Buffered(); n > 0 {
-		pre, _ := rw.Reader.Peek(n)
-		src = io.MultiReader(bytes.NewReader(bytes.Clone(pre)), nc)
-	}
-
-	c := &Conn{srv: s, nc: nc, deflate: deflate, remote: r.RemoteAddr, closedCh: make(chan struct{})}
-	c.enqueueControl(newFrame(opText, c.openPacket(randomID())))
+	now := time.Now()
+	c := &Conn{srv: s, nc: nc, deflate: deflate, remote: r.RemoteAddr, closedCh: make(chan struct{}), created: now}
+	c.lastRead.Store(now.UnixNano())
 	s.stats.active.Add(1)
 	s.stats.total.Add(1)
-	go c.serve(src)
+	// Until its CONNECT the socket is in no registry the heartbeat sweep
+	// walks, so it gets a timer of its own.
+	time.AfterFunc(s.opts.ConnectTimeout, func() {
+		if !c.connected.Load() {
+			c.close(ReasonPingTimeout, closeFrame(1008, "no Socket.IO CONNECT"))
+		}
+	})
+	c.enqueueControl(newFrame(opText, c.openPacket(randomID())))
+	if n := rw.Reader.Buffered(); n > 0 {
+		pre, _ := rw.Reader.Peek(n)
+		used, stop := c.consume(pre)
+		if stop {
+			return
+		}
+		c.pending = bytes.Clone(pre[used:])
+	}
+	// The HTTP server's buffers and this goroutine are released now; an
+	// idle connection costs a few small structs.
+	if s.poller != nil && s.poller.add(c) {
+		return
+	}
+	go c.serve()
 }
 
-// serve runs the connection's read loop; a panic in it is logged and
-// closes this connection only.
-func (c *Conn) serve(src io.Reader) {
-	s := c.srv
-	defer s.stats.active.Add(-1)
+// serve reads the connection with a goroutine of its own, where the
+// event-driven reader is not available. A panic in it closes this
+// connection only.
+func (c *Conn) serve() {
 	defer func() {
 		if v := recover(); v != nil {
-			s.opts.Logger.Error("panic in connection", "panic", v, "stack", string(debug.Stack()))
+			c.srv.opts.Logger.Error("panic in connection", "panic", v, "stack", string(debug.Stack()))
 			c.close(ReasonTransportError, closeFrame(1011, "internal error"))
 		}
 	}()
-	c.readLoop(src)
+	src := io.Reader(c.nc)
+	if c.pending != nil {
+		src = io.MultiReader(bytes.NewReader(c.pending), c.nc)
+		c.pending = nil
+	}
+	c.readBlocking(src)
 }
 
 func headerHasToken(h http.Header, key, token string) bool {
@@ -596,7 +624,10 @@ var pingFrame = newFrame(opText, []byte{eioPing})
 
 // pingLoop sends the Engine.IO ping to every connection once per
 // pingInterval, one shard of connections at a time so pings go out
-// spread over the interval rather than in one burst.
+// spread over the interval rather than in one burst. At every step it
+// also closes the connections silent for longer than pingInterval +
+// pingTimeout (pongs count), so a dead phone is dropped within a
+// sixteenth of an interval of its deadline.
 func (s *Server) pingLoop() {
 	defer s.wg.Done()
 	step := s.opts.PingInterval / connShards
@@ -610,18 +641,27 @@ func (s *Server) pingLoop() {
 			return
 		case <-t.C:
 		}
-		sh := &s.conns[next]
-		next = (next + 1) % connShards
-		sh.mu.Lock()
-		for _, c := range sh.conns {
-			batch = append(batch, c)
-		}
-		sh.mu.Unlock()
 		now := time.Now().UnixNano()
+		deadline := now - int64(s.opts.PingInterval+s.opts.PingTimeout)
+		for i := range s.conns {
+			sh := &s.conns[i]
+			sh.mu.Lock()
+			for _, c := range sh.conns {
+				if i == next || c.lastRead.Load() < deadline {
+					batch = append(batch, c)
+				}
+			}
+			sh.mu.Unlock()
+		}
 		for _, c := range batch {
+			if c.lastRead.Load() < deadline {
+				c.close(ReasonPingTimeout, nil)
+				continue
+			}
 			c.pingSent.Store(now)
 			c.enqueueControl(pingFrame)
 		}
+		next = (next + 1) % connShards
 		clear(batch)
 		batch = batch[:0]
 	}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The fanout code, run small against the in-process relay, must see every
+// follower receive every seek and the relay's ticks arrive.
+func TestFanoutAgainstRelay(t *testing.T) {
+	for _, readers := range []string{"epoll", "goroutine"} {
+		t.Run(readers, func(t *testing.T) { testFanoutAgainstRelay(t, readers) })
+	}
+}
+
+func testFanoutAgainstRelay(t *testing.T, readers string) {
+	cfg, err := parseFlags([]string{"-scenario", "relay", "-sessions", "2", "-members", "3",
+		"-duration", "1s", "-interval", "250ms", "-warmup", "100ms", "-readers", readers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer parseFlags(nil) // back to the default readers
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byMetric := map[string]*row{}
+	for _, r := range rep.Rows {
+		byMetric[r.Metric] = r
+	}
+	seek := byMetric["seek latency"]
+	if seek == nil {
+		t.Fatalf("no seek latency row in %+v", rep.Rows)
+	}
+	// 1 s at one seek per 250 ms per session: 4 seeks x 2 sessions x 2
+	// followers.
+	if seek.Count != 16 || seek.Missing == nil || *seek.Missing != 0 {
+		t.Errorf("seek receipts = %d, missing %v; want 16 and 0", seek.Count, seek.Missing)
+	}
+	if seek.P99 == nil || *seek.P99 <= 0 {
+		t.Errorf("seek p99 = %v", seek.P99)
+	}
+	ticks := byMetric["tick lag"]
+	if ticks == nil || ticks.Count == 0 || ticks.Delivery == nil || *ticks.Delivery <= 0 {
+		t.Errorf("relay ticks not received: %+v", ticks)
+	}
+
+	var table bytes.Buffer
+	rep.writeTable(&table)
+	if !strings.Contains(table.String(), "seek latency") || !strings.Contains(table.String(), "2x3") {
+		t.Errorf("table lacks the run:\n%s", table.String())
+	}
+	var js bytes.Buffer
+	if err := rep.writeJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back struct {
+		Results []struct {
+			Scenario string   `json:"scenario"`
+			Metric   string   `json:"metric"`
+			P99      *float64 `json:"p99Ms"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back.Results) != len(rep.Rows) || back.Results[0].P99 == nil {
+		t.Errorf("JSON output does not read back: %v\n%s", err, js.String())
+	}
+}
+
+func TestRemoteTargetsAreRefused(t *testing.T) {
+	if _, err := parseFlags([]string{"-url", "http://10.1.2.3:3001"}); err == nil || !strings.Contains(err.Error(), "-allow-remote") {
+		t.Errorf("non-loopback URL accepted: %v", err)
+	}
+	if _, err := parseFlags([]string{"-url", "http://10.1.2.3:3001", "-allow-remote"}); err != nil {
+		t.Errorf("-allow-remote refused: %v", err)
+	}
+	for _, ok := range []string{"http://127.0.0.1:3001", "http://localhost:3001", "http://[::1]:3001", "http://127.9.9.9:1"} {
+		if _, err := parseFlags([]string{"-url", ok}); err != nil {
+			t.Errorf("%s refused: %v", ok, err)
+		}
+	}
+	if _, err := parseFlags([]string{"-source-ips", "127.0.0.2,192.168.1.1"}); err == nil {
+		t.Error("non-loopback source address accepted")
+	}
+}
+
+func TestConnectionCapIsEnforced(t *testing.T) {
+	cfg, err := parseFlags([]string{"-scenario", "fanout", "-sessions", "100", "-members", "10", "-max-conns", "500"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "cap") {
+		t.Errorf("1,000 connections ran under a cap of 500: %v", err)
+	}
+}
+
+func TestSourceAddressesAreAddedWhenNeeded(t *testing.T) {
+	if d := newDialer("ws://x", nil, 1000); len(d.sources) != 0 {
+		t.Errorf("small run got source addresses %v", d.sources)
+	}
+	d := newDialer("ws://x", nil, 60000)
+	if len(d.sources) != 3 || d.sources[2].String() != "127.0.0.3" {
+		t.Errorf("60,000 connections got sources %v; want 127.0.0.1-3", d.sources)
+	}
+}

@@ -1,0 +1,202 @@
+//go:build linux
+
+package socketio
+
+import (
+	"errors"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// poller reads connections when the kernel says they are readable, so an
+// idle connection holds no goroutine and no read buffer: at 15,000 idle
+// band members a goroutine each cost 4 KB of stack apiece, more than all
+// the rest of a connection's state together. Go's own netpoller cannot be
+// asked "tell me when readable" without parking a goroutine per
+// connection, hence this second epoll set on the same sockets.
+//
+// Each socket is registered one-shot: after an event exactly one goroutine
+// reads it until the kernel has nothing more, handles the frames in order,
+// and re-arms it. Events carry the socket's descriptor and a generation
+// number, so an event for a closed socket whose descriptor was reused is
+// ignored.
+type poller struct {
+	epfd int
+
+	mu    sync.Mutex
+	conns map[int32]*Conn
+	gen   uint32
+}
+
+const readBufSize = 16 << 10
+
+var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+
+func newPoller() (*poller, error) {
+	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	return &poller{epfd: fd, conns: make(map[int32]*Conn)}, nil
+}
+
+const pollEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
+
+// add starts reading c; it reports false when c cannot be polled (not a
+// socket the kernel knows), in which case the caller reads it with a
+// goroutine.
+func (p *poller) add(c *Conn) bool {
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	fd := -1
+	if err := raw.Control(func(f uintptr) { fd = int(f) }); err != nil || fd < 0 {
+		return false
+	}
+	c.raw, c.fd = raw, fd
+	p.mu.Lock()
+	p.gen++
+	c.gen = p.gen
+	p.conns[int32(fd)] = c
+	p.mu.Unlock()
+	ev := syscall.EpollEvent{Events: pollEvents, Fd: int32(fd), Pad: int32(c.gen)}
+	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		p.forget(c)
+		return false
+	}
+	return true
+}
+
+// rearm asks for the next readable event. The caller holds c.mu and has
+// checked the connection is open, so the descriptor is still c's.
+func (p *poller) rearm(c *Conn) {
+	ev := syscall.EpollEvent{Events: pollEvents, Fd: int32(c.fd), Pad: int32(c.gen)}
+	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, c.fd, &ev)
+}
+
+// forget stops polling c; it runs before c's socket is closed.
+func (p *poller) forget(c *Conn) {
+	p.mu.Lock()
+	if p.conns[int32(c.fd)] == c {
+		delete(p.conns, int32(c.fd))
+	}
+	p.mu.Unlock()
+	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
+}
+
+// run dispatches readable sockets until stop is closed.
+func (p *poller) run(stop <-chan struct{}) {
+	events := make([]syscall.EpollEvent, 256)
+	for {
+		select {
+		case <-stop:
+			_ = syscall.Close(p.epfd)
+			return
+		default:
+		}
+		// A bounded wait lets run notice stop without a wake-up descriptor.
+		n, err := syscall.EpollWait(p.epfd, events, 200)
+		if err != nil {
+			if errors.Is(err, syscall.EINTR) {
+				continue
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		p.mu.Lock()
+		for i := 0; i < n; i++ {
+			c := p.conns[events[i].Fd]
+			if c == nil || c.gen != uint32(events[i].Pad) {
+				continue
+			}
+			go c.readReady()
+		}
+		p.mu.Unlock()
+	}
+}
+
+// readReady reads everything the socket has, handles the complete frames
+// and keeps an incomplete one for next time.
+func (c *Conn) readReady() {
+	// Taking the lock orders this read after the previous one, which
+	// released it after re-arming: the read state below passes from one
+	// reading goroutine to the next through it.
+	c.mu.Lock()
+	pending := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	pooled := readBufs.Get().(*[]byte)
+	buf := append((*pooled)[:0], pending...)
+	release := func() {
+		if cap(buf) == readBufSize {
+			readBufs.Put(pooled)
+		}
+	}
+	for {
+		if len(buf) == cap(buf) {
+			// A frame larger than the buffer: grow (bounded by
+			// maxPayload, which consume enforces from the header).
+			bigger := make([]byte, len(buf), 2*cap(buf))
+			copy(bigger, buf)
+			release()
+			buf = bigger
+		}
+		n, err := c.rawRead(buf[len(buf):cap(buf)])
+		if n > 0 {
+			c.lastRead.Store(time.Now().UnixNano())
+			buf = buf[:len(buf)+n]
+			used, stop := c.consume(buf)
+			if stop {
+				release()
+				return
+			}
+			buf = buf[:copy(buf, buf[used:])]
+			continue
+		}
+		if errors.Is(err, syscall.EAGAIN) {
+			break
+		}
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		release()
+		if err == nil {
+			c.close(ReasonTransportClose, nil) // orderly EOF
+		} else {
+			c.close(ReasonTransportError, nil)
+		}
+		return
+	}
+	c.mu.Lock()
+	if len(buf) > 0 {
+		c.pending = append([]byte(nil), buf...)
+	}
+	release()
+	if !c.closed {
+		c.srv.poller.rearm(c)
+	}
+	c.mu.Unlock()
+}
+
+// rawRead makes one non-blocking read: the descriptor is non-blocking, and
+// returning true from the callback keeps Go from parking on EAGAIN.
+func (c *Conn) rawRead(p []byte) (int, error) {
+	var n int
+	var rerr error
+	if err := c.raw.Read(func(fd uintptr) bool {
+		n, rerr = syscall.Read(int(fd), p)
+		return true
+	}); err != nil {
+		return 0, err
+	}
+	if n < 0 {
+		n = 0
+	}
+	return n, rerr
+}

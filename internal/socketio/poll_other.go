@@ -1,0 +1,16 @@
+//go:build !linux
+
+package socketio
+
+import "errors"
+
+// poller is Linux-only; elsewhere each connection is read by a goroutine
+// of its own.
+type poller struct{}
+
+func newPoller() (*poller, error) { return nil, errors.New("event-driven reads need Linux") }
+
+func (p *poller) add(*Conn) bool      { return false }
+func (p *poller) rearm(*Conn)         {}
+func (p *poller) forget(*Conn)        {}
+func (p *poller) run(<-chan struct{}) {}
