@@ -22,6 +22,9 @@ type Monitor interface {
 	ConnOpened()
 	ConnClosed()
 	MessageIn()
+	MessagesOut(n int)
+	ConnError()
+	ConnRejected(reason string)
 	ObserveSyncLatency(d time.Duration)
 	ObserveEventProcessing(d time.Duration)
 	ObserveClientSync(offset, rtt, jitter time.Duration)
@@ -67,6 +70,8 @@ func (h *Handlers) Bind(o *socketio.Options) {
 	o.OnPacketError = h.onPacketError
 	o.OnUnknownEvent = h.onUnknown
 	o.Middleware = h.middleware
+	o.OnFramesOut = h.mon.MessagesOut
+	o.OnReject = h.mon.ConnRejected
 	o.OnPong = func(_ *socketio.Conn, rtt time.Duration) { h.mon.ObserveSyncLatency(rtt / 2) }
 }
 
@@ -128,6 +133,9 @@ func (h *Handlers) onConnect(c *socketio.Conn) {
 
 func (h *Handlers) onDisconnect(c *socketio.Conn, reason string, willRecover bool) {
 	h.mon.ConnClosed()
+	if reason == socketio.ReasonTransportError || reason == socketio.ReasonParseError {
+		h.mon.ConnError()
+	}
 	if willRecover {
 		h.eng.Detach(c.ID())
 	} else {

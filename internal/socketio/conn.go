@@ -244,6 +244,9 @@ func (c *Conn) flush(quick bool) {
 			c.bufsBacking = c.bufs
 			c.srv.stats.writes.Add(1)
 			c.srv.stats.framesOut.Add(uint64(len(frames)))
+			if c.srv.opts.OnFramesOut != nil {
+				c.srv.opts.OnFramesOut(len(frames))
+			}
 			c.srv.stats.bytesOut.Add(uint64(n))
 			clear(frames)
 			c.mu.Lock()

@@ -84,6 +84,11 @@ type Options struct {
 	// OnPong reports the round trip of an Engine.IO ping, a free latency
 	// sample every pingInterval per connection.
 	OnPong func(c *Conn, rtt time.Duration)
+	// OnReject reports a refused handshake: "transport", "protocol_version",
+	// "origin", "draining" or "other".
+	OnReject func(reason string)
+	// OnFramesOut reports frames written, once per vectored write.
+	OnFramesOut func(n int)
 	// Middleware runs before every handler; returning false drops the
 	// event (the middleware has answered the client).
 	Middleware func(c *Conn, event string, ack Ack) bool
@@ -355,9 +360,27 @@ func headerHasToken(h http.Header, key, token string) bool {
 
 func (s *Server) refuse(w http.ResponseWriter, status, code int, msg string) {
 	s.stats.rejected.Add(1)
+	if s.opts.OnReject != nil {
+		s.opts.OnReject(rejectReason(code, status))
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"code": code, "message": msg})
+}
+
+// rejectReason names a refused handshake for the metrics.
+func rejectReason(code, status int) string {
+	switch {
+	case status == http.StatusServiceUnavailable:
+		return "draining"
+	case code == 0:
+		return "transport"
+	case code == 4:
+		return "origin"
+	case code == 5 || code == 2 || code == 3:
+		return "protocol_version"
+	}
+	return "other"
 }
 
 // randomID returns 20 URL-safe characters from 15 random bytes, like
