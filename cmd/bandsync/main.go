@@ -23,6 +23,7 @@ import (
 	"github.com/bandsync/bandsync/internal/metrics"
 	"github.com/bandsync/bandsync/internal/socketio"
 	"github.com/bandsync/bandsync/internal/store"
+	"github.com/bandsync/bandsync/internal/web"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -100,6 +101,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 		}),
 		Sessions:   sessionsJSON{eng},
 		SocketIO:   sio,
+		Static:     web.Handler(),
 		Logger:     log,
 		CORSOrigin: cfg.CORSOrigin, RateLimitWindow: cfg.HTTPRateLimitWindow, RateLimitMax: cfg.HTTPRateLimitMaxRequests, TrustProxy: cfg.TrustProxy,
 	}

@@ -166,7 +166,7 @@ func New(opts Options) http.Handler {
 	}
 	h = limiter.middleware(h)
 	h = newCORS(opts.CORSOrigin).Handler(h)
-	h = securityHeaders(h)
+	h = securityHeaders(h, opts.TrustProxy)
 	return recoverPanics(log, h)
 }
 

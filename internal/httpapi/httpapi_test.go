@@ -331,7 +331,7 @@ func TestRouting(t *testing.T) {
 
 func TestSecurityHeaders(t *testing.T) {
 	want := map[string]string{
-		"Content-Security-Policy":           "default-src 'self';base-uri 'self';font-src 'self' https: data:;form-action 'self';frame-ancestors 'self';img-src 'self' data:;object-src 'none';script-src 'self';script-src-attr 'none';style-src 'self' https: 'unsafe-inline';upgrade-insecure-requests",
+		"Content-Security-Policy":           "default-src 'self';base-uri 'self';font-src 'self' https: data:;form-action 'self';frame-ancestors 'self';img-src 'self' data:;object-src 'none';script-src 'self';script-src-attr 'none';style-src 'self' https: 'unsafe-inline'",
 		"Cross-Origin-Opener-Policy":        "same-origin",
 		"Cross-Origin-Resource-Policy":      "same-origin",
 		"Origin-Agent-Cluster":              "?1",
@@ -356,6 +356,27 @@ func TestSecurityHeaders(t *testing.T) {
 		if got := rec.Header().Get("X-Powered-By"); got != "" {
 			t.Errorf("GET %s: X-Powered-By = %q, want none", path, got)
 		}
+	}
+}
+
+// Over HTTPS the CSP is Helmet's to the letter; over plain HTTP (a band's
+// LAN) it leaves out upgrade-insecure-requests, which would make browsers
+// load the web app's assets from an https:// that does not exist.
+func TestCSPUpgradesOnlyOverHTTPS(t *testing.T) {
+	const helmet = "default-src 'self';base-uri 'self';font-src 'self' https: data:;form-action 'self';frame-ancestors 'self';img-src 'self' data:;object-src 'none';script-src 'self';script-src-attr 'none';style-src 'self' https: 'unsafe-inline';upgrade-insecure-requests"
+	s := newServer(t, nil)
+	req := httptest.NewRequest("GET", "https://band.example/health", nil)
+	rec := httptest.NewRecorder()
+	s.h.ServeHTTP(rec, req)
+	if got := rec.Header().Get("Content-Security-Policy"); got != helmet {
+		t.Errorf("over HTTPS CSP = %q, want Helmet's %q", got, helmet)
+	}
+	if got := s.do("GET", "/health", "X-Forwarded-Proto", "https").Header().Get("Content-Security-Policy"); strings.Contains(got, "upgrade-insecure-requests") {
+		t.Error("an untrusted X-Forwarded-Proto turned on upgrade-insecure-requests")
+	}
+	p := newServer(t, func(o *Options) { o.TrustProxy = true })
+	if got := p.do("GET", "/health", "X-Forwarded-Proto", "https").Header().Get("Content-Security-Policy"); got != helmet {
+		t.Errorf("behind a trusted proxy over HTTPS CSP = %q, want Helmet's", got)
 	}
 }
 

@@ -14,16 +14,24 @@ import (
 )
 
 // helmetCSP is Helmet 7's default Content-Security-Policy, verbatim.
-const helmetCSP = "default-src 'self';base-uri 'self';font-src 'self' https: data:;" +
+const helmetCSP = cspBase + ";upgrade-insecure-requests"
+
+// cspBase is helmetCSP without upgrade-insecure-requests. Bands run the
+// server on a rehearsal-room LAN over plain HTTP (http://192.168.1.20:3001):
+// there that directive makes browsers fetch the web app's scripts and
+// styles over https, which does not exist, and the page loads bare. So it
+// is sent only on requests that arrived over HTTPS.
+const cspBase = "default-src 'self';base-uri 'self';font-src 'self' https: data:;" +
 	"form-action 'self';frame-ancestors 'self';img-src 'self' data:;object-src 'none';" +
-	"script-src 'self';script-src-attr 'none';style-src 'self' https: 'unsafe-inline';" +
-	"upgrade-insecure-requests"
+	"script-src 'self';script-src-attr 'none';style-src 'self' https: 'unsafe-inline'"
 
 // securityHeaders sets the headers Helmet 7 sets by default, so clients and
 // scanners see the same response headers as from the original server.
-func securityHeaders(next http.Handler) http.Handler {
+// Behind a proxy (trustProxy), X-Forwarded-Proto tells whether the client
+// used HTTPS.
+func securityHeaders(next http.Handler, trustProxy bool) http.Handler {
 	s := secure.New(secure.Options{
-		ContentSecurityPolicy:         helmetCSP,
+		ContentSecurityPolicy:         cspBase,
 		CrossOriginOpenerPolicy:       "same-origin",
 		CrossOriginResourcePolicy:     "same-origin",
 		ReferrerPolicy:                "no-referrer",
@@ -41,6 +49,9 @@ func securityHeaders(next http.Handler) http.Handler {
 		h := w.Header()
 		h.Set("Origin-Agent-Cluster", "?1")
 		h.Set("X-Download-Options", "noopen")
+		if r.TLS != nil || (trustProxy && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")) {
+			h.Set("Content-Security-Policy", helmetCSP)
+		}
 		next.ServeHTTP(w, r)
 	}))
 }

@@ -1,0 +1,253 @@
+// Type declarations for @bandsync/sdk 0.1.0 (bandsync.js).
+import type { Socket, ManagerOptions, SocketOptions } from "socket.io-client";
+
+export declare const VERSION: string;
+/** Largest position the server accepts: 24 h in ms. */
+export declare const MAX_POSITION_MS: number;
+/** Largest `play` delay the server accepts, in ms. */
+export declare const MAX_DELAY_MS: number;
+
+export type Role = "leader" | "follower";
+export type ConnectionState = "connecting" | "connected" | "reconnecting" | "disconnected";
+
+/** Stable error codes: the server's (PROTOCOL.md) and the SDK's own. */
+export type ErrorCode =
+  | "INVALID_PAYLOAD"
+  | "INVALID_SESSION_ID"
+  | "NOT_IN_SESSION"
+  | "NOT_LEADER"
+  | "SESSION_FULL"
+  | "RATE_LIMITED"
+  | "UNKNOWN_EVENT"
+  | "PAYLOAD_TOO_LARGE"
+  | "INTERNAL"
+  | "DISCONNECTED" // the SDK is not connected right now (commands fail fast)
+  | "TIMEOUT" // no acknowledgement within ackTimeoutMs
+  | "QUANTUM_TOO_LONG" // playOnNextBar: the boundary is more than 5 s away
+  | "CLOCK_SYNC_FAILED"
+  | (string & {});
+
+export declare class BandSyncError extends Error {
+  constructor(code: ErrorCode, message?: string, details?: unknown);
+  readonly name: "BandSyncError";
+  readonly code: ErrorCode;
+  readonly details?: unknown;
+}
+
+export interface Member {
+  socketId: string;
+  displayName: string;
+  role: Role;
+  joinedAt: number;
+  connected: boolean;
+}
+
+/** A session snapshot (PROTOCOL.md section 2, plus beat/startsAt/leaderTerm). */
+export interface SessionState {
+  sessionId: string;
+  message: string;
+  tempo: number;
+  tempoBpm: number;
+  isPlaying: boolean;
+  /** Position in ms at `serverTimestamp`. */
+  position: number;
+  positionMs: number;
+  leaderSocketId: string | null;
+  members: Member[];
+  settings: { maxMembers: number };
+  memberCount: number;
+  createdAt: number;
+  lastActiveAt: number;
+  /** Server epoch ms at which `position` and `beat` hold. */
+  serverTimestamp: number;
+  version: number;
+  /** Server epoch ms at which the current run starts (a scheduled play), null while paused. */
+  startsAt: number | null;
+  /** Beat position at `serverTimestamp`. */
+  beat: number;
+  leaderTerm: number;
+}
+
+export interface ScrollTick {
+  sessionId: string;
+  positionMs: number;
+  tempoBpm: number;
+  serverTimestamp: number;
+  version: number;
+  beat: number;
+}
+
+export interface SyncStatus {
+  /** At least one clock-sync round completed. */
+  synced: boolean;
+  /** Server clock minus this device's clock, ms (now, drift included). */
+  offsetMs: number;
+  /** Median round trip of the last round, ms. */
+  rttMs: number;
+  /** Smallest round trip of the last round, ms. */
+  rttMinMs?: number;
+  /** Standard deviation of the last round's round trips, ms. */
+  jitterMs: number;
+  /** Estimated drift of this device's clock against the server's, parts per million. */
+  driftPpm: number;
+  /** Rounds completed since connecting. */
+  rounds: number;
+  /** Samples in the last round. */
+  samples: number;
+  /** Local time of the last round. */
+  lastSyncAt: number | null;
+}
+
+export interface BeatInfo {
+  /** Integer beat on the session's grid (count-in beats are below the start beat). */
+  beat: number;
+  /** 0-based position in the bar. */
+  beatInBar: number;
+  bar: number;
+  /** True for beats before the scheduled start. */
+  countIn: boolean;
+  /** The beat's instant on this device's clock (`client.now()` units). */
+  localTime: number;
+  /** The beat's instant on the server's clock. */
+  serverTime: number;
+  /** How late the callback ran relative to its intended moment (localTime - lookaheadMs), ms. */
+  lateMs: number;
+}
+
+export interface ConnectionEvent {
+  state: ConnectionState;
+  previous: ConnectionState;
+  /** Whether the last (re)connection recovered the previous socket (same id, same role). */
+  recovered: boolean;
+  reason?: string;
+  attempt?: number;
+  socketId?: string;
+}
+
+export interface RoleEvent {
+  role: Role;
+  previous: Role | null;
+  reason: string | null;
+}
+
+export interface ConnectOptions {
+  /** socket.io-client's io() to use (default: the one imported from "socket.io-client"). */
+  io?: (...args: any[]) => Socket;
+  /** Extra options for io(); the SDK sets transports: ["websocket"], forceNew and reconnection. */
+  socketOptions?: Partial<ManagerOptions & SocketOptions>;
+  /** The local clock, epoch ms (default: performance.timeOrigin + performance.now()). */
+  now?: () => number;
+  /** clock_sync samples per round (at least 8; default 12). */
+  samplesPerRound?: number;
+  /** Lowest-round-trip samples kept per round (default 4); their median offset is the round's. */
+  keepBest?: number;
+  /** Re-sync period, ms (default 15000, spread +/-10%). */
+  resyncIntervalMs?: number;
+  /** A second round this soon after each (re)connection, ms (default 2000). */
+  quickResyncMs?: number;
+  /** Acknowledgement timeout, ms (default 5000). */
+  ackTimeoutMs?: number;
+  /** Send `sync_quality` after each round (default true). */
+  reportSyncQuality?: boolean;
+  /** Rounds kept for the drift estimate (default 12). */
+  maxRounds?: number;
+  driftWindowMs?: number;
+  /** Drift is applied only when the rounds span at least this long (default 20000). */
+  minDriftSpanMs?: number;
+  /** Drift estimates are clamped to +/- this (default 500 ppm). */
+  maxDriftPpm?: number;
+  reconnectionDelay?: number;
+  reconnectionDelayMax?: number;
+}
+
+export interface JoinOptions {
+  displayName?: string;
+  role?: Role;
+}
+
+export interface BandSyncEvents {
+  state: (state: SessionState, previous: SessionState | null) => void;
+  tick: (tick: ScrollTick) => void;
+  role: (ev: RoleEvent) => void;
+  connection: (ev: ConnectionEvent) => void;
+  sync: (status: SyncStatus) => void;
+  rejoined: (ev: { recovered: boolean; state: SessionState | null }) => void;
+  error: (err: BandSyncError) => void;
+}
+
+export declare class BandSyncClient {
+  constructor(url: string | undefined, opts?: ConnectOptions);
+
+  /** The underlying socket.io socket. */
+  readonly socket: Socket;
+  /** Last session state; kept through disconnections. */
+  readonly state: SessionState | null;
+  readonly sessionId: string | null;
+  readonly role: Role | null;
+  readonly isLeader: boolean;
+  readonly connectionState: ConnectionState;
+  /** Whether the last (re)connection was a recovered one. */
+  readonly recovered: boolean;
+  readonly sync: SyncStatus;
+
+  on<E extends keyof BandSyncEvents>(event: E, listener: BandSyncEvents[E]): this;
+  off<E extends keyof BandSyncEvents>(event: E, listener: BandSyncEvents[E]): this;
+  once<E extends keyof BandSyncEvents>(event: E, listener: BandSyncEvents[E]): this;
+
+  /** This device's clock, epoch ms with sub-ms resolution. */
+  now(): number;
+  /** The server's clock now, as estimated by clock sync. */
+  serverNow(): number;
+  toServerTime(localMs: number): number;
+  toLocalTime(serverMs: number): number;
+  /** Runs a clock-sync round now. */
+  syncClock(): Promise<SyncStatus>;
+
+  /** Playback position (ms) at a local instant (default now). */
+  positionAt(localMs?: number): number;
+  /** Beat position at a local instant (default now); holds before a scheduled start. */
+  beatAt(localMs?: number): number;
+  /** Like beatAt, but the grid continues backwards through a count-in. */
+  gridBeatAt(localMs?: number): number;
+  isCountingIn(localMs?: number): boolean;
+  /** Local instant of a grid beat, or null while paused. */
+  localTimeOfBeat(beat: number): number | null;
+  /** Calls cb on each beat while playing (count-in included). Returns an unsubscribe function. */
+  onBeat(cb: (beat: BeatInfo) => void, opts?: { beatsPerBar?: number; lookaheadMs?: number }): () => void;
+
+  join(sessionId: string, opts?: JoinOptions): Promise<SessionState>;
+  leave(): Promise<void>;
+  setTempo(tempo: number): Promise<SessionState>;
+  play(opts?: { delayMs?: number }): Promise<SessionState>;
+  /**
+   * Starts on the next boundary of `quantum` beats (default beatsPerBar, default 4) of the
+   * grid counted from the server's epoch at the current tempo, at least minLeadMs ahead.
+   */
+  playOnNextBar(opts?: { quantum?: number; beatsPerBar?: number; minLeadMs?: number }): Promise<SessionState>;
+  /** Starts after `bars` bars of count-in (plus leadMs, default 250). */
+  countIn(opts?: { bars?: number; beatsPerBar?: number; leadMs?: number }): Promise<SessionState>;
+  pause(): Promise<SessionState>;
+  seek(positionMs: number): Promise<SessionState>;
+  stop(): Promise<SessionState>;
+  updateMessage(message: string): Promise<SessionState>;
+  claimLeadership(): Promise<SessionState>;
+  releaseLeadership(): Promise<SessionState>;
+  /** Disconnects for good. */
+  close(): void;
+}
+
+export declare function connect(url?: string, opts?: ConnectOptions): BandSyncClient;
+/** The SDK's default local clock: performance.timeOrigin + performance.now(), epoch ms. */
+export declare function localNow(): number;
+/** Ms from serverNowMs to the next `quantum`-beat boundary of the epoch grid at `tempo`, at least minLeadMs. */
+export declare function delayToNextBoundary(serverNowMs: number, tempo: number, quantum: number, minLeadMs?: number): number;
+
+declare const _default: {
+  connect: typeof connect;
+  localNow: typeof localNow;
+  BandSyncClient: typeof BandSyncClient;
+  BandSyncError: typeof BandSyncError;
+  delayToNextBoundary: typeof delayToNextBoundary;
+  VERSION: string;
+};
+export default _default;

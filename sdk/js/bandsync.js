@@ -1,0 +1,835 @@
+// @bandsync/sdk: a BandSync client for browsers and Node.js.
+//
+// It keeps one device in sync with a BandSync session: it joins a session,
+// estimates the offset between this device's clock and the server's
+// (NTP-style, over the `clock_sync` event), and derives the playback
+// position and beat for any instant from the session's anchor
+// (position, serverTimestamp, startsAt) instead of from the moment a message
+// happened to arrive. Two devices that ask `positionAt(T)` for the same
+// instant T get the same answer, however late either received its last
+// update.
+//
+// The only dependency is socket.io-client 4.8.x. The web app served by the
+// BandSync binary loads this same file from /sdk/bandsync.js, with the
+// import below pointing at the vendored browser build instead.
+import { io as defaultIo } from "socket.io-client";
+
+export const VERSION = "0.1.0";
+
+/** Largest position the server accepts (24 h, PROTOCOL.md section 2). */
+export const MAX_POSITION_MS = 86_400_000;
+/** Largest `play.delayMs` the server accepts. */
+export const MAX_DELAY_MS = 5000;
+
+const DEFAULTS = {
+  samplesPerRound: 12, // clock_sync samples per round (at least 8 are used)
+  keepBest: 4, // lowest-RTT samples kept per round; their median offset wins
+  resyncIntervalMs: 15_000, // a round this often (with +/-10% spread)
+  quickResyncMs: 2000, // a second round this soon after (re)connecting
+  ackTimeoutMs: 5000,
+  maxRounds: 12, // rounds kept for the drift estimate
+  driftWindowMs: 10 * 60_000,
+  minDriftSpanMs: 20_000, // apply a drift estimate only over at least this span
+  maxDriftPpm: 500,
+  reportSyncQuality: true,
+  reconnectionDelay: 250,
+  reconnectionDelayMax: 3000,
+};
+
+/** An error from the server (or from the SDK itself), with a stable `.code`. */
+export class BandSyncError extends Error {
+  constructor(code, message, details) {
+    super(message || code);
+    this.name = "BandSyncError";
+    this.code = code;
+    if (details !== undefined) this.details = details;
+  }
+}
+
+/**
+ * The local clock the SDK measures with: epoch milliseconds with sub-ms
+ * resolution, monotonic between page loads (performance.timeOrigin +
+ * performance.now()), so a wall-clock step on the device does not jump the
+ * band's position. Falls back to Date.now().
+ */
+export function localNow() {
+  const p = globalThis.performance;
+  if (p && typeof p.now === "function" && typeof p.timeOrigin === "number") {
+    return p.timeOrigin + p.now();
+  }
+  return Date.now();
+}
+
+/**
+ * Connects to a BandSync server and returns the client at once; it connects,
+ * syncs its clock and reconnects in the background.
+ *
+ * @param {string} url  the server's origin, e.g. "https://band.example" ("" or
+ *                      undefined: the page's own origin, in a browser)
+ * @param {object} [opts] see bandsync.d.ts (ConnectOptions)
+ */
+export function connect(url, opts = {}) {
+  return new BandSyncClient(url, opts);
+}
+
+/** A tiny event emitter that works the same in browsers and Node.js. */
+class Emitter {
+  constructor() {
+    this._listeners = new Map();
+  }
+  on(event, fn) {
+    if (!this._listeners.has(event)) this._listeners.set(event, new Set());
+    this._listeners.get(event).add(fn);
+    return this;
+  }
+  off(event, fn) {
+    const set = this._listeners.get(event);
+    if (set) set.delete(fn);
+    return this;
+  }
+  once(event, fn) {
+    const wrapped = (...args) => {
+      this.off(event, wrapped);
+      fn(...args);
+    };
+    return this.on(event, wrapped);
+  }
+  _emit(event, ...args) {
+    const set = this._listeners.get(event);
+    if (!set) return;
+    for (const fn of [...set]) {
+      try {
+        fn(...args);
+      } catch (err) {
+        // A listener's bug must not break the sync loop; report it.
+        setTimeout(() => {
+          throw err;
+        });
+      }
+    }
+  }
+}
+
+const median = (xs) => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+const stddev = (xs) => {
+  if (xs.length < 2) return 0;
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  return Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1));
+};
+
+const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+
+const T0_RE = /"t0":(-?[0-9.eE+-]+)/;
+
+export class BandSyncClient extends Emitter {
+  constructor(url, opts = {}) {
+    super();
+    this.opts = { ...DEFAULTS, ...opts };
+    this.opts.samplesPerRound = Math.max(8, this.opts.samplesPerRound | 0);
+    this.opts.keepBest = clamp(this.opts.keepBest | 0, 1, this.opts.samplesPerRound);
+    this.now = typeof opts.now === "function" ? opts.now : localNow;
+
+    /** Last session state (a `snapshot`), kept through disconnections. */
+    this.state = null;
+    this.sessionId = null;
+    this.role = null;
+    this.connectionState = "connecting";
+    this.recovered = false;
+
+    this._join = null; // {sessionId, displayName, role} to re-join with
+    this._wantLeader = false; // re-claim leadership after a non-recovered reconnect
+    this._anchor = null; // what positionAt derives from
+    this._model = { base: 0, at: 0, drift: 0 }; // serverTime = local + base + drift*(local-at)
+    this._rounds = [];
+    this._sync = { synced: false, offsetMs: 0, rttMs: NaN, jitterMs: NaN, driftPpm: 0, rounds: 0, lastSyncAt: null, samples: 0 };
+    this._arrivals = new Map(); // t0 -> local arrival time of its clock_sync answer
+    this._syncing = null;
+    this._syncTimer = null;
+    this._beatListeners = new Set();
+    this._beatTimer = null;
+    this._lastBeat = null; // {beat, local}
+    this._closed = false;
+    this._attempt = 0;
+
+    const ioFn = opts.io || defaultIo;
+    const ioOpts = {
+      transports: ["websocket"],
+      forceNew: true,
+      reconnection: true,
+      reconnectionDelay: this.opts.reconnectionDelay,
+      reconnectionDelayMax: this.opts.reconnectionDelayMax,
+      timeout: this.opts.ackTimeoutMs,
+      ...(opts.socketOptions || {}),
+    };
+    this.socket = url ? ioFn(url, ioOpts) : ioFn(ioOpts);
+    this._bindSocket();
+  }
+
+  // ---------------------------------------------------------------- wiring
+
+  _bindSocket() {
+    const s = this.socket;
+    const manager = s.io;
+    // Timestamp clock_sync answers the moment their frame arrives, before
+    // socket.io decodes and dispatches them: time the app spends before it
+    // handles a message must not count as network delay.
+    const hookEngine = () => {
+      const engine = manager.engine;
+      if (!engine || engine.__bandsyncHooked) return;
+      engine.__bandsyncHooked = true;
+      engine.on("data", (data) => {
+        if (typeof data !== "string" || data.indexOf('"t2"') < 0) return;
+        const m = T0_RE.exec(data);
+        if (m) this._arrivals.set(Number(m[1]), this.now());
+      });
+    };
+    manager.on("open", hookEngine);
+    manager.on("reconnect_attempt", (n) => {
+      this._attempt = n;
+      this._setConnection("reconnecting", { attempt: n });
+    });
+
+    s.on("connect", () => this._onConnect());
+    s.on("disconnect", (reason) => {
+      if (this._closed) return;
+      this._stopSyncTimer();
+      // "io client disconnect" only happens through close(). The server
+      // disconnecting us is not the end of the rehearsal: try again.
+      if (reason === "io server disconnect") {
+        this._setConnection("reconnecting", { reason });
+        setTimeout(() => {
+          if (!this._closed && !s.connected) s.connect();
+        }, this.opts.reconnectionDelayMax);
+        return;
+      }
+      this._setConnection(s.active ? "reconnecting" : "disconnected", { reason });
+    });
+    s.on("connect_error", (err) => {
+      if (!s.active) this._setConnection("disconnected", { reason: err?.message });
+    });
+    s.on("snapshot", (snap) => this._onSnapshot(snap));
+    s.on("scroll_tick", (tick) => this._onTick(tick));
+    s.on("role_changed", (ev) => this._onRoleChanged(ev));
+    s.on("error", (err) => this._emit("error", new BandSyncError(err?.code || "SERVER_ERROR", err?.message, err)));
+  }
+
+  _setConnection(state, extra = {}) {
+    const prev = this.connectionState;
+    this.connectionState = state;
+    if (prev !== state || extra.recovered !== undefined) {
+      this._emit("connection", { state, previous: prev, recovered: this.recovered, ...extra });
+    }
+  }
+
+  async _onConnect() {
+    const s = this.socket;
+    this.recovered = Boolean(s.recovered);
+    this._attempt = 0;
+    this._setConnection("connected", { recovered: this.recovered, socketId: s.id });
+    this._scheduleSync(0);
+    if (!this._join) return;
+    // Re-join. With a recovered connection the server kept our membership
+    // and role, and join_session only re-sends the snapshot; without, this
+    // joins again (as leader if we led and leadership is free).
+    const { sessionId, displayName, role } = this._join;
+    const payload = { sessionId };
+    if (displayName) payload.displayName = displayName;
+    const wantRole = this.recovered ? role : this._wantLeader ? "leader" : role;
+    if (wantRole) payload.role = wantRole;
+    try {
+      const st = await this._request("join_session", payload, { requireConnected: true });
+      this._acceptState(st);
+      this._emit("rejoined", { recovered: this.recovered, state: this.state });
+    } catch (err) {
+      this._emit("error", err);
+    }
+  }
+
+  // ---------------------------------------------------------------- clock
+
+  /** This device's clock mapped to the server's, in epoch ms. */
+  serverNow() {
+    return this.toServerTime(this.now());
+  }
+
+  /** Maps a local-clock instant (this.now() units) to server time. */
+  toServerTime(localMs) {
+    const m = this._model;
+    return localMs + m.base + m.drift * (localMs - m.at);
+  }
+
+  /** Maps a server-time instant to the local clock. */
+  toLocalTime(serverMs) {
+    const m = this._model;
+    // Invert local + base + drift*(local - at) = server.
+    return (serverMs - m.base + m.drift * m.at) / (1 + m.drift);
+  }
+
+  /** The clock-sync figures: offsetMs (server - local), rttMs, jitterMs, driftPpm, ... */
+  get sync() {
+    return { ...this._sync, offsetMs: this.toServerTime(this.now()) - this.now() };
+  }
+
+  /** Runs one clock-sync round now; resolves with the sync figures. */
+  syncClock() {
+    if (!this._syncing) {
+      this._syncing = this._syncRound().finally(() => {
+        this._syncing = null;
+      });
+    }
+    return this._syncing;
+  }
+
+  async _sample() {
+    const t0 = this.now();
+    const ack = await this._request("clock_sync", { t0 }, { raw: true, requireConnected: true });
+    const handled = this.now();
+    const t3 = this._arrivals.get(t0) ?? handled;
+    this._arrivals.delete(t0);
+    if (!ack || ack.ok === false || typeof ack.t1 !== "number" || typeof ack.t2 !== "number") {
+      throw new BandSyncError(ack?.error?.code || "CLOCK_SYNC_FAILED", ack?.error?.message || "bad clock_sync answer");
+    }
+    const { t1, t2 } = ack;
+    return { t0, t1, t2, t3, rtt: t3 - t0 - (t2 - t1), offset: (t1 - t0 + (t2 - t3)) / 2 };
+  }
+
+  async _syncRound() {
+    const samples = [];
+    for (let i = 0; i < this.opts.samplesPerRound; i++) {
+      if (!this.socket.connected || this._closed) break;
+      try {
+        samples.push(await this._sample());
+      } catch (err) {
+        if (err?.code === "RATE_LIMITED") break;
+        if (err?.code === "DISCONNECTED") break;
+      }
+    }
+    this._arrivals.clear();
+    if (samples.length < Math.min(8, this.opts.samplesPerRound)) return this.sync;
+    const byRtt = [...samples].sort((a, b) => a.rtt - b.rtt);
+    const best = byRtt.slice(0, this.opts.keepBest);
+    const round = {
+      at: median(best.map((s) => (s.t0 + s.t3) / 2)),
+      offset: median(best.map((s) => s.offset)),
+      rttMin: byRtt[0].rtt,
+      rtt: median(samples.map((s) => s.rtt)),
+      jitter: stddev(samples.map((s) => s.rtt)),
+      n: samples.length,
+    };
+    this._applyRound(round);
+    this._emit("sync", this.sync);
+    if (this.opts.reportSyncQuality && this.socket.connected) {
+      const report = { offsetMs: round.offset, rttMs: round.rtt, jitterMs: round.jitter };
+      if (this.sessionId) report.sessionId = this.sessionId;
+      this.socket.emit("sync_quality", report);
+    }
+    return this.sync;
+  }
+
+  _applyRound(r) {
+    const o = this.opts;
+    if (this._rounds.length) {
+      // A step far beyond what the round trip can explain is a clock jump
+      // (the server's wall clock was set): start the history again.
+      const predicted = this.toServerTime(r.at) - r.at;
+      if (Math.abs(r.offset - predicted) > Math.max(20, 4 * r.rttMin)) this._rounds = [];
+    }
+    this._rounds.push(r);
+    this._rounds = this._rounds.filter((x) => r.at - x.at <= o.driftWindowMs).slice(-o.maxRounds);
+
+    // Drift: least-squares slope of offset over time across rounds.
+    let drift = 0;
+    const rs = this._rounds;
+    if (rs.length >= 3 && rs[rs.length - 1].at - rs[0].at >= o.minDriftSpanMs) {
+      const mt = rs.reduce((a, x) => a + x.at, 0) / rs.length;
+      const mo = rs.reduce((a, x) => a + x.offset, 0) / rs.length;
+      let num = 0;
+      let den = 0;
+      for (const x of rs) {
+        num += (x.at - mt) * (x.offset - mo);
+        den += (x.at - mt) ** 2;
+      }
+      if (den > 0) drift = clamp(num / den, -o.maxDriftPpm / 1e6, o.maxDriftPpm / 1e6);
+    }
+    // Offset now: the median of the last three rounds, each carried to this
+    // round's instant along the drift, so one round disturbed by a busy
+    // network or a GC pause cannot move the band's clock on its own.
+    const recent = rs.slice(-3).map((x) => x.offset + drift * (r.at - x.at));
+    this._model = { base: median(recent), at: r.at, drift };
+    this._sync = {
+      synced: true,
+      offsetMs: this._model.base,
+      rttMs: r.rtt,
+      rttMinMs: r.rttMin,
+      jitterMs: r.jitter,
+      driftPpm: drift * 1e6,
+      rounds: (this._sync.rounds || 0) + 1,
+      samples: r.n,
+      lastSyncAt: r.at,
+    };
+    this._scheduleBeat();
+  }
+
+  _scheduleSync(delayMs) {
+    this._stopSyncTimer();
+    if (this._closed) return;
+    this._syncTimer = setTimeout(async () => {
+      this._syncTimer = null;
+      if (!this.socket.connected) return;
+      const first = this._sync.rounds === 0 || delayMs === 0;
+      await this.syncClock().catch(() => {});
+      if (!this.socket.connected || this._closed) return;
+      const base = first ? this.opts.quickResyncMs : this.opts.resyncIntervalMs;
+      this._scheduleSync(first ? base : base * (0.9 + 0.2 * Math.random()));
+    }, delayMs);
+  }
+
+  _stopSyncTimer() {
+    if (this._syncTimer) clearTimeout(this._syncTimer);
+    this._syncTimer = null;
+  }
+
+  // ---------------------------------------------------------------- state
+
+  _onSnapshot(snap) {
+    if (!snap || (this.sessionId && snap.sessionId !== this.sessionId)) return;
+    this._acceptState(snap);
+  }
+
+  _acceptState(st) {
+    if (!st || typeof st !== "object") return;
+    const prev = this.state;
+    // Stale: a newer snapshot of the same session already arrived. (A
+    // session recreated after a server restart has another createdAt and
+    // starts its versions again.)
+    if (prev && prev.sessionId === st.sessionId && prev.createdAt === st.createdAt && st.version < prev.version) {
+      return;
+    }
+    this.state = st;
+    this.sessionId = st.sessionId;
+    const oldAnchor = this._anchor;
+    this._anchor = {
+      position: num(st.positionMs ?? st.position, 0),
+      serverTimestamp: num(st.serverTimestamp, 0),
+      beat: num(st.beat, 0),
+      tempo: num(st.tempoBpm ?? st.tempo, 120),
+      isPlaying: Boolean(st.isPlaying),
+      startsAt: typeof st.startsAt === "number" ? st.startsAt : null,
+      version: st.version,
+    };
+    if (!oldAnchor || oldAnchor.version !== this._anchor.version || oldAnchor.isPlaying !== this._anchor.isPlaying) {
+      this._lastBeatGridChanged = true;
+    }
+    this._updateRole(st);
+    this._emit("state", st, prev);
+    this._scheduleBeat();
+  }
+
+  _onTick(tick) {
+    if (!tick || tick.sessionId !== this.sessionId || !this._anchor) return;
+    const a = this._anchor;
+    if (typeof tick.version === "number" && typeof a.version === "number" && tick.version < a.version) return;
+    this._anchor = {
+      ...a,
+      position: num(tick.positionMs, a.position),
+      serverTimestamp: num(tick.serverTimestamp, a.serverTimestamp),
+      beat: num(tick.beat, a.beat),
+      tempo: num(tick.tempoBpm, a.tempo),
+      isPlaying: true,
+    };
+    this._emit("tick", tick);
+  }
+
+  _onRoleChanged(ev) {
+    // The snapshot that follows carries the new leader; this only keeps
+    // the reason for the `role` event.
+    this._roleReason = ev?.reason;
+  }
+
+  _updateRole(st) {
+    const id = this.socket.id;
+    const role = st.leaderSocketId && st.leaderSocketId === id ? "leader" : "follower";
+    if (role !== this.role) {
+      const previous = this.role;
+      this.role = role;
+      if (role === "leader") this._wantLeader = true;
+      this._emit("role", { role, previous, reason: this._roleReason ?? null });
+    }
+    this._roleReason = undefined;
+    // After a reconnect that was not recovered we came back as a follower
+    // while our old connection still held the lead; take it back as soon
+    // as the server frees it, unless someone else took it meanwhile.
+    if (role === "follower" && this._wantLeader && st.leaderSocketId == null && this.socket.connected) {
+      this.claimLeadership().catch(() => {});
+    }
+    if (role === "follower" && st.leaderSocketId && st.leaderSocketId !== id) {
+      const stillMember = (st.members || []).some((m) => m.socketId === st.leaderSocketId);
+      if (stillMember) this._wantLeader = false;
+    }
+  }
+
+  /** Whether this device leads its session. */
+  get isLeader() {
+    return this.role === "leader";
+  }
+
+  // ---------------------------------------------------------------- position
+
+  /**
+   * The playback position (ms) at a local-clock instant (default: now),
+   * derived from the session's anchor and the synced clock:
+   * position(t) = position + (t - serverTimestamp) from startsAt on; it
+   * holds before a scheduled start and while paused.
+   */
+  positionAt(localMs = this.now()) {
+    const a = this._anchor;
+    if (!a) return 0;
+    if (!a.isPlaying) return a.position;
+    const t = this.toServerTime(localMs);
+    const { start, startPos } = startOf(a);
+    return clamp(startPos + Math.max(0, t - start), 0, MAX_POSITION_MS);
+  }
+
+  /** The beat position at a local-clock instant: beat + (position(t) - position) * tempo / 60000. */
+  beatAt(localMs = this.now()) {
+    const a = this._anchor;
+    if (!a) return 0;
+    return a.beat + ((this.positionAt(localMs) - a.position) * a.tempo) / 60000;
+  }
+
+  /**
+   * Like beatAt, but continues the beat grid backwards through a scheduled
+   * start, so a count-in has beats: it is negative-going (below the start
+   * beat) until startsAt.
+   */
+  gridBeatAt(localMs = this.now()) {
+    const a = this._anchor;
+    if (!a) return 0;
+    if (!a.isPlaying) return a.beat;
+    const t = this.toServerTime(localMs);
+    const { start, startPos } = startOf(a);
+    const startBeat = a.beat + ((startPos - a.position) * a.tempo) / 60000;
+    return startBeat + ((t - start) * a.tempo) / 60000;
+  }
+
+  /** Whether the session is counting in (playing, before startsAt) at localMs. */
+  isCountingIn(localMs = this.now()) {
+    const a = this._anchor;
+    if (!a || !a.isPlaying) return false;
+    return this.toServerTime(localMs) < startOf(a).start;
+  }
+
+  /** Local-clock instant at which the (grid) beat `beat` falls, or null when paused. */
+  localTimeOfBeat(beat) {
+    const a = this._anchor;
+    if (!a || !a.isPlaying || !(a.tempo > 0)) return null;
+    const { start, startPos } = startOf(a);
+    const startBeat = a.beat + ((startPos - a.position) * a.tempo) / 60000;
+    return this.toLocalTime(start + ((beat - startBeat) * 60000) / a.tempo);
+  }
+
+  /**
+   * Calls cb on every beat while playing, count-in beats included, scheduled
+   * against the synced clock. cb gets {beat, beatInBar, bar, countIn,
+   * localTime, serverTime, lateMs}. Returns a function that unsubscribes.
+   * opts: {beatsPerBar = 4, lookaheadMs = 0}: with lookahead the callback
+   * comes that much early, so audio can be scheduled at `localTime`.
+   */
+  onBeat(cb, opts = {}) {
+    const entry = { cb, beatsPerBar: opts.beatsPerBar || 4, lookaheadMs: opts.lookaheadMs || 0 };
+    this._beatListeners.add(entry);
+    this._scheduleBeat();
+    return () => {
+      this._beatListeners.delete(entry);
+      if (!this._beatListeners.size) this._clearBeatTimer();
+    };
+  }
+
+  _clearBeatTimer() {
+    if (this._beatTimer) clearTimeout(this._beatTimer);
+    this._beatTimer = null;
+  }
+
+  _scheduleBeat() {
+    this._clearBeatTimer();
+    if (!this._beatListeners.size || this._closed) return;
+    const a = this._anchor;
+    if (!a || !a.isPlaying || !(a.tempo > 0)) {
+      this._lastBeat = null;
+      return;
+    }
+    const lookahead = Math.max(0, ...[...this._beatListeners].map((e) => e.lookaheadMs));
+    const now = this.now();
+    let next = Math.floor(this.gridBeatAt(now + lookahead) + 1e-9) + 1;
+    // Do not repeat a beat already announced (the grid may move by a
+    // fraction of a millisecond when the clock model is refined).
+    const beatMs = 60000 / a.tempo;
+    let when = this.localTimeOfBeat(next);
+    if (this._lastBeat && Math.abs(when - this._lastBeat.local) < beatMs / 4) {
+      next += 1;
+      when = this.localTimeOfBeat(next);
+    }
+    // A beat that fell between the last one and now (a timer that fired
+    // late) is still announced, late, rather than silently dropped.
+    const prevBeat = next - 1;
+    const prevWhen = this.localTimeOfBeat(prevBeat);
+    if (
+      this._lastBeat &&
+      !this._lastBeatGridChanged &&
+      prevBeat > this._lastBeat.beat &&
+      now - prevWhen < beatMs / 2 &&
+      now + lookahead >= prevWhen
+    ) {
+      next = prevBeat;
+      when = prevWhen;
+    }
+    this._lastBeatGridChanged = false;
+    const delay = Math.max(0, when - lookahead - now);
+    this._beatTimer = setTimeout(() => this._fireBeat(next, when, lookahead), delay);
+  }
+
+  _fireBeat(beat, localTime, lookahead = 0) {
+    this._beatTimer = null;
+    const a = this._anchor;
+    if (!a || !a.isPlaying) return;
+    const now = this.now();
+    // Timers have millisecond granularity and may fire a little early
+    // against this sub-ms clock: never announce a beat before its moment.
+    const early = localTime - lookahead - now;
+    if (early > 0.05) {
+      this._beatTimer = setTimeout(() => this._fireBeat(beat, localTime, lookahead), Math.max(1, Math.ceil(early)));
+      return;
+    }
+    const countIn = this.toServerTime(localTime) < startOf(a).start - 0.5;
+    this._lastBeat = { beat, local: localTime };
+    for (const e of [...this._beatListeners]) {
+      const bpb = e.beatsPerBar;
+      const info = {
+        beat,
+        beatInBar: ((beat % bpb) + bpb) % bpb,
+        bar: Math.floor(beat / bpb),
+        countIn,
+        localTime,
+        serverTime: this.toServerTime(localTime),
+        lateMs: now - (localTime - e.lookaheadMs),
+      };
+      try {
+        e.cb(info);
+      } catch (err) {
+        setTimeout(() => {
+          throw err;
+        });
+      }
+    }
+    this._scheduleBeat();
+  }
+
+  // ---------------------------------------------------------------- actions
+
+  /**
+   * Joins a session (creating it when absent). Resolves with its state.
+   * opts: {displayName, role: "leader" | "follower"}.
+   */
+  async join(sessionId, { displayName, role } = {}) {
+    const payload = { sessionId };
+    if (displayName) payload.displayName = displayName;
+    if (role) payload.role = role;
+    if (this.sessionId && this.sessionId !== sessionId) this._reset();
+    this._join = { sessionId, displayName, role };
+    this._wantLeader = role === "leader";
+    this.sessionId = sessionId;
+    await this._whenConnected();
+    const st = await this._request("join_session", payload);
+    this._acceptState(st);
+    return this.state;
+  }
+
+  /** Leaves the session; resolves when the server confirmed. */
+  async leave() {
+    const id = this.sessionId;
+    this._join = null;
+    this._wantLeader = false;
+    if (!id) return;
+    try {
+      await this._request("leave_session", { sessionId: id }, { raw: true });
+    } finally {
+      this._reset();
+    }
+  }
+
+  _reset() {
+    this.state = null;
+    this._anchor = null;
+    this.sessionId = null;
+    this.role = null;
+    this._lastBeat = null;
+    this._clearBeatTimer();
+  }
+
+  setTempo(tempo) {
+    return this._sessionRequest("set_tempo", { tempo });
+  }
+
+  /** Starts playback, optionally after delayMs (0-5000): every device starts on the same instant. */
+  play({ delayMs = 0 } = {}) {
+    return this._sessionRequest("play", delayMs ? { delayMs } : {});
+  }
+
+  /**
+   * Starts on the next bar boundary of the band's shared beat grid: the
+   * grid of beats counted from the server's epoch at the current tempo,
+   * which every synced device computes alike (so a metronome running while
+   * paused and the start agree). quantum: beats per boundary (default
+   * beatsPerBar, default 4). A boundary closer than minLeadMs (default:
+   * max(150 ms, 3 round trips)) is skipped so every device hears of the
+   * start before it happens. Resolves with the state; rejects with code
+   * QUANTUM_TOO_LONG when the boundary is more than 5 s away.
+   */
+  playOnNextBar({ quantum, beatsPerBar = 4, minLeadMs } = {}) {
+    const q = quantum || beatsPerBar;
+    const tempo = this.state?.tempoBpm ?? this.state?.tempo;
+    if (!(tempo > 0)) return Promise.reject(new BandSyncError("NOT_IN_SESSION", "join a session first"));
+    const lead = minLeadMs ?? Math.max(150, 3 * (Number.isFinite(this._sync.rttMs) ? this._sync.rttMs : 20));
+    // Measured from when the server will read the request (half a round
+    // trip from now), since it schedules the start from its own clock.
+    const oneWay = Number.isFinite(this._sync.rttMs) ? this._sync.rttMs / 2 : 0;
+    const delayMs = delayToNextBoundary(this.serverNow() + oneWay, tempo, q, lead);
+    if (delayMs > MAX_DELAY_MS) {
+      return Promise.reject(
+        new BandSyncError("QUANTUM_TOO_LONG", `the next ${q}-beat boundary at ${tempo} BPM is ${Math.round(delayMs)} ms away (max ${MAX_DELAY_MS})`),
+      );
+    }
+    return this.play({ delayMs });
+  }
+
+  /** Starts after a count-in of `bars` bars (plus leadMs so the first click is heard too). */
+  countIn({ bars = 1, beatsPerBar = 4, leadMs = 250 } = {}) {
+    const tempo = this.state?.tempoBpm ?? this.state?.tempo;
+    if (!(tempo > 0)) return Promise.reject(new BandSyncError("NOT_IN_SESSION", "join a session first"));
+    const beatMs = 60000 / tempo;
+    let beats = bars * beatsPerBar;
+    while (beats > 1 && beats * beatMs + leadMs > MAX_DELAY_MS) beats -= 1;
+    return this.play({ delayMs: Math.min(MAX_DELAY_MS, beats * beatMs + leadMs) });
+  }
+
+  pause() {
+    return this._sessionRequest("pause", {});
+  }
+
+  seek(positionMs) {
+    return this._sessionRequest("seek", { position: positionMs });
+  }
+
+  stop() {
+    return this._sessionRequest("stop", {});
+  }
+
+  updateMessage(message) {
+    return this._sessionRequest("update_message", { message });
+  }
+
+  /** Takes the lead while leadership is vacant (or always under LEADER_POLICY=open). */
+  async claimLeadership() {
+    const st = await this._sessionRequest("set_role", { role: "leader" });
+    this._wantLeader = true;
+    return st;
+  }
+
+  /** Steps down; leadership stays vacant until someone claims it. */
+  async releaseLeadership() {
+    this._wantLeader = false;
+    return this._sessionRequest("set_role", { role: "follower" });
+  }
+
+  /** Disconnects for good (no reconnect). */
+  close() {
+    this._closed = true;
+    this._stopSyncTimer();
+    this._clearBeatTimer();
+    this.socket.close();
+    this._setConnection("disconnected", { reason: "closed" });
+  }
+
+  async _sessionRequest(event, payload) {
+    if (!this.sessionId) throw new BandSyncError("NOT_IN_SESSION", "join a session first");
+    const st = await this._request(event, { sessionId: this.sessionId, ...payload });
+    if (st) this._acceptState(st);
+    return this.state;
+  }
+
+  _whenConnected(timeoutMs = this.opts.ackTimeoutMs * 2) {
+    if (this.socket.connected) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.socket.off("connect", ok);
+        reject(new BandSyncError("DISCONNECTED", `not connected within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const ok = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.socket.once("connect", ok);
+    });
+  }
+
+  /**
+   * Emits with an ack. Fails fast while disconnected: a transport command
+   * buffered through a Wi-Fi drop and sent seconds later would surprise the
+   * band more than an error does.
+   */
+  _request(event, payload, { raw = false, requireConnected = true } = {}) {
+    return new Promise((resolve, reject) => {
+      if (requireConnected && !this.socket.connected) {
+        reject(new BandSyncError("DISCONNECTED", `cannot send ${event}: not connected`));
+        return;
+      }
+      this.socket.timeout(this.opts.ackTimeoutMs).emit(event, payload, (err, res) => {
+        if (err) {
+          reject(new BandSyncError("TIMEOUT", `no answer to ${event} within ${this.opts.ackTimeoutMs} ms`));
+          return;
+        }
+        if (res && res.ok === false) {
+          const e = res.error || {};
+          reject(new BandSyncError(e.code || "ERROR", e.message || `${event} failed`, res));
+          return;
+        }
+        resolve(raw ? res : res?.state);
+      });
+    });
+  }
+}
+
+/**
+ * Where the current run starts: the server instant `start` at which the
+ * position is `startPos`, from which it advances in real time.
+ */
+function startOf(a) {
+  if (a.startsAt == null) return { start: a.serverTimestamp, startPos: a.position };
+  // A snapshot taken during a count-in holds `position` at startsAt; one
+  // taken after the start has it at serverTimestamp, on the same line.
+  const startPos = a.position - Math.max(0, a.serverTimestamp - a.startsAt);
+  return { start: a.startsAt, startPos };
+}
+
+/**
+ * Milliseconds from serverNowMs to the next boundary of `quantum` beats on
+ * the grid counted from the server's epoch at `tempo`, at least minLeadMs.
+ */
+export function delayToNextBoundary(serverNowMs, tempo, quantum, minLeadMs = 0) {
+  const periodMs = (quantum * 60000) / tempo;
+  let next = Math.ceil((serverNowMs + minLeadMs) / periodMs) * periodMs;
+  if (next - serverNowMs < minLeadMs) next += periodMs;
+  return next - serverNowMs;
+}
+
+function num(v, dflt) {
+  return typeof v === "number" && Number.isFinite(v) ? v : dflt;
+}
+
+export default { connect, localNow, BandSyncClient, BandSyncError, delayToNextBoundary, VERSION };
