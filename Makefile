@@ -1,0 +1,40 @@
+# BandSync. `make test` is THE test command (CI runs it through .ci/run).
+
+GO       ?= go
+FUZZTIME ?= 60s
+
+.PHONY: all run build test e2e fuzz bench lint clean
+
+all: build
+
+## run: start the server from source (configuration from the environment / .env)
+run:
+	$(GO) run ./cmd/bandsync
+
+## build: build the binaries into bin/
+build:
+	@mkdir -p bin
+	$(GO) build -o bin/ ./cmd/...
+
+## test: gofmt + vet, go test -race, a short fuzz smoke, and the Node e2e suite
+test:
+	bash scripts/test.sh
+
+## e2e: only the Node end-to-end suite (test/e2e)
+e2e:
+	bash scripts/test.sh e2e
+
+## fuzz: longer fuzzing of every target in scripts/fuzz-targets.txt (FUZZTIME=60s)
+fuzz:
+	FUZZTIME=$(FUZZTIME) bash scripts/test.sh fuzz
+
+## bench: Go benchmarks
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+## lint: gofmt -l (must print nothing) and go vet
+lint:
+	bash scripts/test.sh lint
+
+clean:
+	rm -rf bin test/e2e/artifacts

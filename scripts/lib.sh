@@ -1,0 +1,212 @@
+# shellcheck shell=bash
+# Shared helpers for BandSync's test scripts. Source it; do not run it.
+#
+#   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#
+# Conventions: every ensure_* function returns 0 when the tool is usable,
+# returns 2 when it is missing outside CI (the caller prints a SKIPPED line and
+# moves on), and exits the whole script with status 1 when it is missing while
+# CI is set (CI must never silently skip a suite).
+
+# ---- output ---------------------------------------------------------------
+
+section() {
+	printf '\n==================== %s ====================\n' "$*"
+}
+
+info() { printf '>>> %s\n' "$*"; }
+
+warn() { printf '!!! %s\n' "$*" >&2; }
+
+die() {
+	printf '\n!!! FAILED: %s\n' "$*" >&2
+	exit 1
+}
+
+skipped() {
+	printf '\n'
+	printf '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n'
+	printf '!!! SKIPPED: %s\n' "$*"
+	printf '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n'
+	printf '\n'
+}
+
+in_ci() { [[ -n "${CI:-}" && "${CI}" != "false" && "${CI}" != "0" ]]; }
+
+# ---- cleanup stack ----------------------------------------------------------
+# add_cleanup CMD... registers a command that runs (last registered first)
+# when the script exits, however it exits.
+
+_BANDSYNC_CLEANUPS=()
+
+_bandsync_run_cleanups() {
+	local rc=$? i
+	for ((i = ${#_BANDSYNC_CLEANUPS[@]} - 1; i >= 0; i--)); do
+		eval "${_BANDSYNC_CLEANUPS[i]}" || true
+	done
+	_BANDSYNC_CLEANUPS=()
+	return "$rc"
+}
+
+add_cleanup() {
+	_BANDSYNC_CLEANUPS+=("$*")
+	trap _bandsync_run_cleanups EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+
+# ---- apt --------------------------------------------------------------------
+
+_BANDSYNC_APT_UPDATED=""
+
+# apt_install PKG... installs Debian packages (CI only; the caller decides).
+apt_install() {
+	command -v apt-get >/dev/null 2>&1 || {
+		warn "apt-get not available; cannot install $*"
+		return 1
+	}
+	local sudo=""
+	if [[ $(id -u) -ne 0 ]]; then
+		command -v sudo >/dev/null 2>&1 || {
+			warn "not root and no sudo; cannot install $*"
+			return 1
+		}
+		sudo="sudo"
+	fi
+	if [[ -z "$_BANDSYNC_APT_UPDATED" ]]; then
+		info "apt-get update"
+		DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq || return 1
+		_BANDSYNC_APT_UPDATED=1
+	fi
+	info "apt-get install -y $*"
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# ---- Go ---------------------------------------------------------------------
+
+ensure_go() {
+	command -v go >/dev/null 2>&1 || die "go is not on PATH (Go 1.26 is required)"
+	info "$(go version)"
+}
+
+# ---- Node.js 20+ and npm ------------------------------------------------------
+
+_node_ok() {
+	command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || return 1
+	local major
+	major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null)" || return 1
+	[[ "$major" =~ ^[0-9]+$ ]] && ((major >= 20))
+}
+
+ensure_node() {
+	if ! _node_ok && in_ci; then
+		warn "Node.js >= 20 and npm not found; installing Debian's nodejs and npm"
+		apt_install nodejs npm || true
+	fi
+	if ! _node_ok; then
+		if in_ci; then
+			die "Node.js >= 20 and npm are required for the e2e suite (CI is set, so this is fatal)"
+		fi
+		return 2
+	fi
+	info "node $(node --version), npm $(npm --version)"
+}
+
+# ---- Redis (a PRIVATE server; never the machine's shared 127.0.0.1:6379) ----
+
+_have_redis() { command -v redis-server >/dev/null 2>&1; }
+
+# _port_in_use PORT: true when something accepts connections on 127.0.0.1:PORT.
+_port_in_use() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# _redis_ping PORT: true when a Redis server answers PING on 127.0.0.1:PORT.
+_redis_ping() {
+	local reply=""
+	{
+		exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+		printf 'PING\r\n' >&3
+		IFS= read -r -t 1 reply <&3 || true
+		exec 3>&-
+	} 2>/dev/null
+	[[ "$reply" == "+PONG"* ]]
+}
+
+# ensure_redis starts a private, throw-away redis-server on a free port,
+# exports BANDSYNC_TEST_REDIS_URL=redis://127.0.0.1:PORT/0, and stops it when
+# the script exits. Returns 2 when redis-server is missing outside CI.
+ensure_redis() {
+	if [[ -n "${BANDSYNC_TEST_REDIS_URL:-}" ]]; then
+		info "using BANDSYNC_TEST_REDIS_URL=$BANDSYNC_TEST_REDIS_URL"
+		return 0
+	fi
+	if ! _have_redis && in_ci; then
+		warn "redis-server not found; installing Debian's redis-server"
+		apt_install redis-server || true
+	fi
+	if ! _have_redis; then
+		if in_ci; then
+			die "redis-server is required (CI is set, so this is fatal)"
+		fi
+		return 2
+	fi
+
+	local dir port attempt pid=""
+	dir="$(mktemp -d "${TMPDIR:-/tmp}/bandsync-redis.XXXXXX")"
+	add_cleanup "_stop_private_redis '$dir'"
+	for attempt in 1 2 3 4 5 6 7 8 9 10; do
+		port=$((20000 + RANDOM % 40000))
+		[[ "$port" == 6379 ]] && continue
+		_port_in_use "$port" && continue
+		redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
+			--daemonize yes --pidfile "$dir/redis.pid" --dir "$dir" \
+			--logfile "$dir/redis.log" >/dev/null 2>&1 || continue
+		local i
+		for i in $(seq 1 50); do
+			if _redis_ping "$port"; then
+				pid="$(cat "$dir/redis.pid" 2>/dev/null || true)"
+				break 2
+			fi
+			sleep 0.1
+		done
+		# It never answered (port taken between the check and the bind?): stop it.
+		_stop_private_redis "$dir" keep
+	done
+	[[ -n "$pid" ]] || die "could not start a private redis-server (log: $(tail -5 "$dir/redis.log" 2>/dev/null))"
+	export BANDSYNC_TEST_REDIS_URL="redis://127.0.0.1:${port}/0"
+	info "private redis-server (pid $pid) at $BANDSYNC_TEST_REDIS_URL"
+}
+
+_stop_private_redis() {
+	local dir="$1" keep="${2:-}" pid
+	if [[ -f "$dir/redis.pid" ]]; then
+		pid="$(cat "$dir/redis.pid" 2>/dev/null || true)"
+		if [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; then
+			local i
+			for i in $(seq 1 50); do
+				kill -0 "$pid" 2>/dev/null || break
+				sleep 0.1
+			done
+			kill -9 "$pid" 2>/dev/null || true
+		fi
+		rm -f "$dir/redis.pid"
+	fi
+	[[ -n "$keep" ]] || rm -rf "$dir"
+}
+
+# ---- Chromium (Debian's, driven by playwright-core in test/e2e/browser.test.mjs)
+
+ensure_chromium() {
+	if [[ ! -x /usr/bin/chromium ]] && in_ci; then
+		warn "/usr/bin/chromium not found; installing Debian's chromium"
+		apt_install chromium || true
+	fi
+	if [[ ! -x /usr/bin/chromium ]]; then
+		if in_ci; then
+			die "/usr/bin/chromium is required for the browser tests (CI is set, so this is fatal)"
+		fi
+		return 2
+	fi
+	info "$(/usr/bin/chromium --version 2>/dev/null || echo chromium)"
+}

@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# BandSync's test command (`make test` runs this; so does .ci/run).
+#
+#   scripts/test.sh            every stage: lint, unit, fuzz, e2e
+#   scripts/test.sh STAGE...   only the named stages (lint|unit|fuzz|e2e)
+#
+# Environment:
+#   CI=true            missing tools (Node.js, npm, redis-server) are installed
+#                      with apt-get, and a tool that is still missing FAILS the
+#                      run instead of skipping a suite
+#   FUZZTIME=10s       time per fuzz target (scripts/fuzz-targets.txt)
+#   BANDSYNC_E2E_RACE  1 (default) builds the e2e server binary with -race;
+#                      0 builds it without
+#
+# Every stage runs even when an earlier one failed; the exit status is non-zero
+# when any stage failed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+
+# ---- stages -----------------------------------------------------------------
+
+go_files() {
+	local f
+	if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+		git -C "$ROOT" ls-files -co --exclude-standard -- '*.go'
+	else
+		find . -name '*.go' -not -path '*/node_modules/*' -not -path './.git/*' | sed 's|^\./||'
+	fi | grep -v -e '^node_modules/' -e '/node_modules/' | while IFS= read -r f; do
+		[[ -f "$f" ]] && printf '%s\n' "$f"
+	done
+}
+
+stage_lint() {
+	section "lint: gofmt -l"
+	local files unformatted
+	mapfile -t files < <(go_files)
+	info "${#files[@]} Go files"
+	if ((${#files[@]} > 0)); then
+		unformatted="$(gofmt -l "${files[@]}")" || return 1
+		if [[ -n "$unformatted" ]]; then
+			warn "these files are not gofmt-formatted (run: gofmt -w FILE):"
+			printf '%s\n' "$unformatted" >&2
+			return 1
+		fi
+	fi
+	info "gofmt: clean"
+
+	section "lint: go vet ./..."
+	go vet ./... || return 1
+	info "go vet: clean"
+}
+
+stage_unit() {
+	section "unit: go test -race -count=1 ./..."
+	go test -race -count=1 ./... || return 1
+}
+
+stage_fuzz() {
+	local fuzztime="${FUZZTIME:-10s}" list="${FUZZ_TARGETS:-$ROOT/scripts/fuzz-targets.txt}"
+	section "fuzz: ${fuzztime} per target (scripts/fuzz-targets.txt)"
+	[[ -f "$list" ]] || {
+		warn "missing $list"
+		return 1
+	}
+	local pkg name extra listed n=0 failed=0
+	while read -r pkg name extra; do
+		[[ -z "${pkg:-}" || "$pkg" == \#* ]] && continue
+		if [[ -z "${name:-}" || -n "${extra:-}" ]]; then
+			warn "bad line in fuzz-targets.txt (want 'package-path FuzzName'): $pkg $name $extra"
+			failed=1
+			continue
+		fi
+		pkg="./${pkg#./}"
+		n=$((n + 1))
+		# A listed target that does not exist is an error, not a silent no-op
+		# (go test -fuzz with no match passes without fuzzing anything).
+		if ! listed="$(go test -list "^${name}\$" "$pkg" 2>&1)"; then
+			printf '%s\n' "$listed" >&2
+			warn "cannot list fuzz targets of $pkg"
+			failed=1
+			continue
+		fi
+		if ! grep -qx "$name" <<<"$listed"; then
+			warn "fuzz target $name listed in fuzz-targets.txt does not exist in $pkg"
+			failed=1
+			continue
+		fi
+		info "go test -run='^\$' -fuzz='^${name}\$' -fuzztime=${fuzztime} ${pkg}"
+		go test -run='^$' -fuzz="^${name}\$" -fuzztime="$fuzztime" "$pkg" || {
+			warn "fuzz target $name in $pkg FAILED (the failing input is under $pkg/testdata/fuzz/$name/)"
+			failed=1
+		}
+	done <"$list"
+	((n > 0)) || {
+		warn "no fuzz targets in $list"
+		return 1
+	}
+	return "$failed"
+}
+
+stage_e2e() {
+	section "e2e: Node.js suite (test/e2e)"
+	local rc=0
+	ensure_node || rc=$?
+	if ((rc == 2)); then
+		skipped "e2e suite: Node.js >= 20 / npm not found (set CI=true to install them, or install Node.js 20)"
+		return 0
+	fi
+	((rc == 0)) || return 1
+
+	local e2e="$ROOT/test/e2e" want have=""
+	want="$(sha256sum "$e2e/package-lock.json" | cut -d' ' -f1)" || return 1
+	[[ -f "$e2e/node_modules/.bandsync-lock.sha256" ]] && have="$(cat "$e2e/node_modules/.bandsync-lock.sha256")"
+	if [[ "$want" == "$have" ]]; then
+		info "test/e2e/node_modules is up to date with package-lock.json"
+	else
+		info "npm ci (test/e2e)"
+		(cd "$e2e" && npm ci --no-audit --no-fund) || return 1
+		printf '%s\n' "$want" >"$e2e/node_modules/.bandsync-lock.sha256"
+	fi
+
+	# Build the server once for every test file (the harness builds it itself
+	# when BANDSYNC_BIN is not set, e.g. when a file is run on its own).
+	local bindir race=()
+	bindir="$(mktemp -d "${TMPDIR:-/tmp}/bandsync-e2e-bin.XXXXXX")"
+	add_cleanup "rm -rf '$bindir'"
+	[[ "${BANDSYNC_E2E_RACE:-1}" != "0" ]] && race=(-race)
+	info "go build ${race[*]} -o $bindir/bandsync ./cmd/bandsync"
+	go build "${race[@]}" -o "$bindir/bandsync" ./cmd/bandsync || return 1
+
+	local tests=()
+	mapfile -t tests < <(cd "$e2e" && ls -1 ./*.test.mjs 2>/dev/null)
+	# The browser tests need Debian's Chromium (installed under CI=true).
+	local chromium_rc=0
+	ensure_chromium || chromium_rc=$?
+	if ((chromium_rc == 2)); then
+		skipped "browser tests (browser.test.mjs): /usr/bin/chromium not found (set CI=true to install it, or apt-get install chromium)"
+		mapfile -t tests < <(printf '%s\n' "${tests[@]}" | grep -v '/browser\.test\.mjs$')
+	fi
+	((${#tests[@]} > 0)) || {
+		warn "no test/e2e/*.test.mjs files"
+		return 1
+	}
+	info "node --test --test-concurrency=1 ${tests[*]}"
+	(cd "$e2e" && BANDSYNC_BIN="$bindir/bandsync" node --test --test-concurrency=1 "${tests[@]}") || return 1
+}
+
+# ---- main -------------------------------------------------------------------
+
+stages=("$@")
+((${#stages[@]} > 0)) || stages=(lint unit fuzz e2e)
+for s in "${stages[@]}"; do
+	case "$s" in
+	lint | unit | fuzz | e2e) ;;
+	*) die "unknown stage '$s' (want lint, unit, fuzz or e2e)" ;;
+	esac
+done
+
+section "tools"
+ensure_go
+export GOFLAGS="${GOFLAGS:-}"
+in_ci && info "CI=$CI: missing tools are installed, and a missing tool fails the run"
+
+failed=()
+start=$SECONDS
+for s in "${stages[@]}"; do
+	if ! "stage_$s"; then
+		failed+=("$s")
+		warn "stage '$s' FAILED"
+	fi
+done
+
+if ((${#failed[@]} > 0)); then
+	section "RESULT"
+	printf '!!! FAILED stages: %s (of: %s) after %ss\n' "${failed[*]}" "${stages[*]}" "$((SECONDS - start))" >&2
+	exit 1
+fi
+printf '\n=== make test: stages %s all passed in %ss ===\n' "${stages[*]}" "$((SECONDS - start))"
