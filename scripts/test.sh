@@ -11,6 +11,9 @@
 #   FUZZTIME=10s       time per fuzz target (scripts/fuzz-targets.txt)
 #   BANDSYNC_E2E_RACE  1 (default) builds the e2e server binary with -race;
 #                      0 builds it without
+#   GO_TEST_TIMEOUT=4m go test's -timeout (a hung test fails instead of eating
+#                      CI's time); E2E_TEST_TIMEOUT=180000 ms does the same for
+#                      each Node test
 #
 # Every stage runs even when an earlier one failed; the exit status is non-zero
 # when any stage failed.
@@ -56,12 +59,12 @@ stage_lint() {
 
 stage_unit() {
 	section "unit: go test -race -count=1 ./..."
-	go test -race -count=1 ./... || return 1
+	go test -race -count=1 -timeout="${GO_TEST_TIMEOUT:-4m}" ./... || return 1
 }
 
 stage_fuzz() {
 	local fuzztime="${FUZZTIME:-10s}" list="${FUZZ_TARGETS:-$ROOT/scripts/fuzz-targets.txt}"
-	section "fuzz: ${fuzztime} per target (scripts/fuzz-targets.txt)"
+	section "fuzz: ${fuzztime} per target (${list#"$ROOT"/})"
 	[[ -f "$list" ]] || {
 		warn "missing $list"
 		return 1
@@ -145,8 +148,9 @@ stage_e2e() {
 		warn "no test/e2e/*.test.mjs files"
 		return 1
 	}
-	info "node --test --test-concurrency=1 ${tests[*]}"
-	(cd "$e2e" && BANDSYNC_BIN="$bindir/bandsync" node --test --test-concurrency=1 "${tests[@]}") || return 1
+	local tmo="${E2E_TEST_TIMEOUT:-180000}"
+	info "node --test --test-concurrency=1 --test-timeout=$tmo ${tests[*]}"
+	(cd "$e2e" && BANDSYNC_BIN="$bindir/bandsync" node --test --test-concurrency=1 --test-timeout="$tmo" "${tests[@]}") || return 1
 }
 
 # ---- main -------------------------------------------------------------------
