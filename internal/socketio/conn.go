@@ -128,10 +128,16 @@ func (c *Conn) EmitVolatile(event string, payload any) error {
 }
 
 // Join adds the connection to a room.
-func (c *Conn) Join(room string) { c.srv.rooms.join(c, room) }
+func (c *Conn) Join(room string) {
+	c.srv.rooms.join(c, room)
+	c.srv.track(c)
+}
 
 // Leave removes the connection from a room.
-func (c *Conn) Leave(room string) { c.srv.rooms.leave(c, room) }
+func (c *Conn) Leave(room string) {
+	c.srv.rooms.leave(c, room)
+	c.srv.track(c)
+}
 
 // Rooms lists the rooms the connection is in.
 func (c *Conn) Rooms() []string {
@@ -583,6 +589,10 @@ func (c *Conn) packet(data []byte) {
 			return // Socket.IO drops events sent before CONNECT
 		}
 		name, arg, err := splitEvent(p.Data)
+		if err == errUnknownName {
+			c.srv.dispatch(c, name, nil, p.ID)
+			return
+		}
 		if err != nil {
 			c.reportError(name, err)
 			return

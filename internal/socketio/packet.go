@@ -65,6 +65,27 @@ func decodeErr(format string, args ...any) error {
 	return &DecodeError{Reason: fmt.Sprintf(format, args...)}
 }
 
+// errUnknownName marks an event whose name no handler can have (empty,
+// too long, or with characters outside the allowed set). It is answered
+// like any unknown event, through the acknowledgement when one was asked.
+var errUnknownName = &DecodeError{Reason: "event name must be 1-64 characters of letters, digits, '_', '-', ':' or '.'"}
+
+// printable shortens a client-chosen name for error messages and logs.
+func printable(s string) string {
+	const max = 64
+	out := make([]rune, 0, max)
+	for _, r := range s {
+		if len(out) == max {
+			return string(out) + "…"
+		}
+		if r < 0x20 || r == 0x7f {
+			r = '?'
+		}
+		out = append(out, r)
+	}
+	return string(out)
+}
+
 // ErrBinaryUnsupported is returned for binary Socket.IO packets: BandSync
 // exchanges JSON only, and refusing attachments up front avoids buffering
 // for placeholders that may never be filled.
@@ -200,7 +221,7 @@ func splitEvent(data json.RawMessage) (string, json.RawMessage, error) {
 		return "", nil, decodeErr("event name must be a string")
 	}
 	if !validEventName(name) {
-		return "", nil, &DecodeError{Reason: "event name must be 1-64 characters of letters, digits, '_', '-', ':' or '.'"}
+		return printable(name), nil, errUnknownName
 	}
 	if len(args) < 2 {
 		return name, nil, nil

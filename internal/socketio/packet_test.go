@@ -75,6 +75,7 @@ func TestSplitEvent(t *testing.T) {
 		{in: `[42,{}]`, wantErr: "must be a string"},
 		{in: `["__proto__",{}]`, name: "__proto__", arg: `{}`},
 		{in: `["bad name",{}]`, wantErr: "event name must be"},
+		{in: `["",{}]`, wantErr: "event name must be"},
 		{in: `["` + strings.Repeat("a", 65) + `"]`, wantErr: "event name must be"},
 	}
 	for _, tt := range tests {

@@ -416,7 +416,7 @@ func (s *Server) connect(c *Conn, auth json.RawMessage) {
 
 func (s *Server) tryRecover(c *Conn, pid, offsetStr string) bool {
 	ctx := context.Background()
-	offset, ok := parseOffset(offsetStr)
+	offset, ok := s.parseClientOffset(offsetStr)
 	if !ok {
 		return false
 	}
@@ -487,6 +487,7 @@ func (s *Server) forget(c *Conn) {
 }
 
 func (s *Server) connected(c *Conn) {
+	s.track(c)
 	if s.opts.OnConnect != nil {
 		s.opts.OnConnect(c)
 	}
@@ -497,6 +498,9 @@ func (s *Server) disconnected(c *Conn, reason string, rooms []string) {
 	if s.opts.Recovery != nil && recoverable(reason) && c.pid != "" {
 		err := s.opts.Recovery.Save(context.Background(), c.pid, Saved{SID: c.id, Rooms: rooms, At: time.Now()})
 		willRecover = err == nil
+	}
+	if !willRecover {
+		s.untrack(c)
 	}
 	if s.opts.OnDisconnect != nil {
 		s.opts.OnDisconnect(c, reason, willRecover)
@@ -544,7 +548,9 @@ func (s *Server) encode(target, event string, payload any, kind emitKind) (*Fram
 	if err != nil {
 		return nil, err
 	}
-	if kind != kindRecorded || s.opts.Recovery == nil || target == "" {
+	// A shared recovery store records events itself (SharedRecovery), so
+	// nothing gets an offset here.
+	if kind != kindRecorded || s.opts.Recovery == nil || target == "" || s.shared() != nil {
 		pkt := appendEvent(make([]byte, 0, eventLen(event, body, "")), event, body, "")
 		f := newFrame(opText, pkt)
 		f.volatile = kind == kindVolatile
