@@ -169,6 +169,18 @@ ensure_go
 export GOFLAGS="${GOFLAGS:-}"
 in_ci && info "CI=$CI: missing tools are installed, and a missing tool fails the run"
 
+# One private redis-server for the whole run (never the machine's shared
+# Redis): the Go integration tests in internal/redisstore and the e2e suite's
+# redis.test.mjs use it through BANDSYNC_TEST_REDIS_URL; it is stopped on
+# exit. Without redis-server (outside CI) those tests skip loudly.
+if [[ " ${stages[*]} " == *" unit "* || " ${stages[*]} " == *" e2e "* ]]; then
+	redis_rc=0
+	ensure_redis || redis_rc=$?
+	if ((redis_rc == 2)); then
+		skipped "Redis tests (internal/redisstore, test/e2e/redis.test.mjs): redis-server not found (set CI=true to install it, or apt-get install redis-server)"
+	fi
+fi
+
 failed=()
 start=$SECONDS
 for s in "${stages[@]}"; do

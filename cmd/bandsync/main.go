@@ -21,6 +21,7 @@ import (
 	"github.com/bandsync/bandsync/internal/events"
 	"github.com/bandsync/bandsync/internal/httpapi"
 	"github.com/bandsync/bandsync/internal/metrics"
+	"github.com/bandsync/bandsync/internal/redisstore"
 	"github.com/bandsync/bandsync/internal/socketio"
 	"github.com/bandsync/bandsync/internal/store"
 	"github.com/bandsync/bandsync/internal/web"
@@ -48,15 +49,19 @@ func run(cfg config.Config, log *slog.Logger) error {
 	defer stopSignals()
 	start := time.Now()
 
-	st, err := openStore(cfg, log)
+	st, rs, err := openStore(cfg, log)
 	if err != nil {
 		return err
+	}
+	if rs != nil {
+		defer rs.Close()
 	}
 
 	var eng *engine.Engine
 	mon := metrics.New(metrics.Options{
 		Interval: cfg.MetricsInterval, Retention: cfg.MetricsRetention, SyncTarget: cfg.SyncTargetLatency,
 		InstanceID: cfg.InstanceID, Logger: log,
+		History: redisHistory(rs, cfg), StoreUnavailable: redisDownSince(rs),
 		Gauges: func() metrics.Gauges {
 			s := eng.Stats()
 			return metrics.Gauges{Sessions: s.Sessions, PlayingSessions: s.PlayingSessions, Members: s.Members}
@@ -69,7 +74,12 @@ func run(cfg config.Config, log *slog.Logger) error {
 		CompressionThreshold: cfg.CompressionLimit, Logger: log,
 		CheckOrigin: func(origin string) bool { return httpapi.OriginAllowed(cfg.CORSOrigin, origin) },
 	}
-	if cfg.RecoveryWindow > 0 {
+	var rrec *redisstore.Recovery
+	switch {
+	case rs != nil:
+		rrec = rs.Recovery(cfg.RecoveryWindow, events.SessionOfRoom)
+		sopts.Recovery = rrec
+	case cfg.RecoveryWindow > 0:
 		sopts.Recovery = socketio.NewMemoryRecovery(cfg.RecoveryWindow, 100_000, cfg.RecoveryBuffer)
 	}
 	handlers := events.New(mon, events.Options{
@@ -85,17 +95,25 @@ func run(cfg config.Config, log *slog.Logger) error {
 		OpenLeadership: cfg.LeaderPolicy == "open",
 	}, engine.SystemClock(), events.Outbox(sio), st, log)
 	handlers.Register(sio, eng)
+	if rs != nil {
+		rrec.SetFollow(eng.Follow)
+		rs.OnDeadInstance(eng.Reap)
+	}
 
 	api := httpapi.Options{
 		Health: httpapi.HealthFunc(func() httpapi.HealthReport {
 			status := httpapi.StatusHealthy
+			redisUp := rs != nil && rs.Available()
+			if rs != nil && !redisUp {
+				status = httpapi.StatusDegraded // serving from memory until Redis returns
+			}
 			if sio.Draining() {
 				status = httpapi.StatusDraining
 			}
 			return httpapi.HealthReport{
 				Status: status, Uptime: time.Since(start).Seconds(),
 				Connections: int(sio.Stats().Connections), Sessions: eng.Stats().Sessions,
-				Redis:      httpapi.RedisHealth{Connected: false, Mode: st.Mode()},
+				Redis:      httpapi.RedisHealth{Connected: redisUp, Mode: st.Mode()},
 				InstanceID: cfg.InstanceID, Version: version,
 			}
 		}),
@@ -117,6 +135,11 @@ func run(cfg config.Config, log *slog.Logger) error {
 
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	if rs != nil {
+		rs.Start(bg) // waits for one PING at most, so the first sessions are followed
+		wg.Add(1)
+		go func() { defer wg.Done(); rrec.Run(bg) }()
+	}
 	for _, fn := range []func(context.Context){eng.Run, handlers.Run, mon.Run} {
 		wg.Add(1)
 		go func() { defer wg.Done(); fn(bg) }()
@@ -127,7 +150,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("bandsync listening", "addr", ln.Addr().String(), "store", st.Mode(),
-		"note", storeNote(st), "instanceId", cfg.InstanceID, "version", version,
+		"note", storeNote(st, rs), "instanceId", cfg.InstanceID, "version", version,
 		"tickInterval", cfg.ScrollTickInterval, "leaderPolicy", cfg.LeaderPolicy)
 
 	select {
@@ -162,18 +185,46 @@ func shutdown(cfg config.Config, log *slog.Logger, srv *http.Server, sio *socket
 	return nil
 }
 
-func openStore(cfg config.Config, log *slog.Logger) (store.Store, error) {
-	if cfg.RedisConfigured() {
-		log.Warn("Redis is configured but this build keeps state in memory; see issue 4", "redisHost", cfg.RedisHost)
+// openStore returns the memory store, or with REDIS_URL or REDIS_HOST set
+// the Redis backend (also returned as rs). Redis being unreachable is not
+// an error: the instance starts degraded, from memory, and catches up when
+// Redis answers.
+func openStore(cfg config.Config, log *slog.Logger) (st store.Store, rs *redisstore.Redis, err error) {
+	if !cfg.RedisConfigured() {
+		return store.NewMemory(), nil, nil
 	}
-	return store.NewMemory(), nil
+	rs, err = redisstore.Open(redisstore.Options{
+		Conn: redisstore.Conn{URL: cfg.RedisURL, Host: cfg.RedisHost, Port: cfg.RedisPort,
+			Password: cfg.RedisPassword, DB: cfg.RedisDB},
+		KeyPrefix: cfg.RedisKeyPrefix, InstanceID: cfg.InstanceID, SessionTTL: cfg.SessionTTL,
+		LogMaxLen: cfg.RedisLogMaxLen, Heartbeat: cfg.RedisHeartbeat, RecoveryWindow: cfg.RecoveryWindow,
+		Logger: log,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("redis: %w", err)
+	}
+	return rs, rs, nil
 }
 
-func storeNote(st store.Store) string {
-	if st.Mode() == "memory" {
-		return "using the in-memory store: state lives in this process only (set REDIS_URL or REDIS_HOST for Redis)"
+func storeNote(st store.Store, rs *redisstore.Redis) string {
+	if rs != nil {
+		return "using Redis " + rs.Describe() + "; several instances may share it"
 	}
-	return "using Redis"
+	return "using the in-memory store: state lives in this process only (set REDIS_URL or REDIS_HOST for Redis)"
+}
+
+func redisHistory(rs *redisstore.Redis, cfg config.Config) metrics.HistoryStore {
+	if rs == nil {
+		return nil // the monitor's own ring
+	}
+	return rs.History(cfg.MetricsRetention, int(cfg.MetricsRetention/cfg.MetricsInterval))
+}
+
+func redisDownSince(rs *redisstore.Redis) func() time.Time {
+	if rs == nil {
+		return nil
+	}
+	return rs.DownSince
 }
 
 // sessionsJSON serves /sessions/:id from the engine.

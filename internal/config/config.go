@@ -26,6 +26,11 @@ type Config struct {
 	RedisPassword  string // REDIS_PASSWORD
 	RedisDB        int    // REDIS_DB (0)
 	RedisKeyPrefix string // REDIS_KEY_PREFIX (bandsync:)
+	// RedisHeartbeat is how often an instance renews its presence key; an
+	// instance silent for three of these is dead and its members are
+	// detached by the others.
+	RedisHeartbeat time.Duration // REDIS_HEARTBEAT_MS (2000)
+	RedisLogMaxLen int           // REDIS_LOG_MAXLEN (1000): entries kept in each session's event log
 
 	// Sync engine.
 	SyncTargetLatency  time.Duration // SYNC_TARGET_LATENCY (50)

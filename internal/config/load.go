@@ -84,6 +84,8 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 		RedisPassword:  p.str("REDIS_PASSWORD", ""),
 		RedisDB:        p.int("REDIS_DB", 0, 0, math.MaxInt32),
 		RedisKeyPrefix: p.str("REDIS_KEY_PREFIX", "bandsync:"),
+		RedisHeartbeat: p.millis("REDIS_HEARTBEAT_MS", 2000, 100, minute),
+		RedisLogMaxLen: p.int("REDIS_LOG_MAXLEN", 1000, 10, 1_000_000),
 
 		SyncTargetLatency:  p.millis("SYNC_TARGET_LATENCY", 50, 1, 10_000),
 		ScrollTickInterval: p.millis("SCROLL_TICK_INTERVAL", 16, 1, 1000),

@@ -97,6 +97,7 @@ type Engine struct {
 	out    Outbox
 	store  store.Store
 	log    *slog.Logger
+	sh     *sharedEngine // nil unless the store is a store.Shared (shared.go)
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -118,7 +119,7 @@ func New(cfg Config, clk Clock, out Outbox, st store.Store, log *slog.Logger) *E
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg = cfg.withDefaults()
-	return &Engine{
+	e := &Engine{
 		cfg:      cfg,
 		policy:   policy{openLeadership: cfg.OpenLeadership},
 		clk:      clk,
@@ -128,6 +129,8 @@ func New(cfg Config, clk Clock, out Outbox, st store.Store, log *slog.Logger) *E
 		sessions: make(map[string]*session),
 		index:    make(map[string]*session),
 	}
+	e.enableShared(st)
+	return e
 }
 
 // Run drives scroll ticks and the idle sweeper until ctx is done. Ticks are
@@ -141,6 +144,9 @@ func (e *Engine) Run(ctx context.Context) {
 	next := start.Add(interval)
 	nextSweep := start.Add(sweepEvery)
 	wake := make(chan struct{}, 1)
+	if e.sh != nil {
+		go e.runSharedLoop(ctx)
+	}
 	for {
 		t := e.clk.AfterFunc(next.Sub(e.clk.Now()), func() {
 			select {
@@ -210,6 +216,11 @@ func (e *Engine) setPlaying(s *session, playing bool) {
 // connected member whose last change is at least IdleTimeout before now.
 // Run calls it periodically. It returns how many sessions it deleted.
 func (e *Engine) SweepIdle(now time.Time) int {
+	if e.sh != nil {
+		// Shared sessions expire in the store (SESSION_TTL); runSharedLoop
+		// drops the ones this instance no longer needs.
+		return 0
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	n := 0
@@ -263,6 +274,9 @@ func (e *Engine) serverFull() *Error {
 // sessionFor returns the session, creating it (from its stored record if
 // there is one) when absent.
 func (e *Engine) sessionFor(sessionID string) (*session, error) {
+	if e.sh != nil {
+		return e.sharedSessionFor(sessionID)
+	}
 	e.mu.Lock()
 	s, n := e.sessions[sessionID], len(e.sessions)
 	e.mu.Unlock()
@@ -490,14 +504,22 @@ func (e *Engine) SyncRequest(memberID, sessionID string) (SyncResponse, error) {
 // for LeaderGrace (playback keeps running); a member not re-attached within
 // RecoveryWindow is removed.
 func (e *Engine) Detach(memberID string) {
-	if s := e.memberSession(memberID); s != nil {
+	if s := e.memberSession(memberID); s != nil && e.sh != nil {
+		_, _ = s.run(detachCmd{member: memberID, inst: e.sh.inst}, e.clk.Now())
+	} else if s != nil {
 		_, _ = s.run(connectCmd{member: memberID, connected: false}, e.clk.Now())
 	}
 }
 
 // Attach records that memberID's socket recovered: connected again, and
-// still leader if it led and the grace period has not run out.
-func (e *Engine) Attach(memberID string) {
+// still leader if it led and the grace period has not run out. sessionIDs
+// are the sessions the recovered socket was in; with a shared store it may
+// have been on another instance, which is how its session is found.
+func (e *Engine) Attach(memberID string, sessionIDs ...string) {
+	if e.sh != nil {
+		e.sharedAttach(memberID, sessionIDs)
+		return
+	}
 	if s := e.memberSession(memberID); s != nil {
 		_, _ = s.run(connectCmd{member: memberID, connected: true}, e.clk.Now())
 	}
@@ -514,6 +536,9 @@ func (e *Engine) Remove(memberID string) {
 // Session returns a snapshot of the session as of now.
 func (e *Engine) Session(sessionID string) (State, bool) {
 	s := e.lookup(sessionID)
+	if s == nil && e.sh != nil {
+		return e.sharedSnapshot(sessionID)
+	}
 	if s == nil {
 		return State{}, false
 	}

@@ -37,6 +37,8 @@ type session struct {
 	// playIdx is the position in Engine.playing, -1 when absent; guarded
 	// by Engine.playMu, not mu.
 	playIdx int
+
+	x sharedSession // the shared mode's state (shared.go)
 }
 
 func newSession(e *Engine, st sessionState) *session {
@@ -45,6 +47,9 @@ func newSession(e *Engine, st sessionState) *session {
 
 // run applies c and returns the resulting snapshot.
 func (s *session) run(c command, now time.Time) (State, error) {
+	if s.e.sh != nil {
+		return s.runShared(c, now)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, err := s.runLocked(c, now); err != nil {
@@ -59,6 +64,10 @@ func (s *session) run(c command, now time.Time) (State, error) {
 func (s *session) runLocked(c command, now time.Time) (changed bool, err error) {
 	if s.closed {
 		return false, errClosed
+	}
+	if s.e.sh != nil {
+		changed, _, err := s.runSharedLocked(c, now)
+		return changed, err
 	}
 	wasPlaying := s.st.playing
 	next, out, err := step(s.st, c, now, s.e.policy)

@@ -157,6 +157,7 @@ type member struct {
 	id, name, role string
 	joinedAt       int64 // epoch ms
 	connected      bool
+	inst           string // instance holding the socket, with a shared store (shared.go)
 }
 
 // sessionState is a session as a plain value, so that state transitions are
@@ -351,7 +352,7 @@ func (s *sessionState) transport(now time.Time) TransportEvent {
 func (s *sessionState) record() store.SessionRecord {
 	members := make([]store.Member, len(s.members))
 	for i, m := range s.members {
-		members[i] = store.Member{SocketID: m.id, DisplayName: m.name, Role: m.role, JoinedAt: m.joinedAt, Connected: m.connected}
+		members[i] = store.Member{SocketID: m.id, DisplayName: m.name, Role: m.role, JoinedAt: m.joinedAt, Connected: m.connected, Instance: m.inst}
 	}
 	r := store.SessionRecord{
 		SessionID:        s.id,
@@ -401,7 +402,7 @@ func stateFromRecord(r store.SessionRecord, now time.Time) sessionState {
 		s.tempo = DefaultTempo
 	}
 	for _, m := range r.Members {
-		s.members = append(s.members, member{id: m.SocketID, name: m.DisplayName, role: m.Role, joinedAt: m.JoinedAt, connected: m.Connected})
+		s.members = append(s.members, member{id: m.SocketID, name: m.DisplayName, role: m.Role, joinedAt: m.JoinedAt, connected: m.Connected, inst: m.Instance})
 	}
 	return s
 }

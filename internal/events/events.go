@@ -126,7 +126,7 @@ func (h *Handlers) onConnect(c *socketio.Conn) {
 	c.Value = &client{limit: newLimiter(h.opts.RateLimitWindow, h.opts.RateLimitMaxRequests)}
 	h.mon.ConnOpened()
 	if c.Recovered() {
-		h.eng.Attach(c.ID())
+		h.eng.Attach(c.ID(), sessionsOf(c.Rooms())...)
 	}
 	h.log.Debug("socket connected", "socketId", c.ID(), "recovered", c.Recovered(), "remote", c.RemoteAddr())
 }

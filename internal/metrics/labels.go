@@ -46,10 +46,14 @@ const (
 	AlertHighCPU          = "high_cpu"
 	AlertConnectionErrors = "connection_errors"
 	AlertRateLimit        = "rate_limit_violations"
+	// AlertStoreUnavailable: the configured Redis cannot be reached and the
+	// instance serves from memory (Options.StoreUnavailable).
+	AlertStoreUnavailable = "store_unavailable"
 )
 
 var alertTypes = []string{
 	AlertHighLatency, AlertHighMemory, AlertHighCPU, AlertConnectionErrors, AlertRateLimit,
+	AlertStoreUnavailable,
 }
 
 // indexer maps a label value to its slot; lookups of a string key in a Go map

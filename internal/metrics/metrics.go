@@ -29,6 +29,10 @@ type Options struct {
 	// interval, per Snapshot and per Prometheus scrape, from other goroutines
 	// than the engine's, so it must be safe for concurrent use. Nil reports zeros.
 	Gauges func() Gauges
+	// StoreUnavailable reports since when a configured shared store
+	// (Redis) has been unreachable, zero while it is reachable; while it
+	// is not, the store_unavailable alert holds. Nil: no such store.
+	StoreUnavailable func() time.Time
 }
 
 // Thresholds of the alerts that are not derived from Options.
@@ -48,6 +52,7 @@ type Monitor struct {
 	log        *slog.Logger
 	history    HistoryStore
 	gauges     func() Gauges
+	storeDown  func() time.Time
 	readProc   func() procStats // replaced in tests to inject resource readings
 	start      time.Time
 
@@ -123,6 +128,7 @@ func newMonitor(o Options, rp func() procStats, start time.Time) *Monitor {
 		log:          o.Logger.With("component", "metrics"),
 		history:      o.History,
 		gauges:       o.Gauges,
+		storeDown:    o.StoreUnavailable,
 		readProc:     rp,
 		start:        start,
 		rejectCounts: make([]atomic.Uint64, len(rejectReasons)),

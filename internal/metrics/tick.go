@@ -168,6 +168,17 @@ func (m *Monitor) updateAlerts(s Sample, now time.Time) (raised, cleared []Alert
 		})
 	}
 
+	if m.storeDown != nil {
+		if since := m.storeDown(); !since.IsZero() {
+			down := now.Sub(since).Seconds()
+			add(Alert{
+				Type: AlertStoreUnavailable, Severity: "critical", Unit: "seconds",
+				Value: down, Threshold: 0,
+				Message: fmt.Sprintf("Redis unreachable for %.0f s: serving from memory, instances are not in sync until it returns", down),
+			})
+		}
+	}
+
 	for _, t := range alertTypes {
 		prev, wasActive := m.active[t]
 		cur, holds := holding[t]

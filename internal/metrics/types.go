@@ -42,6 +42,9 @@ type Alert struct {
 // Sample is one interval's worth of metrics, the unit of the history.
 // Counts are per interval; Connections and the gauges are the state at its end.
 type Sample struct {
+	// Instance is the instance that took the sample; set by a history
+	// store shared by several instances (Redis), empty otherwise.
+	Instance            string          `json:"instance,omitempty"`
 	Timestamp           int64           `json:"timestamp"` // epoch ms at the end of the interval
 	IntervalMs          int64           `json:"intervalMs"`
 	Connections         int64           `json:"connections"`

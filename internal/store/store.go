@@ -48,6 +48,10 @@ type Member struct {
 	Role        string `json:"role"`
 	JoinedAt    int64  `json:"joinedAt"` // epoch ms
 	Connected   bool   `json:"connected"`
+	// Instance is the server instance the member's socket is on, when
+	// several instances share the store ("" otherwise): when that
+	// instance dies, its members are detached by the survivors.
+	Instance string `json:"instance,omitempty"`
 }
 
 // Settings are per-session limits.

@@ -119,8 +119,10 @@ const running = new Set();
  * the tests never touch the machine's shared Redis unless `env` asks for one).
  * Resolves once GET /health answers with any status (10 s at most).
  */
-export async function startServer({ env = {}, name = "server", healthTimeoutMs = 10_000 } = {}) {
-  const bin = await buildServer();
+export async function startServer({ env = {}, name = "server", healthTimeoutMs = 10_000, bin: givenBin } = {}) {
+  // `bin` runs another build of the server (e.g. one without -race for timing
+  // measurements) instead of the shared one.
+  const bin = givenBin ?? (await buildServer());
   let lastErr;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {

@@ -1,0 +1,73 @@
+package redisstore
+
+import "github.com/redis/go-redis/v9"
+
+// commitScript is the only writer of a session: it checks the stored
+// version (and leader term), writes the record, appends the change's
+// operations to the session's log and publishes them, all in one atomic
+// step, so the log's order, the publish order and the version order are
+// one and the same.
+//
+// KEYS[1] the state hash, KEYS[2] the log stream.
+// ARGV[1] mode: "cas" (stored version must be ARGV[2] and term ARGV[3]),
+//
+//	"newer" (stored must be absent, or older with a term no higher)
+//
+// ARGV[4] new version, ARGV[5] new term, ARGV[6] record JSON,
+// ARGV[7] TTL ms, ARGV[8] log MAXLEN, ARGV[9] PUBLISH or SPUBLISH,
+// ARGV[10] channel, ARGV[11] body of the published message,
+// ARGV[12...] four per operation: kind, member, event, payload.
+//
+// The published message is "<ids>\n<prev>\n<body>": the log ids of the
+// operations (comma-separated), the log id before them, and the body the
+// caller built. The script never decodes JSON, so payloads keep every digit
+// Go wrote.
+//
+// Returns {1, lastId, prevId, ids} when written, {0, storedRecord} when not.
+var commitScript = redis.NewScript(`
+local cur = redis.call('HMGET', KEYS[1], 'v', 'term', 'lastid', 'rec')
+local v = tonumber(cur[1] or '0')
+local term = tonumber(cur[2] or '0')
+local nv = tonumber(ARGV[4])
+local nt = tonumber(ARGV[5])
+if ARGV[1] == 'cas' then
+  if v ~= tonumber(ARGV[2]) or term ~= tonumber(ARGV[3]) then
+    return {0, cur[4] or ''}
+  end
+elseif cur[1] and (v >= nv or term > nt) then
+  return {0, cur[4] or ''}
+end
+local prev = cur[3] or '0-0'
+local ids = {}
+for i = 12, #ARGV, 4 do
+  local args = {'XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', 'v', ARGV[4], 'k', ARGV[i]}
+  if ARGV[i+1] ~= '' then args[#args+1] = 'm'; args[#args+1] = ARGV[i+1] end
+  if ARGV[i+2] ~= '' then args[#args+1] = 'e'; args[#args+1] = ARGV[i+2] end
+  if ARGV[i+3] ~= '' then args[#args+1] = 'p'; args[#args+1] = ARGV[i+3] end
+  ids[#ids+1] = redis.call(unpack(args))
+end
+local last = ids[#ids] or prev
+redis.call('HSET', KEYS[1], 'v', ARGV[4], 'term', ARGV[5], 'rec', ARGV[6], 'lastid', last)
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+redis.call('PEXPIRE', KEYS[2], ARGV[7])
+local joined = table.concat(ids, ',')
+if #ids > 0 then
+  redis.call(ARGV[9], ARGV[10], joined .. '\n' .. prev .. '\n' .. ARGV[11])
+end
+return {1, last, prev, joined}
+`)
+
+// savePIDScript stores a socket's recovery record unless another instance
+// has taken it over meanwhile (its value starts with another instance id):
+// a half-open socket noticed late must not undo a recovery elsewhere.
+//
+// KEYS[1] the pid key; ARGV[1] "<instance>\n", ARGV[2] the value,
+// ARGV[3] TTL ms.
+var savePIDScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur and string.sub(cur, 1, #ARGV[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+`)
