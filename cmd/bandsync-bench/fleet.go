@@ -47,11 +47,10 @@ func seqOf(pos float64) (int64, bool) {
 // same code drives the real server (fanout, ticks, ramp, idle) and the
 // in-process relay, so their figures are comparable.
 type fleet struct {
-	d           *dialer
-	runID       string
-	tick        time.Duration
-	expectTicks bool      // playback is started and ticks are expected (not for idle)
-	origin      time.Time // zero of the monotonic send times
+	d      *dialer
+	runID  string
+	tick   time.Duration
+	origin time.Time // zero of the monotonic send times
 
 	measuring atomic.Bool // ticks count only while set
 	closing   atomic.Bool
@@ -105,10 +104,10 @@ type memberStats struct {
 	anchored           bool
 }
 
-func newFleet(d *dialer, tick time.Duration, expectTicks bool) *fleet {
+func newFleet(d *dialer, tick time.Duration) *fleet {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	return &fleet{d: d, runID: hex.EncodeToString(b[:]), tick: tick, expectTicks: expectTicks, origin: time.Now()}
+	return &fleet{d: d, runID: hex.EncodeToString(b[:]), tick: tick, origin: time.Now()}
 }
 
 func (f *fleet) conns() int {
@@ -217,16 +216,13 @@ func (f *fleet) wait(ctx context.Context, ch <-chan struct{}, what string) error
 	}
 }
 
-// play starts every given session and, when the target reports it, waits
-// until every member has seen isPlaying.
+// play starts every given session and waits until every member has seen
+// it start (an isPlaying snapshot, or the play event).
 func (f *fleet) play(ctx context.Context, ss []*session) error {
 	for _, s := range ss {
 		if err := s.members[0].c.Emit("play", s.idArg); err != nil {
 			return fmt.Errorf("play: %w", err)
 		}
-	}
-	if !f.expectTicks {
-		return nil
 	}
 	for _, s := range ss {
 		for _, m := range s.members {

@@ -21,13 +21,15 @@ const clockTicks = 100
 // known, of the server over a window: on a shared machine it tells
 // whether the bench or the server was the bottleneck.
 // The machine's total is measured too: on a shared machine, CPU used by
-// neither the bench nor the server explains a noisy run.
+// neither the bench nor the server explains a noisy run. Softirq time is
+// kept apart: it is mostly the kernel's loopback TCP work for the bench
+// and the server, which Linux charges to neither process.
 type cpuMeter struct {
 	pid        int
 	t0         time.Time
 	self0, sv0 time.Duration
-	busy0      time.Duration
-	busyOK     bool
+	m0         machineCPU
+	mOK        bool
 }
 
 // cpuUse is CPU used over a window, in cores (1.0 = one core busy); -1
@@ -35,6 +37,8 @@ type cpuMeter struct {
 type cpuUse struct {
 	Bench   float64 `json:"bench"`
 	Server  float64 `json:"server"`
+	SoftIRQ float64 `json:"softirq"`
+	// Machine is all busy time of all cores except softirq.
 	Machine float64 `json:"machine"`
 }
 
@@ -43,50 +47,58 @@ func startCPU(pid int) cpuMeter {
 	if pid > 0 {
 		m.sv0, _ = procCPU(pid)
 	}
-	m.busy0, m.busyOK = machineBusy()
+	m.m0, m.mOK = readMachineCPU()
 	return m
 }
 
 func (m cpuMeter) stop() cpuUse {
 	wall := time.Since(m.t0).Seconds()
-	u := cpuUse{Bench: (selfCPU() - m.self0).Seconds() / wall, Server: -1, Machine: -1}
+	u := cpuUse{Bench: (selfCPU() - m.self0).Seconds() / wall, Server: -1, SoftIRQ: -1, Machine: -1}
 	if m.pid > 0 {
 		if sv, err := procCPU(m.pid); err == nil {
 			u.Server = (sv - m.sv0).Seconds() / wall
 		}
 	}
-	if b, ok := machineBusy(); ok && m.busyOK {
-		u.Machine = (b - m.busy0).Seconds() / wall
+	if b, ok := readMachineCPU(); ok && m.mOK {
+		u.Machine = (b.busy - m.m0.busy).Seconds() / wall
+		u.SoftIRQ = (b.softirq - m.m0.softirq).Seconds() / wall
 	}
 	return u
 }
 
-// machineBusy is the CPU time all cores spent not idle, from /proc/stat.
-func machineBusy() (time.Duration, bool) {
+type machineCPU struct{ busy, softirq time.Duration }
+
+// readMachineCPU reads the time all cores spent busy (softirq apart) from
+// /proc/stat.
+func readMachineCPU() (machineCPU, bool) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, false
+		return machineCPU{}, false
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line)
-	if len(f) < 5 || f[0] != "cpu" {
-		return 0, false
+	if len(f) < 8 || f[0] != "cpu" {
+		return machineCPU{}, false
 	}
-	var busy int64
+	var busy, soft int64
 	for i, v := range f[1:] {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return 0, false
+			return machineCPU{}, false
 		}
 		// Fields: user nice system idle iowait irq softirq steal guest
-		// guest_nice; idle and iowait are not busy, guest time is
+		// guest_nice. Idle and iowait are not busy; guest time is
 		// already counted in user.
-		if i == 3 || i == 4 || i >= 8 {
-			continue
+		switch {
+		case i == 6:
+			soft = n
+		case i == 3 || i == 4 || i >= 8:
+		default:
+			busy += n
 		}
-		busy += n
 	}
-	return time.Duration(busy) * time.Second / clockTicks, true
+	tick := time.Second / clockTicks
+	return machineCPU{busy: time.Duration(busy) * tick, softirq: time.Duration(soft) * tick}, true
 }
 
 func selfCPU() time.Duration {

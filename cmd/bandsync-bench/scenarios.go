@@ -272,7 +272,7 @@ func relayWindow(ctx context.Context, cfg config, seek time.Duration) (*window, 
 // playWindow sets up S x M, starts playback, waits -warmup and measures
 // one -duration window.
 func playWindow(ctx context.Context, cfg config, wsURL string, seek time.Duration, pid int) (*window, error) {
-	f := newFleet(newDialer(wsURL, cfg.SourceIPs, cfg.Sessions*cfg.Members), cfg.Tick, true)
+	f := newFleet(newDialer(wsURL, cfg.SourceIPs, cfg.Sessions*cfg.Members), cfg.Tick)
 	defer f.close()
 	ss, err := f.addSessions(ctx, repeat(cfg.Members, cfg.Sessions))
 	if err != nil {
@@ -361,12 +361,16 @@ func (u cpuUse) other() float64 {
 	return max(o, 0)
 }
 
-// note says who used the CPU: the bench, the server, and everything
-// else on the machine (other people's work on a shared box).
+// note says who used the CPU: the bench, the server, the kernel's network
+// softirqs, and everything else on the machine (other people's work on a
+// shared box).
 func (u cpuUse) note() string {
 	s := fmt.Sprintf("cpu: bench %.0f%%", u.Bench*100)
 	if u.Server >= 0 {
 		s += fmt.Sprintf(", server %.0f%%", u.Server*100)
+	}
+	if u.SoftIRQ >= 0 {
+		s += fmt.Sprintf(", softirq %.0f%%", u.SoftIRQ*100)
 	}
 	switch {
 	case u.Machine < 0:
@@ -395,7 +399,7 @@ func runIdle(ctx context.Context, cfg config, rep *report) error {
 	if r := cfg.N % cfg.Members; r > 0 {
 		sizes = append(sizes, r)
 	}
-	f := newFleet(newDialer(cfg.wsURL, cfg.SourceIPs, cfg.N), cfg.Tick, false)
+	f := newFleet(newDialer(cfg.wsURL, cfg.SourceIPs, cfg.N), cfg.Tick)
 	defer f.close()
 	t0 := time.Now()
 	if _, err := f.addSessions(ctx, sizes); err != nil {
@@ -449,7 +453,7 @@ func mib(b int64) float64 { return float64(b) / (1 << 20) }
 // one tick interval or delivery drops under 99%, and reports the knee:
 // the last step that met both.
 func runRamp(ctx context.Context, cfg config, rep *report) error {
-	f := newFleet(newDialer(cfg.wsURL, cfg.SourceIPs, min(cfg.RampMax*cfg.Members, cfg.MaxConns)), cfg.Tick, true)
+	f := newFleet(newDialer(cfg.wsURL, cfg.SourceIPs, min(cfg.RampMax*cfg.Members, cfg.MaxConns)), cfg.Tick)
 	defer f.close()
 	sessions, knee := 0, 0
 	var stop string
@@ -515,9 +519,13 @@ func runRamp(ctx context.Context, cfg config, rep *report) error {
 		}
 		knee = sessions
 	}
-	if knee == 0 {
+	switch {
+	case knee == 0:
 		rep.Knee = fmt.Sprintf("none: the first step already failed (%s)", stop)
-	} else {
+	case knee == sessions:
+		rep.Knee = fmt.Sprintf("not reached: every step up to %d sessions x %d members = %d connections at %v ticks passed (%s)",
+			knee, cfg.Members, knee*cfg.Members, cfg.Tick, stop)
+	default:
 		rep.Knee = fmt.Sprintf("%d sessions x %d members = %d connections at %v ticks (stopped: %s)",
 			knee, cfg.Members, knee*cfg.Members, cfg.Tick, stop)
 	}

@@ -1,0 +1,356 @@
+//go:build linux
+
+package benchclient
+
+import (
+	"errors"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// On Linux, connections are read by a few epoll loops instead of a
+// goroutine each. A follower receives a tick every 16 ms; with thousands
+// of followers, a goroutine per connection pays a failed read, a park and
+// a wake-up for every frame, and the bench ends up using as much CPU as
+// the server it measures. An epoll loop reads each ready socket once into
+// a shared buffer and parses every frame in it: an idle connection holds
+// no goroutine and no buffer at all.
+
+// scratchSize is each poller's read buffer: one read takes everything a
+// socket holds up to this much; level-triggered epoll reports the rest.
+const scratchSize = 64 << 10
+
+type poller struct {
+	epfd    int
+	ep      syscall.RawConn // epfd, registered with Go's own network poller
+	mu      sync.Mutex
+	conns   map[int32]*Conn
+	scratch []byte
+}
+
+var (
+	pollersOnce sync.Once
+	pollers     []*poller
+	pollersErr  error
+	pollNext    uint32
+	pollNextMu  sync.Mutex
+)
+
+func startPollers() {
+	n := max(1, runtime.GOMAXPROCS(0))
+	for range n {
+		fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+		if err == nil {
+			err = syscall.SetNonblock(fd, true)
+		}
+		if err != nil {
+			pollersErr = err
+			return
+		}
+		// An epoll descriptor is itself pollable: handing it to Go's
+		// network poller lets the loop goroutine park like any reader
+		// instead of blocking a thread in epoll_wait, which on a small
+		// machine costs a thread hand-off and context switches on every
+		// wake-up.
+		rc, err := os.NewFile(uintptr(fd), "epoll").SyscallConn()
+		if err != nil {
+			pollersErr = err
+			return
+		}
+		p := &poller{epfd: fd, ep: rc, conns: make(map[int32]*Conn), scratch: make([]byte, scratchSize)}
+		pollers = append(pollers, p)
+		go p.loop()
+	}
+}
+
+func pickPoller() *poller {
+	pollNextMu.Lock()
+	defer pollNextMu.Unlock()
+	pollNext++
+	return pollers[pollNext%uint32(len(pollers))]
+}
+
+// startPolled moves the connection off Go's network poller onto one of
+// ours. It reports false (and changes nothing) when that is not possible,
+// and the caller falls back to a reading goroutine.
+func (c *Conn) startPolled() bool {
+	pollersOnce.Do(startPollers)
+	if pollersErr != nil {
+		return false
+	}
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	// A duplicate descriptor outlives closing the net.Conn, which takes
+	// the original out of Go's poller; the duplicate belongs to no
+	// poller but ours.
+	fd := -1
+	if cerr := rc.Control(func(f uintptr) { fd, err = syscall.Dup(int(f)) }); cerr != nil || err != nil {
+		return false
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		_ = syscall.Close(fd)
+		return false
+	}
+	syscall.CloseOnExec(fd)
+	// Bytes the handshake reader already holds are the start of the
+	// stream; they are parsed before the poller reads anything more.
+	if n := c.fr.br.Buffered(); n > 0 {
+		b, _ := c.fr.br.Peek(n)
+		c.pending = append([]byte(nil), b...)
+	}
+	c.wmu.Lock()
+	_ = c.nc.Close()
+	c.nc, c.fr = nil, frameReader{}
+	c.fd, c.rawFD = fd, true
+	c.wmu.Unlock()
+
+	p := pickPoller()
+	if len(c.pending) > 0 {
+		if err := c.consume(time.Now(), nil); err != nil {
+			c.err = err
+			c.wmu.Lock()
+			c.dead = true
+			_ = syscall.Close(fd)
+			c.wmu.Unlock()
+			c.finish()
+			return true
+		}
+	}
+	p.mu.Lock()
+	p.conns[int32(fd)] = c
+	p.mu.Unlock()
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(fd)}
+	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		p.mu.Lock()
+		delete(p.conns, int32(fd))
+		p.mu.Unlock()
+		c.err = err
+		c.wmu.Lock()
+		c.dead = true
+		_ = syscall.Close(fd)
+		c.wmu.Unlock()
+		c.finish()
+	}
+	return true
+}
+
+func (p *poller) loop() {
+	events := make([]syscall.EpollEvent, 512)
+	var werr error
+	// wait serves ready sockets until none is left, then returns false
+	// to park until Go's poller reports the epoll descriptor readable
+	// again. Draining first matters: Go registers descriptors
+	// edge-triggered, so sockets still ready when we park would not wake
+	// us.
+	wait := func(fd uintptr) bool {
+		for {
+			n, err := syscall.EpollWait(int(fd), events, 0)
+			if err != nil {
+				if errors.Is(err, syscall.EINTR) {
+					continue
+				}
+				werr = err
+				return true
+			}
+			if n == 0 {
+				return false
+			}
+			for i := range n {
+				fd := events[i].Fd
+				p.mu.Lock()
+				c := p.conns[fd]
+				p.mu.Unlock()
+				if c != nil {
+					p.service(c)
+				}
+			}
+		}
+	}
+	for {
+		if err := p.ep.Read(wait); err != nil || werr != nil {
+			return // the epoll descriptor is gone: nothing left to serve
+		}
+	}
+}
+
+// service reads a ready socket once and handles every complete frame.
+func (p *poller) service(c *Conn) {
+	n, err := syscall.Read(c.fd, p.scratch)
+	if err == syscall.EAGAIN || err == syscall.EINTR {
+		return
+	}
+	if n <= 0 {
+		if err == nil {
+			err = errClosedByServer
+		}
+		p.remove(c, err)
+		return
+	}
+	if err := c.consume(time.Now(), p.scratch[:n]); err != nil {
+		p.remove(c, err)
+	}
+}
+
+// consume parses the frames in pending+data, dispatching each complete
+// one, and keeps an incomplete tail in pending.
+func (c *Conn) consume(now time.Time, data []byte) error {
+	buf := data
+	if len(c.pending) > 0 {
+		c.pending = append(c.pending, data...)
+		buf = c.pending
+	}
+	off := 0
+	for {
+		fin, op, payload, n, err := parseFrame(buf[off:])
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+		off += n
+		switch {
+		case op.IsControl():
+			err = c.dispatch(now, op, payload)
+		case !fin || op == ws.OpContinuation || c.frag != nil:
+			if op != ws.OpContinuation {
+				c.fragOp = op
+				c.frag = c.frag[:0]
+			}
+			if len(c.frag)+len(payload) > maxMessage {
+				return errTooLarge
+			}
+			c.frag = append(c.frag, payload...)
+			if fin {
+				err = c.dispatch(now, c.fragOp, c.frag)
+				c.frag = nil
+			}
+		default:
+			err = c.dispatch(now, op, payload)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	rest := buf[off:]
+	switch {
+	case len(rest) == 0:
+		c.pending = nil
+	case len(c.pending) > 0:
+		// rest is the tail of pending itself.
+		c.pending = c.pending[:copy(c.pending, rest)]
+	default:
+		c.pending = append([]byte(nil), rest...)
+	}
+	return nil
+}
+
+// parseFrame decodes the frame at the start of b. n is 0 when b does not
+// hold a whole frame yet.
+func parseFrame(b []byte) (fin bool, op ws.OpCode, payload []byte, n int, err error) {
+	if len(b) < 2 {
+		return
+	}
+	fin = b[0]&0x80 != 0
+	op = ws.OpCode(b[0] & 0x0f)
+	masked := b[1]&0x80 != 0
+	l := uint64(b[1] & 0x7f)
+	h := 2
+	switch l {
+	case 126:
+		if len(b) < 4 {
+			return false, 0, nil, 0, nil
+		}
+		l, h = uint64(b[2])<<8|uint64(b[3]), 4
+	case 127:
+		if len(b) < 10 {
+			return false, 0, nil, 0, nil
+		}
+		l = 0
+		for i := 2; i < 10; i++ {
+			l = l<<8 | uint64(b[i])
+		}
+		h = 10
+	}
+	if l > maxMessage {
+		return false, 0, nil, 0, errTooLarge
+	}
+	var mask [4]byte
+	if masked {
+		if len(b) < h+4 {
+			return false, 0, nil, 0, nil
+		}
+		copy(mask[:], b[h:h+4])
+		h += 4
+	}
+	if uint64(len(b)-h) < l {
+		return false, 0, nil, 0, nil
+	}
+	payload = b[h : h+int(l)]
+	if masked {
+		ws.Cipher(payload, mask, 0)
+	}
+	return fin, op, payload, h + int(l), nil
+}
+
+// remove unregisters and closes a connection that ended.
+func (p *poller) remove(c *Conn, err error) {
+	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
+	p.mu.Lock()
+	delete(p.conns, int32(c.fd))
+	p.mu.Unlock()
+	c.wmu.Lock()
+	if c.dead {
+		err = errClosedLocally // Close shut it down
+	}
+	c.dead = true
+	_ = syscall.Close(c.fd)
+	c.wmu.Unlock()
+	c.err = err
+	c.pending, c.frag = nil, nil
+	c.finish()
+}
+
+// writeFD writes all of b to a non-blocking socket. Client frames are
+// tiny and the kernel's send buffer almost never fills; when it does, the
+// writer waits briefly rather than involve the poller.
+func writeFD(fd int, b []byte) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for len(b) > 0 {
+		n, err := syscall.Write(fd, b)
+		if n > 0 {
+			b = b[n:]
+		}
+		switch {
+		case err == nil || err == syscall.EINTR:
+		case err == syscall.EAGAIN:
+			if time.Now().After(deadline) {
+				return errors.New("benchclient: write blocked for 10s")
+			}
+			time.Sleep(time.Millisecond)
+		default:
+			return &net.OpError{Op: "write", Net: "tcp", Err: err}
+		}
+	}
+	return nil
+}
+
+// shutdownFD makes the poller see the end of the stream; with SO_LINGER 0
+// the poller's close then resets the connection instead of leaving the
+// port in TIME_WAIT.
+func shutdownFD(fd int) error {
+	_ = syscall.SetsockoptLinger(fd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1, Linger: 0})
+	return syscall.Shutdown(fd, syscall.SHUT_RD)
+}
