@@ -103,8 +103,10 @@ type Engine struct {
 	sessions map[string]*session
 	index    map[string]*session // member id -> the session it is in
 
-	playMu  sync.Mutex
-	playing []*session // sessions with isPlaying; session.playIdx is the slot
+	playMu   sync.Mutex
+	playing  []*session // sessions with isPlaying; session.playIdx is the index
+	slots    int        // tick phases per interval (tickSlots)
+	slotLoad []int      // playing sessions per phase; session.slot is the phase
 
 	tickMu  sync.Mutex // serializes Tick, which reuses tickBuf
 	tickBuf []*session
@@ -128,20 +130,28 @@ func New(cfg Config, clk Clock, out Outbox, st store.Store, log *slog.Logger) *E
 		log:      log,
 		sessions: make(map[string]*session),
 		index:    make(map[string]*session),
+		slots:    tickSlots(cfg.TickInterval),
 	}
+	e.slotLoad = make([]int, e.slots)
 	e.enableShared(st)
 	return e
 }
 
-// Run drives scroll ticks and the idle sweeper until ctx is done. Ticks are
-// on a fixed grid (start + k*TickInterval): each wait is computed from the
-// grid, not from the previous wake, so jitter never accumulates, and a late
-// wake-up skips the slots it missed instead of bursting to catch up.
+// Run drives scroll ticks and the idle sweeper until ctx is done.
+//
+// Ticks are on a fixed grid: each wait is computed from the grid, not from
+// the previous wake, so jitter never accumulates, and a late wake-up skips
+// the slots it missed instead of bursting to catch up. The tick interval
+// is divided into tickSlots phases and every playing session is given the
+// least busy one when it starts, so each session still ticks exactly every
+// TickInterval but the sessions' ticks are spread over the interval. One
+// burst of every tick at once made a leader's seek wait behind hundreds of
+// tick writes; spread out, the bursts are an eighth as long.
 func (e *Engine) Run(ctx context.Context) {
-	interval := e.cfg.TickInterval
+	step := e.cfg.TickInterval / time.Duration(e.slots)
 	sweepEvery := min(e.cfg.IdleTimeout/2, time.Minute)
 	start := e.clk.Now()
-	next := start.Add(interval)
+	next := start.Add(step)
 	nextSweep := start.Add(sweepEvery)
 	wake := make(chan struct{}, 1)
 	if e.sh != nil {
@@ -161,24 +171,50 @@ func (e *Engine) Run(ctx context.Context) {
 		case <-wake:
 		}
 		now := e.clk.Now()
-		e.Tick(now)
+		e.tickSlot(int(next.Sub(start) / step % time.Duration(e.slots)))
 		if !now.Before(nextSweep) {
 			e.SweepIdle(now)
 			nextSweep = now.Add(sweepEvery)
 		}
-		next = nextDeadline(start, now, interval)
+		next = nextDeadline(start, now, step)
 	}
 }
 
-// nextDeadline is the first grid point start + k*interval after now.
-func nextDeadline(start, now time.Time, interval time.Duration) time.Time {
-	k := now.Sub(start)/interval + 1
-	return start.Add(k * interval)
+// nextDeadline is the first grid point start + k*step after now.
+func nextDeadline(start, now time.Time, step time.Duration) time.Time {
+	k := now.Sub(start)/step + 1
+	return start.Add(k * step)
+}
+
+// tickSlots is how many phases the tick interval is split into: phases at
+// least 2 ms apart, at most 8.
+func tickSlots(interval time.Duration) int {
+	return max(1, min(8, int(interval/(2*time.Millisecond))))
+}
+
+// tickSlot ticks the playing sessions of one phase, each with its position
+// derived at the instant it is ticked: a change applied while the pass is
+// under way is then never stamped with an instant before it.
+func (e *Engine) tickSlot(slot int) {
+	e.tickMu.Lock()
+	defer e.tickMu.Unlock()
+	e.playMu.Lock()
+	for _, s := range e.playing {
+		if s.slot == slot {
+			e.tickBuf = append(e.tickBuf, s)
+		}
+	}
+	e.playMu.Unlock()
+	for _, s := range e.tickBuf {
+		now := e.clk.Now()
+		s.tick(now, epochMs(now))
+	}
+	clear(e.tickBuf) // let removed sessions be collected
+	e.tickBuf = e.tickBuf[:0]
 }
 
 // Tick sends one scroll_tick to every playing session, with positions
-// derived at now. Run calls it on the tick grid; tests call it directly.
-// Its cost grows with the number of playing sessions only.
+// derived at now, whatever their phase. Tests call it directly.
 func (e *Engine) Tick(now time.Time) {
 	e.tickMu.Lock()
 	defer e.tickMu.Unlock()
@@ -190,6 +226,7 @@ func (e *Engine) Tick(now time.Time) {
 		s.tick(now, nowMs)
 	}
 	clear(e.tickBuf) // let removed sessions be collected
+	e.tickBuf = e.tickBuf[:0]
 }
 
 // setPlaying adds s to or removes it from the playing set. Called by
@@ -201,6 +238,13 @@ func (e *Engine) setPlaying(s *session, playing bool) {
 	case playing && s.playIdx < 0:
 		s.playIdx = len(e.playing)
 		e.playing = append(e.playing, s)
+		s.slot = 0
+		for i, n := range e.slotLoad {
+			if n < e.slotLoad[s.slot] {
+				s.slot = i
+			}
+		}
+		e.slotLoad[s.slot]++
 	case !playing && s.playIdx >= 0:
 		last := len(e.playing) - 1
 		moved := e.playing[last]
@@ -209,6 +253,7 @@ func (e *Engine) setPlaying(s *session, playing bool) {
 		e.playing[last] = nil
 		e.playing = e.playing[:last]
 		s.playIdx = -1
+		e.slotLoad[s.slot]--
 	}
 }
 

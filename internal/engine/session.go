@@ -34,9 +34,10 @@ type session struct {
 	grace    *armed            // detached leader's grace period
 	recovery map[string]*armed // detached members' recovery windows
 
-	// playIdx is the position in Engine.playing, -1 when absent; guarded
-	// by Engine.playMu, not mu.
+	// playIdx is the position in Engine.playing, -1 when absent, and slot
+	// its tick phase; both guarded by Engine.playMu, not mu.
 	playIdx int
+	slot    int
 
 	x sharedSession // the shared mode's state (shared.go)
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/bandsync/bandsync/internal/store"
@@ -78,6 +79,26 @@ type Tick struct {
 	ServerTimestamp float64 `json:"serverTimestamp"`
 	Version         uint64  `json:"version"`
 	Beat            float64 `json:"beat"`
+}
+
+// MarshalJSON writes the tick without reflection: it is encoded once per
+// playing session 62.5 times a second. Session ids are validated to
+// [A-Za-z0-9_-], so they need no escaping.
+func (t Tick) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, 128+len(t.SessionID))
+	b = append(b, `{"sessionId":"`...)
+	b = append(b, t.SessionID...)
+	b = append(b, `","positionMs":`...)
+	b = strconv.AppendFloat(b, t.PositionMs, 'f', -1, 64)
+	b = append(b, `,"tempoBpm":`...)
+	b = strconv.AppendFloat(b, t.TempoBpm, 'f', -1, 64)
+	b = append(b, `,"serverTimestamp":`...)
+	b = strconv.AppendFloat(b, t.ServerTimestamp, 'f', -1, 64)
+	b = append(b, `,"version":`...)
+	b = strconv.AppendUint(b, t.Version, 10)
+	b = append(b, `,"beat":`...)
+	b = strconv.AppendFloat(b, t.Beat, 'f', -1, 64)
+	return append(b, '}'), nil
 }
 
 // PlayEvent is the play payload.

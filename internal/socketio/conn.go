@@ -69,6 +69,7 @@ type Conn struct {
 	spare    []*Frame
 	writing  bool
 	inWrite  bool // the writer is inside a write call
+	kicked   bool // Disconnect was called
 	closed   bool
 	holding  bool     // recovery replay in progress: live frames wait in held
 	held     []*Frame // frames that arrived during the replay
@@ -153,6 +154,12 @@ func (c *Conn) Rooms() []string {
 // Disconnect sends a Socket.IO DISCONNECT and closes the connection; the
 // client will not reconnect on its own.
 func (c *Conn) Disconnect() {
+	// Whatever ends the connection from here on (our close, or the client
+	// closing first on reading the packet), the server disconnected it:
+	// its session is not kept for recovery.
+	c.mu.Lock()
+	c.kicked = true
+	c.mu.Unlock()
 	c.enqueueControl(newFrame(opText, []byte{eioMessage, '0' + byte(PacketDisconnect)}))
 	c.closeAfterFlushWith(ReasonServerDisconnect, closeFrame(1000, ""))
 }
@@ -285,6 +292,28 @@ func (c *Conn) flush(quick bool) {
 	}
 }
 
+// awaitWriter holds the reading of a client's next event while more
+// than half its write queue is pending. A client that sends a burst of
+// events, each answered, then waits for its own answers to go out instead
+// of overflowing its queue and being dropped: back-pressure on the one
+// sending the burst. Only that client's reading waits.
+func (c *Conn) awaitWriter() {
+	high, low := c.srv.opts.WriteQueueSize/2, c.srv.opts.WriteQueueSize/4
+	if c.queueLen() <= high {
+		return
+	}
+	deadline := time.Now().Add(c.srv.opts.WriteTimeout)
+	for c.queueLen() > low && time.Now().Before(deadline) && !c.isClosed() {
+		time.Sleep(200 * time.Microsecond)
+	}
+}
+
+func (c *Conn) queueLen() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}
+
 // closeAfterFlushWith closes the connection once what is queued now has
 // been written (or the write timeout passed).
 func (c *Conn) closeAfterFlushWith(reason string, frame []byte) {
@@ -312,6 +341,9 @@ func (c *Conn) close(reason string, closeFrame []byte) {
 		return
 	}
 	c.closed = true
+	if c.kicked {
+		reason = ReasonServerDisconnect
+	}
 	c.reason = reason
 	rooms := make([]string, 0, len(c.rooms))
 	for r := range c.rooms {
@@ -598,6 +630,7 @@ func (c *Conn) packet(data []byte) {
 			return
 		}
 		c.srv.dispatch(c, name, arg, p.ID)
+		c.awaitWriter()
 	case PacketAck:
 		// The server asks for no acknowledgements yet; a stray one is harmless.
 	}
