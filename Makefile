@@ -3,7 +3,7 @@
 GO       ?= go
 FUZZTIME ?= 60s
 
-.PHONY: all run build test e2e fuzz bench lint clean
+.PHONY: all run build test e2e fuzz bench loadtest lint clean
 
 all: build
 
@@ -31,6 +31,10 @@ fuzz:
 ## bench: Go benchmarks
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+## loadtest: bandsync-bench fanout 50x8 with the relay baseline against a running server (URL=http://127.0.0.1:3001); docs/benchmarks.md has every scenario
+loadtest:
+	$(GO) run ./cmd/bandsync-bench -url $(or $(URL),http://127.0.0.1:3001) -scenario fanout -sessions 50 -members 8 -baseline
 
 ## lint: gofmt -l (must print nothing) and go vet
 lint:

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // poller reads connections when the kernel says they are readable, so an
@@ -47,19 +48,17 @@ const pollEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
 // socket the kernel knows), in which case the caller reads it with a
 // goroutine.
 func (p *poller) add(c *Conn) bool {
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
+	if c.raw == nil {
 		return false
 	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return false
+	fd := c.fd
+	// Holding c.mu keeps close from closing the descriptor meanwhile, so
+	// fd is c's and not a newer socket's that reused the number.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return true // nothing left to read
 	}
-	fd := -1
-	if err := raw.Control(func(f uintptr) { fd = int(f) }); err != nil || fd < 0 {
-		return false
-	}
-	c.raw, c.fd = raw, fd
 	p.mu.Lock()
 	p.gen++
 	c.gen = p.gen
@@ -70,7 +69,26 @@ func (p *poller) add(c *Conn) bool {
 		p.forget(c)
 		return false
 	}
+	c.polled = true
 	return true
+}
+
+// initRaw takes the socket's descriptor before anything is queued to it,
+// for the poller and for non-blocking writes.
+func (c *Conn) initRaw() {
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	fd := -1
+	if err := raw.Control(func(f uintptr) { fd = int(f) }); err != nil || fd < 0 {
+		return
+	}
+	c.raw, c.fd = raw, fd
 }
 
 // rearm asks for the next readable event. The caller holds c.mu and has
@@ -199,4 +217,49 @@ func (c *Conn) rawRead(p []byte) (int, error) {
 		n = 0
 	}
 	return n, rerr
+}
+
+// writeNonblocking makes one writev of c.bufs without waiting and
+// consumes what the kernel took. It reports false when some is left (the
+// socket buffer is full) or the write failed; a later blocking write
+// finishes the job or reports the error.
+func (c *Conn) writeNonblocking() bool {
+	iov := c.iov[:0]
+	for _, b := range c.bufs {
+		if len(b) == 0 {
+			continue
+		}
+		v := syscall.Iovec{Base: &b[0]}
+		v.SetLen(len(b))
+		iov = append(iov, v)
+	}
+	c.iov = iov
+	if len(iov) == 0 {
+		c.bufs = c.bufs[:0]
+		return true
+	}
+	var n uintptr
+	var errno syscall.Errno
+	if err := c.raw.Write(func(fd uintptr) bool {
+		for {
+			n, _, errno = syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+			if errno != syscall.EINTR {
+				return true
+			}
+		}
+	}); err != nil || errno != 0 {
+		clear(c.iov[:cap(c.iov)])
+		return false
+	}
+	clear(c.iov[:cap(c.iov)])
+	written := int(n)
+	for len(c.bufs) > 0 && written >= len(c.bufs[0]) {
+		written -= len(c.bufs[0])
+		c.bufs = c.bufs[1:]
+	}
+	if len(c.bufs) > 0 {
+		c.bufs[0] = c.bufs[0][written:]
+		return false
+	}
+	return true
 }

@@ -14,3 +14,7 @@ func (p *poller) add(*Conn) bool      { return false }
 func (p *poller) rearm(*Conn)         {}
 func (p *poller) forget(*Conn)        {}
 func (p *poller) run(<-chan struct{}) {}
+
+func (c *Conn) writeNonblocking() bool { return false }
+
+func (c *Conn) initRaw() {}

@@ -305,6 +305,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	c := &Conn{srv: s, nc: nc, deflate: deflate, remote: r.RemoteAddr, closedCh: make(chan struct{}), created: now}
 	c.lastRead.Store(now.UnixNano())
+	c.initRaw()
 	s.stats.active.Add(1)
 	s.stats.total.Add(1)
 	// Until its CONNECT the socket is in no registry the heartbeat sweep
