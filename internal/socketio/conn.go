@@ -194,13 +194,7 @@ func (c *Conn) enqueue(f *Frame) bool {
 		go c.close(ReasonQueueOverflow, nil)
 		return false
 	}
-	c.queue = append(c.queue, f)
-	start := !c.writing
-	c.writing = true
-	c.mu.Unlock()
-	if start {
-		c.srv.schedule(c)
-	}
+	c.pushAndUnlock(f)
 	return true
 }
 
@@ -212,6 +206,12 @@ func (c *Conn) enqueueControl(f *Frame) {
 		c.mu.Unlock()
 		return
 	}
+	c.pushAndUnlock(f)
+}
+
+// pushAndUnlock appends f to the queue, releases c.mu, and hands the
+// connection to a writer if none is draining it.
+func (c *Conn) pushAndUnlock(f *Frame) {
 	c.queue = append(c.queue, f)
 	start := !c.writing
 	c.writing = true
