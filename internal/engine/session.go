@@ -252,6 +252,17 @@ func (s *session) expireIfIdle(now time.Time, idle time.Duration) (members []str
 	if s.closed || s.st.connectedCount() > 0 || now.UnixMilli()-s.st.lastActive < idle.Milliseconds() {
 		return nil, false
 	}
+	s.closeLocked()
+	for _, m := range s.st.members {
+		s.e.out.LeaveRoom(m.id, s.st.id)
+		members = append(members, m.id)
+	}
+	return members, true
+}
+
+// closeLocked retires the session: no timer fires for it and it leaves
+// the playing set. The caller holds mu and removes it from the engine.
+func (s *session) closeLocked() {
 	s.closed = true
 	if s.grace != nil {
 		s.grace.t.Stop()
@@ -264,9 +275,4 @@ func (s *session) expireIfIdle(now time.Time, idle time.Duration) (members []str
 	if s.st.playing {
 		s.e.setPlaying(s, false)
 	}
-	for _, m := range s.st.members {
-		s.e.out.LeaveRoom(m.id, s.st.id)
-		members = append(members, m.id)
-	}
-	return members, true
 }

@@ -721,18 +721,7 @@ func (s *session) dropIfUnneeded() bool {
 			return false
 		}
 	}
-	s.closed = true
-	if s.grace != nil {
-		s.grace.t.Stop()
-		s.grace = nil
-	}
-	for id, a := range s.recovery {
-		a.t.Stop()
-		delete(s.recovery, id)
-	}
-	if s.st.playing {
-		s.e.setPlaying(s, false)
-	}
+	s.closeLocked()
 	return true
 }
 
