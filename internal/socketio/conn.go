@@ -369,14 +369,16 @@ func (c *Conn) close(reason string, closeFrame []byte) {
 	c.held = nil
 	c.mu.Unlock()
 
-	if closeFrame != nil {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		_, _ = c.nc.Write(closeFrame)
-	}
 	if polled {
 		c.srv.poller.forget(c)
 	}
-	_ = c.nc.Close()
+	if closeFrame != nil {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _ = c.nc.Write(closeFrame)
+		lingerClose(c.nc)
+	} else {
+		_ = c.nc.Close()
+	}
 	c.srv.stats.active.Add(-1)
 	c.srv.rooms.leaveAll(c, rooms)
 	c.srv.forget(c)
@@ -538,6 +540,34 @@ func (c *Conn) readBlocking(src io.Reader) {
 		}
 	}
 }
+
+// lingerClose closes a socket we are done with without losing what we
+// last wrote to it. Closing a TCP socket that still has unread input makes
+// the kernel answer with a reset, and a reset can make the peer's kernel
+// discard data its application has not read yet: a flooding client that
+// is disconnected would lose the DISCONNECT and the notice explaining it.
+// So the sending side is shut first, and the input drained briefly
+// before the close.
+func lingerClose(nc net.Conn) {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		_ = nc.Close()
+		return
+	}
+	_ = tc.CloseWrite()
+	go func() {
+		_ = tc.SetReadDeadline(time.Now().Add(lingerTimeout))
+		_, _ = io.Copy(io.Discard, io.LimitReader(tc, lingerMaxBytes))
+		_ = tc.Close()
+	}()
+}
+
+// A closing peer answers our close within a round trip; these bound what
+// one that does not can cost.
+const (
+	lingerTimeout  = 2 * time.Second
+	lingerMaxBytes = 1 << 20
+)
 
 func readErrReason(err error) string {
 	var ne net.Error
