@@ -23,11 +23,11 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	sdkjs "github.com/bandsync/bandsync/sdk/js"
 )
 
-//go:generate cp ../../sdk/js/bandsync.js assets/sdk/bandsync.js
-
-//go:embed assets/index.html assets/dashboard.html assets/static assets/sdk assets/vendor
+//go:embed assets/index.html assets/dashboard.html assets/static assets/vendor
 var assets embed.FS
 
 // sdkImport is the SDK's import of socket.io-client as published on npm; the
@@ -92,9 +92,11 @@ func newHandler(fsys fs.FS) (*handler, error) {
 	if err := add("/dashboard", "assets/dashboard.html", cachePage, nil); err != nil {
 		return nil, err
 	}
-	if err := add("/sdk/bandsync.js", "assets/sdk/bandsync.js", cacheAsset, BrowserSDK); err != nil {
-		return nil, err
+	sdk, err := BrowserSDK(sdkjs.Source)
+	if err != nil {
+		return nil, fmt.Errorf("sdk/js/bandsync.js: %w", err)
 	}
+	h.files["/sdk/bandsync.js"] = newAsset(sdk, "text/javascript; charset=utf-8", cacheAsset)
 	for _, dir := range []struct{ dir, cache string }{{"static", cacheAsset}, {"vendor", cacheVendor}} {
 		err := fs.WalkDir(fsys, "assets/"+dir.dir, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() || strings.HasSuffix(p, ".md") {
