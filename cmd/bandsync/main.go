@@ -38,6 +38,7 @@ func main() {
 	}
 	log := config.NewLogger(cfg, os.Stderr)
 	slog.SetDefault(log)
+	log.Debug("configuration", "config", cfg) // secrets redacted by Config.LogValue
 	if err := run(cfg, log); err != nil {
 		log.Error("server stopped", "err", err)
 		os.Exit(1)
