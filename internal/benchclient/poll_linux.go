@@ -119,12 +119,7 @@ func (c *Conn) startPolled() bool {
 	p := pickPoller()
 	if len(c.pending) > 0 {
 		if err := c.consume(time.Now(), nil); err != nil {
-			c.err = err
-			c.wmu.Lock()
-			c.dead = true
-			_ = syscall.Close(fd)
-			c.wmu.Unlock()
-			c.finish()
+			c.failRaw(fd, err)
 			return true
 		}
 	}
@@ -136,14 +131,19 @@ func (c *Conn) startPolled() bool {
 		p.mu.Lock()
 		delete(p.conns, int32(fd))
 		p.mu.Unlock()
-		c.err = err
-		c.wmu.Lock()
-		c.dead = true
-		_ = syscall.Close(fd)
-		c.wmu.Unlock()
-		c.finish()
+		c.failRaw(fd, err)
 	}
 	return true
+}
+
+// failRaw ends a connection whose descriptor the bench owns directly.
+func (c *Conn) failRaw(fd int, err error) {
+	c.err = err
+	c.wmu.Lock()
+	c.dead = true
+	_ = syscall.Close(fd)
+	c.wmu.Unlock()
+	c.finish()
 }
 
 func (p *poller) loop() {

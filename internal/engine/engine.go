@@ -316,20 +316,28 @@ func (e *Engine) serverFull() *Error {
 		"the server has no room for new sessions (limit %d); join an existing session or try again later", e.cfg.MaxSessions)
 }
 
+// liveOrFull returns the live session, or SESSION_FULL when creating it
+// would pass MaxSessions, or neither when the caller should create it.
+func (e *Engine) liveOrFull(sessionID string) (*session, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if s := e.sessions[sessionID]; s != nil {
+		return s, nil
+	}
+	if len(e.sessions) >= e.cfg.MaxSessions {
+		return nil, e.serverFull()
+	}
+	return nil, nil
+}
+
 // sessionFor returns the session, creating it (from its stored record if
 // there is one) when absent.
 func (e *Engine) sessionFor(sessionID string) (*session, error) {
+	if s, err := e.liveOrFull(sessionID); s != nil || err != nil {
+		return s, err
+	}
 	if e.sh != nil {
 		return e.sharedSessionFor(sessionID)
-	}
-	e.mu.Lock()
-	s, n := e.sessions[sessionID], len(e.sessions)
-	e.mu.Unlock()
-	if s != nil {
-		return s, nil
-	}
-	if n >= e.cfg.MaxSessions {
-		return nil, e.serverFull()
 	}
 	// Load outside the engine lock: a remote store may be slow.
 	rec, found, err := e.store.Load(context.Background(), sessionID)
@@ -354,7 +362,7 @@ func (e *Engine) sessionFor(sessionID string) (*session, error) {
 		st = newSessionState(sessionID, e.cfg.MaxMembers, now)
 		e.log.Debug("session created", "session", sessionID)
 	}
-	s = newSession(e, st)
+	s := newSession(e, st)
 	e.sessions[sessionID] = s
 	return s, nil
 }

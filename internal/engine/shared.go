@@ -133,19 +133,11 @@ func storeCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), storeTimeout)
 }
 
-// sharedSessionFor is sessionFor in the shared mode: the session is followed
+// sharedSessionFor is sessionFor in the shared mode, once liveOrFull found
+// no live session: the session is followed
 // before it is read, so no batch after the read can be missed, and its
 // members are kept (they are live on other instances).
 func (e *Engine) sharedSessionFor(sessionID string) (*session, error) {
-	e.mu.Lock()
-	s, n := e.sessions[sessionID], len(e.sessions)
-	e.mu.Unlock()
-	if s != nil {
-		return s, nil
-	}
-	if n >= e.cfg.MaxSessions {
-		return nil, e.serverFull()
-	}
 	var (
 		rec            store.SessionRecord
 		found          bool
@@ -190,7 +182,7 @@ func (e *Engine) sharedSessionFor(sessionID string) (*session, error) {
 	} else {
 		st = newSessionState(sessionID, e.cfg.MaxMembers, now)
 	}
-	s = newSession(e, st)
+	s := newSession(e, st)
 	s.savedVersion = st.version
 	s.x.cursor, s.x.delivered, s.x.followed = cursor, cursor, followed
 	s.x.dirty = !followed
