@@ -205,18 +205,21 @@ func (c *Conn) readReady() {
 // rawRead makes one non-blocking read: the descriptor is non-blocking, and
 // returning true from the callback keeps Go from parking on EAGAIN.
 func (c *Conn) rawRead(p []byte) (int, error) {
-	var n int
-	var rerr error
+	var n uintptr
+	var errno syscall.Errno
+	if len(p) == 0 {
+		return 0, nil
+	}
 	if err := c.raw.Read(func(fd uintptr) bool {
-		n, rerr = syscall.Read(int(fd), p)
+		n, _, errno = syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 		return true
 	}); err != nil {
 		return 0, err
 	}
-	if n < 0 {
-		n = 0
+	if errno != 0 {
+		return 0, errno
 	}
-	return n, rerr
+	return int(n), nil
 }
 
 // writeNonblocking makes one writev of c.bufs without waiting and
@@ -242,7 +245,9 @@ func (c *Conn) writeNonblocking() bool {
 	var errno syscall.Errno
 	if err := c.raw.Write(func(fd uintptr) bool {
 		for {
-			n, _, errno = syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+			// Raw, as in rawRead: the socket is non-blocking, so the
+			// call never parks the thread.
+			n, _, errno = syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
 			if errno != syscall.EINTR {
 				return true
 			}
