@@ -67,6 +67,7 @@ func testServer(t testing.TB, o Options) *Server {
 // newTestConn registers a connected socket writing to sink.
 func newTestConn(s *Server, id string, sink *sinkConn) *Conn {
 	c := &Conn{srv: s, nc: sink, id: id, closedCh: make(chan struct{})}
+	c.lastRead.Store(time.Now().UnixNano()) // else the ping sweep drops it as silent
 	c.connected.Store(true)
 	s.register(c)
 	return c
@@ -84,7 +85,9 @@ func waitIdle(t testing.TB, c *Conn) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	t.Fatal("writer did not drain")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t.Fatalf("writer did not drain: %d frames queued, closed=%v", len(c.queue), c.closed)
 }
 
 func TestBroadcastReachesRoomMembersOnly(t *testing.T) {
