@@ -58,6 +58,9 @@ type config struct {
 }
 
 func main() {
+	if runFloorReceiverIfChild() {
+		return
+	}
 	cfg, err := parseFlags(os.Args[1:])
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -108,7 +111,7 @@ func parseFlags(args []string) (config, error) {
 	var sources string
 	fs := flag.NewFlagSet("bandsync-bench", flag.ContinueOnError)
 	fs.StringVar(&c.URL, "url", "http://127.0.0.1:3001", "server base URL (the Socket.IO path /socket.io/ is appended)")
-	fs.StringVar(&c.Scenario, "scenario", "fanout", "connect | join | fanout | ticks | idle | ramp | relay")
+	fs.StringVar(&c.Scenario, "scenario", "fanout", "connect | join | fanout | ticks | idle | ramp | relay | floor")
 	fs.IntVar(&c.Sessions, "sessions", 50, "sessions (fanout, ticks, relay)")
 	fs.IntVar(&c.Members, "members", 8, "members per session, leader included (fanout, ticks, idle, ramp, relay)")
 	fs.IntVar(&c.N, "n", 1000, "connections (connect, idle) or join round trips (join)")
@@ -138,7 +141,7 @@ func parseFlags(args []string) (config, error) {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	switch c.Scenario {
-	case "connect", "join", "fanout", "ticks", "idle", "ramp", "relay":
+	case "connect", "join", "fanout", "ticks", "idle", "ramp", "relay", "floor":
 	default:
 		return c, fmt.Errorf("unknown -scenario %q", c.Scenario)
 	}
@@ -260,6 +263,8 @@ func run(ctx context.Context, cfg config) (*report, error) {
 		err = runIdle(ctx, cfg, rep)
 	case "ramp":
 		err = runRamp(ctx, cfg, rep)
+	case "floor":
+		err = runFloor(ctx, cfg, rep)
 	}
 	rep.Finished = time.Now()
 	return rep, err

@@ -4,10 +4,52 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 )
+
+// TestMain lets the test binary serve as the floor scenario's receiver,
+// which the scenario starts by re-executing its own binary.
+func TestMain(m *testing.M) {
+	if runFloorReceiverIfChild() {
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// A floor run small enough for any machine must deliver every packet it
+// sends and count them.
+func TestFloorDeliversASmallShape(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the floor scenario uses Linux system calls")
+	}
+	cfg, err := parseFlags([]string{"-scenario", "floor", "-sessions", "5", "-members", "4",
+		"-duration", "1s", "-warmup", "200ms"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rows) != 1 || rep.Rows[0].Delivery == nil {
+		t.Fatalf("rows = %+v", rep.Rows)
+	}
+	r := rep.Rows[0]
+	// 20 connections x 62.5 ticks/s x 1 s = 1,250 packets; the window's
+	// edges may cut one tick per connection either way.
+	if r.Count < 1200 || r.Count > 1300 || *r.Delivery < 0.96 || *r.Delivery > 1.04 {
+		t.Errorf("floor delivered %d packets (%.1f%%); want about 1,250", r.Count, *r.Delivery*100)
+	}
+	if !strings.Contains(r.Note, "1250 packets/s wanted") && !strings.Contains(r.Note, "of 1250 wanted") {
+		t.Errorf("note lacks the wanted rate: %s", r.Note)
+	}
+}
 
 // The fanout code, run small against the in-process relay, must see every
 // follower receive every seek and the relay's ticks arrive.
