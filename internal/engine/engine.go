@@ -140,8 +140,8 @@ func New(cfg Config, clk Clock, out Outbox, st store.Store, log *slog.Logger) *E
 // Run drives scroll ticks and the idle sweeper until ctx is done.
 //
 // Ticks are on a fixed grid: each wait is computed from the grid, not from
-// the previous wake, so jitter never accumulates, and a late wake-up skips
-// the slots it missed instead of bursting to catch up. The tick interval
+// the previous wake, so jitter never accumulates. A late wake-up ticks the
+// phases it missed too, up to one interval of them (dueTicks). The tick interval
 // is divided into tickSlots phases and every playing session is given the
 // least busy one when it starts, so each session still ticks exactly every
 // TickInterval but the sessions' ticks are spread over the interval. One
@@ -171,19 +171,32 @@ func (e *Engine) Run(ctx context.Context) {
 		case <-wake:
 		}
 		now := e.clk.Now()
-		e.tickSlot(int(next.Sub(start) / step % time.Duration(e.slots)))
+		first, n, after := dueTicks(start, next, now, step, e.slots)
+		for g := first; g < first+n; g++ {
+			e.tickSlot(int(g % int64(e.slots)))
+		}
 		if !now.Before(nextSweep) {
 			e.SweepIdle(now)
 			nextSweep = now.Add(sweepEvery)
 		}
-		next = nextDeadline(start, now, step)
+		next = after
 	}
 }
 
-// nextDeadline is the first grid point start + k*step after now.
-func nextDeadline(start, now time.Time, step time.Duration) time.Time {
-	k := now.Sub(start)/step + 1
-	return start.Add(k * step)
+// dueTicks says which grid points (start + g*step) a wake-up at now for
+// the deadline due ticks: every one from due to the last at or before
+// now, so the sessions of a phase the timer woke too late for still tick,
+// a little late, instead of missing a tick. Skipping them cost up to an
+// eighth of the ticks whenever the machine was busy enough to delay the
+// timer by a phase (2 ms). At most slots grid points are ticked, the most
+// recent: each session ticks at most once per wake-up, however late, and
+// a stall never turns into a burst. next is the grid point after the last
+// one ticked, even when the timer fired early.
+func dueTicks(start, due, now time.Time, step time.Duration, slots int) (first, n int64, next time.Time) {
+	first = int64(due.Sub(start) / step)
+	last := max(int64(now.Sub(start)/step), first)
+	n = min(last-first+1, int64(slots))
+	return last - n + 1, n, start.Add(time.Duration(last+1) * step)
 }
 
 // tickSlots is how many phases the tick interval is split into: phases at

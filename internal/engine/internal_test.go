@@ -6,23 +6,30 @@ import (
 	"time"
 )
 
-func TestNextDeadlineStaysOnTheGridAndSkipsMissedSlots(t *testing.T) {
+// The scheduler stays on its grid, ticks the phases a late wake-up missed
+// (each once), and never bursts more than one interval of them.
+func TestDueTicksCatchUpMissedPhasesOnTheGrid(t *testing.T) {
 	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	iv := 16 * time.Millisecond
+	step := 2 * time.Millisecond // 16 ms in 8 phases
+	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
 	cases := []struct {
-		late time.Duration // now - start
-		want time.Duration // next - start
+		name     string
+		due, now time.Duration // since start
+		first, n int64
+		next     time.Duration
 	}{
-		{0, 16 * time.Millisecond},
-		{16 * time.Millisecond, 32 * time.Millisecond},                       // woke on time
-		{19 * time.Millisecond, 32 * time.Millisecond},                       // jitter does not shift the grid
-		{31*time.Millisecond + 999*time.Microsecond, 32 * time.Millisecond},  // early wake-up
-		{16*time.Millisecond + 100*time.Millisecond, 128 * time.Millisecond}, // very late: skip, no burst
-		{time.Hour + 3*time.Millisecond, time.Hour + 16*time.Millisecond},    // 1 h is exactly 225000 slots
+		{"on time", ms(16), ms(16), 8, 1, ms(18)},
+		{"jitter does not shift the grid", ms(16), ms(17.9), 8, 1, ms(18)},
+		{"early wake-up ticks its phase once", ms(32), ms(31.999), 16, 1, ms(34)},
+		{"two phases late: three ticked", ms(16), ms(21), 8, 3, ms(22)},
+		{"100 ms late: the last interval's 8 phases, once each", ms(16), ms(116), 51, 8, ms(118)},
+		{"1 h is exactly 1,800,000 phases", time.Hour, time.Hour + ms(1), 1_800_000, 1, time.Hour + ms(2)},
 	}
 	for _, c := range cases {
-		if got := nextDeadline(start, start.Add(c.late), iv).Sub(start); got != c.want {
-			t.Errorf("now = start+%v: next = start+%v, want start+%v", c.late, got, c.want)
+		first, n, next := dueTicks(start, start.Add(c.due), start.Add(c.now), step, 8)
+		if first != c.first || n != c.n || next.Sub(start) != c.next {
+			t.Errorf("%s: ticks %d..+%d, next start+%v; want %d..+%d, next start+%v",
+				c.name, first, n, next.Sub(start), c.first, c.n, c.next)
 		}
 	}
 }
