@@ -96,6 +96,7 @@ type Conn struct {
 	fragOp   byte
 	fragRsv1 bool
 	raw      syscall.RawConn
+	rio      rawIO
 	fd       int
 	gen      uint32
 	polled   bool // registered with the poller

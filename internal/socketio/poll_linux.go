@@ -89,6 +89,7 @@ func (c *Conn) initRaw() {
 		return
 	}
 	c.raw, c.fd = raw, fd
+	c.rio.readFn, c.rio.writeFn = c.readCallback, c.writevCallback
 }
 
 // rearm asks for the next readable event. The caller holds c.mu and has
@@ -202,24 +203,53 @@ func (c *Conn) readReady() {
 	c.mu.Unlock()
 }
 
+// rawIO is a connection's scratch for raw reads and writes. The
+// callbacks handed to syscall.RawConn are made once per connection and
+// leave their results here: a closure over a call's locals escapes
+// through the RawConn interface, and cost two heap allocations per read
+// and two per write, that is per member per broadcast. Reads and writes
+// run concurrently, so each has its own fields; each has one caller at a
+// time (the reader, the writer).
+type rawIO struct {
+	readFn, writeFn func(fd uintptr) bool
+	rbuf            []byte
+	rn, wn          uintptr
+	rerr, werr      syscall.Errno
+}
+
+func (c *Conn) readCallback(fd uintptr) bool {
+	p := c.rio.rbuf
+	c.rio.rn, _, c.rio.rerr = syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	return true // never park: the poller says when to read again
+}
+
+func (c *Conn) writevCallback(fd uintptr) bool {
+	for {
+		// Raw: the socket is non-blocking, so the call never parks the
+		// thread, and the runtime's syscall bookkeeping is not needed.
+		c.rio.wn, _, c.rio.werr = syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&c.iov[0])), uintptr(len(c.iov)))
+		if c.rio.werr != syscall.EINTR {
+			return true
+		}
+	}
+}
+
 // rawRead makes one non-blocking read: the descriptor is non-blocking, and
 // returning true from the callback keeps Go from parking on EAGAIN.
 func (c *Conn) rawRead(p []byte) (int, error) {
-	var n uintptr
-	var errno syscall.Errno
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if err := c.raw.Read(func(fd uintptr) bool {
-		n, _, errno = syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		return true
-	}); err != nil {
+	c.rio.rbuf = p
+	err := c.raw.Read(c.rio.readFn)
+	c.rio.rbuf = nil // p is a pooled buffer: do not keep it
+	if err != nil {
 		return 0, err
 	}
-	if errno != 0 {
-		return 0, errno
+	if c.rio.rerr != 0 {
+		return 0, c.rio.rerr
 	}
-	return int(n), nil
+	return int(c.rio.rn), nil
 }
 
 // writeNonblocking makes one writev of c.bufs without waiting and
@@ -241,23 +271,12 @@ func (c *Conn) writeNonblocking() bool {
 		c.bufs = c.bufs[:0]
 		return true
 	}
-	var n uintptr
-	var errno syscall.Errno
-	if err := c.raw.Write(func(fd uintptr) bool {
-		for {
-			// Raw, as in rawRead: the socket is non-blocking, so the
-			// call never parks the thread.
-			n, _, errno = syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
-			if errno != syscall.EINTR {
-				return true
-			}
-		}
-	}); err != nil || errno != 0 {
+	if err := c.raw.Write(c.rio.writeFn); err != nil || c.rio.werr != 0 {
 		clear(c.iov[:cap(c.iov)])
 		return false
 	}
 	clear(c.iov[:cap(c.iov)])
-	written := int(n)
+	written := int(c.rio.wn)
 	for len(c.bufs) > 0 && written >= len(c.bufs[0]) {
 		written -= len(c.bufs[0])
 		c.bufs = c.bufs[1:]

@@ -18,3 +18,6 @@ func (p *poller) run(<-chan struct{}) {}
 func (c *Conn) writeNonblocking() bool { return false }
 
 func (c *Conn) initRaw() {}
+
+// rawIO holds the raw read and write state on Linux.
+type rawIO struct{}
