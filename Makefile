@@ -3,7 +3,7 @@
 GO       ?= go
 FUZZTIME ?= 60s
 
-.PHONY: all run build test e2e fuzz bench loadtest lint clean
+.PHONY: all run build test e2e fuzz bench loadtest floor lint clean
 
 all: build
 
@@ -35,6 +35,10 @@ bench:
 ## loadtest: bandsync-bench fanout 50x8 with the relay baseline against a running server (URL=http://127.0.0.1:3001); docs/benchmarks.md has every scenario
 loadtest:
 	$(GO) run ./cmd/bandsync-bench -url $(or $(URL),http://127.0.0.1:3001) -scenario fanout -sessions 50 -members 8 -baseline
+
+## floor: what this machine's loopback TCP can carry for a shape, no server needed (S=625 M=8 sessions x members)
+floor:
+	$(GO) run ./cmd/bandsync-bench -scenario floor -sessions $(or $(S),625) -members $(or $(M),8)
 
 ## lint: gofmt -l (must print nothing) and go vet
 lint:
