@@ -117,19 +117,5 @@ func benchBroadcastSockets(b *testing.B, members int) {
 		conns = append(conns, c)
 		go drain(peer, nil, nil)
 	}
-	payload := []byte(`{"sessionId":"band","positionMs":12345.678,"tempoBpm":120,"serverTimestamp":1795815239651.138,"version":3}`)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		s.BroadcastFrame("band", EncodeVolatile("scroll_tick", payload))
-		if i%64 == 63 {
-			for _, c := range conns {
-				waitIdle(b, c)
-			}
-		}
-	}
-	b.StopTimer()
-	for _, c := range conns {
-		waitIdle(b, c)
-	}
+	broadcastTicks(b, s, conns)
 }
