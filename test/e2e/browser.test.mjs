@@ -234,9 +234,17 @@ describe("web app in Chromium", () => {
 
     // Pause: both hold the same position.
     await leader.click("#pause-btn");
-    await follower.waitForFunction(() => document.getElementById("readout").dataset.playing === "false");
+    // Read each screen in front, once it has drawn the pause: a tab in the
+    // background draws no frames, so its readout can be the last frame
+    // before the pause (a CI run compared such a frame, 12.6 ms later).
+    const pausedReadout = async (page) => {
+      await page.bringToFront();
+      await page.waitForFunction(() => document.getElementById("readout").dataset.playing === "false");
+      return readout(page);
+    };
+    const lp = await pausedReadout(leader);
+    const fp = await pausedReadout(follower);
     await sleep(300);
-    const [lp, fp] = await Promise.all([readout(leader), readout(follower)]);
     assert.equal(lp.pos, fp.pos, "paused: both screens show the same position");
     await sleep(300);
     assert.equal((await readout(follower)).pos, fp.pos, "paused position holds");
