@@ -290,29 +290,24 @@ func floorReceive(spec string, in io.Reader, out io.Writer) error {
 	var t0 time.Time
 	var c0 time.Duration
 	for {
-		switch phase.Load() {
-		case 1:
-			if t0.IsZero() {
-				t0, c0, startBytes = time.Now(), selfCPU(), total
-			}
-		case 2:
-			if t0.IsZero() {
-				t0, c0, startBytes = time.Now(), selfCPU(), total
-			}
+		ph := phase.Load()
+		if ph > 0 && t0.IsZero() {
+			t0, c0, startBytes = time.Now(), selfCPU(), total
+		}
+		if ph == 2 {
 			res := floorResult{Bytes: total - startBytes, Seconds: time.Since(t0).Seconds(), CPU: (selfCPU() - c0).Seconds()}
 			return json.NewEncoder(out).Encode(res)
 		}
 		// Raw: the runtime's syscall bookkeeping and the thread handoffs
 		// it starts when a call blocks would be the cost measured.
 		r, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 20, 0, 0)
-		if errno != 0 && errno != syscall.EINTR {
+		if errno == syscall.EINTR {
+			continue
+		}
+		if errno != 0 {
 			return errno
 		}
-		k := int(r)
-		if errno != 0 {
-			k = 0
-		}
-		for i := range k {
+		for i := range int(r) {
 			r, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(events[i].Fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
 			if errno == 0 && int(r) > 0 {
 				total += int64(r)

@@ -271,11 +271,11 @@ func (c *Conn) writeNonblocking() bool {
 		c.bufs = c.bufs[:0]
 		return true
 	}
-	if err := c.raw.Write(c.rio.writeFn); err != nil || c.rio.werr != 0 {
-		clear(c.iov[:cap(c.iov)])
+	err := c.raw.Write(c.rio.writeFn)
+	clear(c.iov) // let the frames go; each write clears what it set
+	if err != nil || c.rio.werr != 0 {
 		return false
 	}
-	clear(c.iov[:cap(c.iov)])
 	written := int(c.rio.wn)
 	for len(c.bufs) > 0 && written >= len(c.bufs[0]) {
 		written -= len(c.bufs[0])
