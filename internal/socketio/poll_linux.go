@@ -4,6 +4,7 @@ package socketio
 
 import (
 	"errors"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -24,6 +25,13 @@ import (
 // ignored.
 type poller struct {
 	epfd int
+	// ep is epfd registered with Go's own network poller: the loop
+	// parks there like any reader instead of blocking a thread in
+	// epoll_wait. A blocked thread costs a hand-off on every wake-up (it
+	// must win a P back, then wake another thread to run the reader);
+	// on a 2-vCPU guest that was 0.3 ms of a seek's median path.
+	ep   syscall.RawConn
+	file *os.File
 
 	mu    sync.Mutex
 	conns map[int32]*Conn
@@ -39,7 +47,19 @@ func newPoller() (*poller, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &poller{epfd: fd, conns: make(map[int32]*Conn)}, nil
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		_ = syscall.Close(fd)
+		return nil, err
+	}
+	// An epoll descriptor is itself pollable: readable while it has
+	// events to report.
+	f := os.NewFile(uintptr(fd), "epoll")
+	ep, err := f.SyscallConn()
+	if err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return &poller{epfd: fd, ep: ep, file: f, conns: make(map[int32]*Conn)}, nil
 }
 
 const pollEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
@@ -111,32 +131,44 @@ func (p *poller) forget(c *Conn) {
 
 // run dispatches readable sockets until stop is closed.
 func (p *poller) run(stop <-chan struct{}) {
+	go func() {
+		<-stop
+		_ = p.file.Close() // ends the Read below
+	}()
 	events := make([]syscall.EpollEvent, 256)
+	var werr error
+	// drain dispatches until nothing is ready, then returns false to park
+	// until Go's poller reports the epoll descriptor readable again. It
+	// must drain first: Go registers descriptors edge-triggered, so
+	// events still pending when it parks would not wake it.
+	drain := func(fd uintptr) bool {
+		for {
+			n, err := syscall.EpollWait(int(fd), events, 0)
+			if err != nil {
+				if errors.Is(err, syscall.EINTR) {
+					continue
+				}
+				werr = err
+				return true
+			}
+			if n == 0 {
+				return false
+			}
+			p.mu.Lock()
+			for i := 0; i < n; i++ {
+				c := p.conns[events[i].Fd]
+				if c == nil || c.gen != uint32(events[i].Pad) {
+					continue
+				}
+				go c.readReady()
+			}
+			p.mu.Unlock()
+		}
+	}
 	for {
-		select {
-		case <-stop:
-			_ = syscall.Close(p.epfd)
-			return
-		default:
+		if err := p.ep.Read(drain); err != nil || werr != nil {
+			return // closed: the server is stopping
 		}
-		// A bounded wait lets run notice stop without a wake-up descriptor.
-		n, err := syscall.EpollWait(p.epfd, events, 200)
-		if err != nil {
-			if errors.Is(err, syscall.EINTR) {
-				continue
-			}
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		p.mu.Lock()
-		for i := 0; i < n; i++ {
-			c := p.conns[events[i].Fd]
-			if c == nil || c.gen != uint32(events[i].Pad) {
-				continue
-			}
-			go c.readReady()
-		}
-		p.mu.Unlock()
 	}
 }
 

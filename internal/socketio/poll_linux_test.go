@@ -2,8 +2,11 @@ package socketio
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -118,4 +121,59 @@ func benchBroadcastSockets(b *testing.B, members int) {
 		go drain(peer, nil, nil)
 	}
 	broadcastTicks(b, s, conns)
+}
+
+// maskedText is a client's WebSocket text frame (clients must mask).
+func maskedText(payload string) []byte {
+	key := [4]byte{1, 2, 3, 4}
+	f := []byte{0x81, 0x80 | byte(len(payload))}
+	f = append(f, key[:]...)
+	for i := range len(payload) {
+		f = append(f, payload[i]^key[i%4])
+	}
+	return f
+}
+
+// The poller hands a readable socket's events to their handler, in the
+// order the client sent them, and a shut-down server leaves no goroutine
+// behind (the poller parks in Go's own network poller, so stopping it
+// must wake it).
+func TestPollerDeliversEventsAndStopsWithTheServer(t *testing.T) {
+	before := runtime.NumGoroutine()
+	s := NewServer(Options{})
+	if s.poller == nil {
+		t.Skip("no poller on this system")
+	}
+	got := make(chan string, 4)
+	s.On("note", func(_ *Conn, data json.RawMessage, _ Ack) { got <- string(data) })
+	c, peer := socketConn(t, s, "p")
+	if !s.poller.add(c) {
+		t.Fatal("poller refused a socket")
+	}
+	if _, err := peer.Write(append(maskedText(`42["note",1]`), maskedText(`42["note",2]`)...)); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"1", "2"} {
+		select {
+		case g := <-got:
+			if g != want {
+				t.Fatalf("handler got %s, want %s", g, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("event %s never reached its handler", want)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("%d goroutines after shutdown, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
 }

@@ -723,8 +723,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.stopOnce.Do(func() { close(s.stop) })
-	s.wg.Wait()
-	return nil
+	// The poller, the ping loop and the write workers end on s.stop; one
+	// that does not is a bug, reported as the deadline rather than a hang.
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Draining reports whether Shutdown has begun.
