@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/bandsync/bandsync/internal/benchclient"
 )
 
 // The floor scenario answers "can this machine carry the shape at all?"
@@ -40,6 +43,10 @@ type floorResult struct {
 	Bytes   int64   `json:"bytes"`
 	Seconds float64 `json:"seconds"`
 	CPU     float64 `json:"cpuSeconds"`
+	// Latency is send to receipt of the packets in the window, from the
+	// send time each packet carries: the least any server's tick lag or
+	// seek latency can be at this shape on this machine.
+	Latency benchclient.Summary `json:"latency"`
 }
 
 // runFloorReceiverIfChild turns the process into the floor's receiver
@@ -149,7 +156,11 @@ func runFloor(ctx context.Context, cfg config, rep *report) error {
 	wanted := float64(n) / cfg.Tick.Seconds()
 	got := float64(res.Bytes/floorPacket) / res.Seconds
 	wall := cfg.Duration.Seconds()
-	r := rep.add(&row{Scenario: "floor", Target: "floor", Shape: shape, Metric: "packets", Count: int(res.Bytes / floorPacket)})
+	lat := res.Latency
+	r := rep.add(&row{Scenario: "floor", Target: "floor", Shape: shape, Metric: "packets", Count: int(res.Bytes / floorPacket), summary: lat})
+	if lat.Count > 0 {
+		r.P50, r.P95, r.P99, r.Max = ms(lat.P50), ms(lat.P95), ms(lat.P99), ms(lat.Max)
+	}
 	r.Delivery = ptr(got / wanted)
 	perSent, perRecv := 0.0, 0.0
 	if sentN > 0 {
@@ -194,9 +205,10 @@ func floorListen() (fd, port int, err error) {
 }
 
 // floorSend writes one packet to every fd each tick, a phase's share of
-// them at a time, on a locked thread with raw syscalls. A write the
-// socket refuses is counted, not retried, as the server drops a tick for
-// a connection that is behind.
+// them at a time, on a locked thread with raw syscalls. Each packet
+// carries the wall-clock time of its write (both processes read the same
+// clock). A write the socket refuses is counted, not retried, as the
+// server drops a tick for a connection that is behind.
 func floorSend(fds []int, tick time.Duration, phases int, stop *atomic.Bool, sent, dropped *atomic.Int64) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -212,6 +224,7 @@ func floorSend(fds []int, tick time.Duration, phases int, stop *atomic.Bool, sen
 		lo, hi := len(fds)*ph/phases, len(fds)*(ph+1)/phases
 		var ok, refused int64
 		for _, fd := range fds[lo:hi] {
+			binary.LittleEndian.PutUint64(pkt[:8], uint64(time.Now().UnixNano()))
 			n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), buf, floorPacket)
 			if errno == 0 && n == floorPacket {
 				ok++
@@ -248,6 +261,7 @@ func floorReceive(spec string, in io.Reader, out io.Writer) error {
 		return err
 	}
 	sa := &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}
+	streams := make(map[int32]*floorStream, n)
 	for i := range n {
 		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 		if err != nil {
@@ -259,6 +273,7 @@ func floorReceive(spec string, in io.Reader, out io.Writer) error {
 		if err := syscall.SetNonblock(fd, true); err != nil {
 			return err
 		}
+		streams[int32(fd)] = new(floorStream)
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}
 		if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
 			return err
@@ -289,13 +304,14 @@ func floorReceive(spec string, in io.Reader, out io.Writer) error {
 	var total, startBytes int64
 	var t0 time.Time
 	var c0 time.Duration
+	var lat benchclient.Samples
 	for {
 		ph := phase.Load()
 		if ph > 0 && t0.IsZero() {
 			t0, c0, startBytes = time.Now(), selfCPU(), total
 		}
 		if ph == 2 {
-			res := floorResult{Bytes: total - startBytes, Seconds: time.Since(t0).Seconds(), CPU: (selfCPU() - c0).Seconds()}
+			res := floorResult{Bytes: total - startBytes, Seconds: time.Since(t0).Seconds(), CPU: (selfCPU() - c0).Seconds(), Latency: lat.Summarize()}
 			return json.NewEncoder(out).Encode(res)
 		}
 		// Raw: the runtime's syscall bookkeeping and the thread handoffs
@@ -308,10 +324,45 @@ func floorReceive(spec string, in io.Reader, out io.Writer) error {
 			return errno
 		}
 		for i := range int(r) {
-			r, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(events[i].Fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+			fd := events[i].Fd
+			r, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
 			if errno == 0 && int(r) > 0 {
 				total += int64(r)
+				var to *benchclient.Samples
+				if ph == 1 {
+					to = &lat
+				}
+				streams[fd].take(buf[:r], time.Now().UnixNano(), to)
 			}
+		}
+	}
+}
+
+// floorStream cuts one connection's byte stream back into packets: a read
+// may end inside a packet, or inside its stamp.
+type floorStream struct {
+	off   int // position in the current packet
+	stamp [8]byte
+}
+
+// take consumes b, read at now (unix ns), and adds the latency of every
+// packet whose stamp completes in it to to, when to is not nil.
+func (st *floorStream) take(b []byte, now int64, to *benchclient.Samples) {
+	for len(b) > 0 {
+		if st.off < len(st.stamp) {
+			k := copy(st.stamp[st.off:], b)
+			st.off += k
+			b = b[k:]
+			if st.off == len(st.stamp) && to != nil {
+				to.Add(time.Duration(now - int64(binary.LittleEndian.Uint64(st.stamp[:]))))
+			}
+			continue
+		}
+		k := min(floorPacket-st.off, len(b))
+		st.off += k
+		b = b[k:]
+		if st.off == floorPacket {
+			st.off = 0
 		}
 	}
 }

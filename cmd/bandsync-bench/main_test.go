@@ -51,6 +51,16 @@ func TestFloorDeliversASmallShape(t *testing.T) {
 	if !strings.Contains(r.Note, "1250 packets/s wanted") && !strings.Contains(r.Note, "of 1250 wanted") {
 		t.Errorf("note lacks the wanted rate: %s", r.Note)
 	}
+	// Every packet counted has a latency, from the stamp it carries; a
+	// stream cut at the wrong places reads garbage stamps (negative, or
+	// years) instead.
+	lat := r.summary
+	if lat.Count < r.Count-20 || lat.Count > r.Count+20 {
+		t.Errorf("%d latencies for %d packets", lat.Count, r.Count)
+	}
+	if lat.P50 <= 0 || lat.Max > 10*time.Second || r.P99 == nil {
+		t.Errorf("floor latency p50 %v, max %v, p99 column %v: not a send-to-receipt time", lat.P50, lat.Max, r.P99)
+	}
 }
 
 // The fanout code, run small against the in-process relay, must see every
