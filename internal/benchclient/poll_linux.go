@@ -5,7 +5,6 @@ package benchclient
 import (
 	"errors"
 	"net"
-	"os"
 	"runtime"
 	"sync"
 	"syscall"
@@ -13,6 +12,8 @@ import (
 	"unsafe"
 
 	"github.com/gobwas/ws"
+
+	"github.com/bandsync/bandsync/internal/epoll"
 )
 
 // On Linux, connections are read by a few epoll loops instead of a
@@ -28,8 +29,7 @@ import (
 const scratchSize = 64 << 10
 
 type poller struct {
-	epfd    int
-	ep      syscall.RawConn // epfd, registered with Go's own network poller
+	set     *epoll.Set
 	mu      sync.Mutex
 	conns   map[int32]*Conn
 	scratch []byte
@@ -46,25 +46,12 @@ var (
 func startPollers() {
 	n := max(1, runtime.GOMAXPROCS(0))
 	for range n {
-		fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
-		if err == nil {
-			err = syscall.SetNonblock(fd, true)
-		}
+		set, err := epoll.New()
 		if err != nil {
 			pollersErr = err
 			return
 		}
-		// An epoll descriptor is itself pollable: handing it to Go's
-		// network poller lets the loop goroutine park like any reader
-		// instead of blocking a thread in epoll_wait, which on a small
-		// machine costs a thread hand-off and context switches on every
-		// wake-up.
-		rc, err := os.NewFile(uintptr(fd), "epoll").SyscallConn()
-		if err != nil {
-			pollersErr = err
-			return
-		}
-		p := &poller{epfd: fd, ep: rc, conns: make(map[int32]*Conn), scratch: make([]byte, scratchSize)}
+		p := &poller{set: set, conns: make(map[int32]*Conn), scratch: make([]byte, scratchSize)}
 		pollers = append(pollers, p)
 		go p.loop()
 	}
@@ -128,7 +115,7 @@ func (c *Conn) startPolled() bool {
 	p.conns[int32(fd)] = c
 	p.mu.Unlock()
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(fd)}
-	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := p.set.Ctl(syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		p.mu.Lock()
 		delete(p.conns, int32(fd))
 		p.mu.Unlock()
@@ -147,43 +134,18 @@ func (c *Conn) failRaw(fd int, err error) {
 	c.finish()
 }
 
+// loop serves the pollers' sockets for the life of the process.
 func (p *poller) loop() {
-	events := make([]syscall.EpollEvent, 512)
-	var werr error
-	// wait serves ready sockets until none is left, then returns false
-	// to park until Go's poller reports the epoll descriptor readable
-	// again. Draining first matters: Go registers descriptors
-	// edge-triggered, so sockets still ready when we park would not wake
-	// us.
-	wait := func(fd uintptr) bool {
-		for {
-			n, err := syscall.EpollWait(int(fd), events, 0)
-			if err != nil {
-				if errors.Is(err, syscall.EINTR) {
-					continue
-				}
-				werr = err
-				return true
-			}
-			if n == 0 {
-				return false
-			}
-			for i := range n {
-				fd := events[i].Fd
-				p.mu.Lock()
-				c := p.conns[fd]
-				p.mu.Unlock()
-				if c != nil {
-					p.service(c)
-				}
+	_ = p.set.Serve(512, func(events []syscall.EpollEvent) {
+		for _, ev := range events {
+			p.mu.Lock()
+			c := p.conns[ev.Fd]
+			p.mu.Unlock()
+			if c != nil {
+				p.service(c)
 			}
 		}
-	}
-	for {
-		if err := p.ep.Read(wait); err != nil || werr != nil {
-			return // the epoll descriptor is gone: nothing left to serve
-		}
-	}
+	})
 }
 
 // service reads a ready socket once and handles every complete frame.
@@ -308,7 +270,7 @@ func parseFrame(b []byte) (fin bool, op ws.OpCode, payload []byte, n int, err er
 
 // remove unregisters and closes a connection that ended.
 func (p *poller) remove(c *Conn, err error) {
-	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
+	_ = p.set.Ctl(syscall.EPOLL_CTL_DEL, c.fd, nil)
 	p.mu.Lock()
 	delete(p.conns, int32(c.fd))
 	p.mu.Unlock()

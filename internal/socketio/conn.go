@@ -45,10 +45,13 @@ const maxPendingVolatile = 8
 
 // Conn is one client's socket on the default namespace.
 //
-// Reading happens on one goroutine per connection, which also runs the
-// event handlers, so a client's events are handled in the order it sent
-// them. Writing happens on a goroutine that exists only while frames are
-// pending: an idle connection holds no writer goroutine and no buffer.
+// Reading happens on one goroutine at a time per connection, which also
+// runs the event handlers, so a client's events are handled in the order
+// it sent them. On Linux that goroutine exists only while the socket has
+// bytes to read (see poller); elsewhere it lives as long as the
+// connection. Writing happens on a shared write worker, or on a
+// goroutine of the connection's own while its socket is full. On Linux
+// an idle connection therefore holds no goroutine and no buffer.
 type Conn struct {
 	srv     *Server
 	nc      net.Conn

@@ -4,11 +4,12 @@ package socketio
 
 import (
 	"errors"
-	"os"
 	"sync"
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/bandsync/bandsync/internal/epoll"
 )
 
 // poller reads connections when the kernel says they are readable, so an
@@ -24,14 +25,7 @@ import (
 // number, so an event for a closed socket whose descriptor was reused is
 // ignored.
 type poller struct {
-	epfd int
-	// ep is epfd registered with Go's own network poller: the loop
-	// parks there like any reader instead of blocking a thread in
-	// epoll_wait. A blocked thread costs a hand-off on every wake-up (it
-	// must win a P back, then wake another thread to run the reader);
-	// on a 2-vCPU guest that was 0.3 ms of a seek's median path.
-	ep   syscall.RawConn
-	file *os.File
+	set *epoll.Set
 
 	mu    sync.Mutex
 	conns map[int32]*Conn
@@ -43,23 +37,11 @@ const readBufSize = 16 << 10
 var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
 
 func newPoller() (*poller, error) {
-	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	set, err := epoll.New()
 	if err != nil {
 		return nil, err
 	}
-	if err := syscall.SetNonblock(fd, true); err != nil {
-		_ = syscall.Close(fd)
-		return nil, err
-	}
-	// An epoll descriptor is itself pollable: readable while it has
-	// events to report.
-	f := os.NewFile(uintptr(fd), "epoll")
-	ep, err := f.SyscallConn()
-	if err != nil {
-		_ = f.Close()
-		return nil, err
-	}
-	return &poller{epfd: fd, ep: ep, file: f, conns: make(map[int32]*Conn)}, nil
+	return &poller{set: set, conns: make(map[int32]*Conn)}, nil
 }
 
 const pollEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
@@ -85,7 +67,7 @@ func (p *poller) add(c *Conn) bool {
 	p.conns[int32(fd)] = c
 	p.mu.Unlock()
 	ev := syscall.EpollEvent{Events: pollEvents, Fd: int32(fd), Pad: int32(c.gen)}
-	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := p.set.Ctl(syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		p.forget(c)
 		return false
 	}
@@ -116,7 +98,7 @@ func (c *Conn) initRaw() {
 // checked the connection is open, so the descriptor is still c's.
 func (p *poller) rearm(c *Conn) {
 	ev := syscall.EpollEvent{Events: pollEvents, Fd: int32(c.fd), Pad: int32(c.gen)}
-	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, c.fd, &ev)
+	_ = p.set.Ctl(syscall.EPOLL_CTL_MOD, c.fd, &ev)
 }
 
 // forget stops polling c; it runs before c's socket is closed.
@@ -126,50 +108,28 @@ func (p *poller) forget(c *Conn) {
 		delete(p.conns, int32(c.fd))
 	}
 	p.mu.Unlock()
-	_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
+	_ = p.set.Ctl(syscall.EPOLL_CTL_DEL, c.fd, nil)
 }
 
-// run dispatches readable sockets until stop is closed.
+// run dispatches readable sockets until stop is closed. The set parks in
+// Go's own poller between events: a thread blocked in epoll_wait cost
+// 0.3 ms of a seek's median path on a 2-vCPU guest (docs/benchmarks.md).
 func (p *poller) run(stop <-chan struct{}) {
 	go func() {
 		<-stop
-		_ = p.file.Close() // ends the Read below
+		_ = p.set.Close() // ends Serve
 	}()
-	events := make([]syscall.EpollEvent, 256)
-	var werr error
-	// drain dispatches until nothing is ready, then returns false to park
-	// until Go's poller reports the epoll descriptor readable again. It
-	// must drain first: Go registers descriptors edge-triggered, so
-	// events still pending when it parks would not wake it.
-	drain := func(fd uintptr) bool {
-		for {
-			n, err := syscall.EpollWait(int(fd), events, 0)
-			if err != nil {
-				if errors.Is(err, syscall.EINTR) {
-					continue
-				}
-				werr = err
-				return true
+	_ = p.set.Serve(256, func(events []syscall.EpollEvent) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, ev := range events {
+			c := p.conns[ev.Fd]
+			if c == nil || c.gen != uint32(ev.Pad) {
+				continue
 			}
-			if n == 0 {
-				return false
-			}
-			p.mu.Lock()
-			for i := 0; i < n; i++ {
-				c := p.conns[events[i].Fd]
-				if c == nil || c.gen != uint32(events[i].Pad) {
-					continue
-				}
-				go c.readReady()
-			}
-			p.mu.Unlock()
+			go c.readReady()
 		}
-	}
-	for {
-		if err := p.ep.Read(drain); err != nil || werr != nil {
-			return // closed: the server is stopping
-		}
-	}
+	})
 }
 
 // readReady reads everything the socket has, handles the complete frames
