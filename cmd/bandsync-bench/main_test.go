@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -160,5 +164,34 @@ func TestSourceAddressesAreAddedWhenNeeded(t *testing.T) {
 	d := newDialer("ws://x", nil, 60000)
 	if len(d.sources) != 3 || d.sources[2].String() != "127.0.0.3" {
 		t.Errorf("60,000 connections got sources %v; want 127.0.0.1-3", d.sources)
+	}
+}
+
+// Connections given source addresses really leave from them, round-robin,
+// which is what lets a run go past one address's ephemeral ports.
+func TestDialsLeaveFromTheGivenSourceAddresses(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("127.0.0.2 and up are loopback only on Linux")
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		mu.Lock()
+		seen[host]++
+		mu.Unlock()
+		http.Error(w, "no upgrade here", http.StatusTeapot)
+	}))
+	defer srv.Close()
+	d := newDialer("ws"+strings.TrimPrefix(srv.URL, "http")+"/socket.io/", []net.IP{net.IPv4(127, 0, 0, 2), net.IPv4(127, 0, 0, 3)}, 4)
+	for range 4 {
+		if _, err := d.dial(); err == nil {
+			t.Fatal("dial succeeded against a server that refuses upgrades")
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if seen["127.0.0.2"] != 2 || seen["127.0.0.3"] != 2 || len(seen) != 2 {
+		t.Errorf("connections came from %v; want two each from 127.0.0.2 and 127.0.0.3", seen)
 	}
 }
