@@ -111,15 +111,17 @@ func (p *poller) forget(c *Conn) {
 	_ = p.set.Ctl(syscall.EPOLL_CTL_DEL, c.fd, nil)
 }
 
-// run dispatches readable sockets until stop is closed. The set parks in
-// Go's own poller between events: a thread blocked in epoll_wait cost
-// 0.3 ms of a seek's median path on a 2-vCPU guest (docs/benchmarks.md).
-func (p *poller) run(stop <-chan struct{}) {
+// run dispatches readable sockets until stop is closed; an error means
+// the epoll set failed and nothing is being read any more. The set parks
+// in Go's own poller between events: a thread blocked in epoll_wait
+// instead cost 0.15-0.2 ms of a seek's median at fanout 50x8 on a 2-vCPU
+// guest, and about a tenth of the server's CPU (docs/benchmarks.md).
+func (p *poller) run(stop <-chan struct{}) error {
 	go func() {
 		<-stop
 		_ = p.set.Close() // ends Serve
 	}()
-	_ = p.set.Serve(256, func(events []syscall.EpollEvent) {
+	return p.set.Serve(256, func(events []syscall.EpollEvent) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		for _, ev := range events {

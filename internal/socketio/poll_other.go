@@ -10,10 +10,10 @@ type poller struct{}
 
 func newPoller() (*poller, error) { return nil, errors.New("event-driven reads need Linux") }
 
-func (p *poller) add(*Conn) bool      { return false }
-func (p *poller) rearm(*Conn)         {}
-func (p *poller) forget(*Conn)        {}
-func (p *poller) run(<-chan struct{}) {}
+func (p *poller) add(*Conn) bool            { return false }
+func (p *poller) rearm(*Conn)               {}
+func (p *poller) forget(*Conn)              {}
+func (p *poller) run(<-chan struct{}) error { return nil }
 
 func (c *Conn) writeNonblocking() bool { return false }
 

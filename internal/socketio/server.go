@@ -192,7 +192,12 @@ func NewServer(opts Options) *Server {
 	if p, err := newPoller(); err == nil {
 		s.poller = p
 		s.wg.Add(1)
-		go func() { defer s.wg.Done(); p.run(s.stop) }()
+		go func() {
+			defer s.wg.Done()
+			if err := p.run(s.stop); err != nil {
+				s.opts.Logger.Error("socket reads stopped: the epoll set failed", "err", err)
+			}
+		}()
 	} else {
 		s.opts.Logger.Info("reading each connection with its own goroutine", "reason", err)
 	}
