@@ -18,7 +18,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { startServer, httpGet, assertCleanLogs, repoRoot } from "./lib/server.mjs";
-import { connect, once, closeAllClients, sleep, waitUntil } from "./lib/client.mjs";
+import { connect, closeAllClients, sleep, waitUntil } from "./lib/client.mjs";
 
 const uid = () => Math.random().toString(36).slice(2, 10);
 const TICK_MS = 16;
@@ -50,6 +50,28 @@ function tickLog(socket, sessionId) {
     if (t?.sessionId === sessionId) ticks.push({ ...t, recv: performance.now() });
   });
   return ticks;
+}
+
+/**
+ * Resolves with the next `event`'s payload and the length `log` had when
+ * it arrived. The length is taken in the listener itself: socket.io-client
+ * hands over the frames of one network read one after another without
+ * yielding, so a promise continuation runs only after the frames behind
+ * the event (ticks) have been logged too.
+ */
+function markOn(socket, event, log, timeoutMs = 2000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.off(event, handler);
+      reject(new Error(`no '${event}' event within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const handler = (payload) => {
+      clearTimeout(timer);
+      socket.off(event, handler);
+      resolve({ payload, index: log.length });
+    };
+    socket.on(event, handler);
+  });
 }
 
 async function getState(srv, id) {
@@ -85,13 +107,9 @@ describe(`scroll_tick (SCROLL_TICK_INTERVAL=${TICK_MS})`, () => {
     await sleep(500);
     assert.ok(ticks.length > 10, `only ${ticks.length} ticks in 500 ms of play`);
 
-    let pausedAtIndex = -1;
-    const pauseEv = once(follower, "pause", 2000).then((p) => {
-      pausedAtIndex = ticks.length;
-      return p;
-    });
+    const pauseEv = markOn(follower, "pause", ticks);
     await ok(leader, "pause", { sessionId: id });
-    const p = await pauseEv;
+    const { payload: p, index: pausedAtIndex } = await pauseEv;
     await sleep(500);
     const late = ticks.slice(pausedAtIndex);
     assert.deepEqual(late, [], `${late.length} scroll_tick arrived after the pause event`);
@@ -119,13 +137,9 @@ describe(`scroll_tick (SCROLL_TICK_INTERVAL=${TICK_MS})`, () => {
     await ok(leader, "play", { sessionId: id });
     await sleep(300);
 
-    let seekIndex = -1;
-    const seekEv = once(follower, "seek", 2000).then((s) => {
-      seekIndex = ticks.length;
-      return s;
-    });
+    const seekEv = markOn(follower, "seek", ticks);
     const seekAck = await ok(leader, "seek", { sessionId: id, position: 30_000 });
-    const s = await seekEv;
+    const { payload: s, index: seekIndex } = await seekEv;
     assert.equal(s.position, 30_000);
     await sleep(300);
     const after = ticks.slice(seekIndex);
