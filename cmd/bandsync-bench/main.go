@@ -16,13 +16,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math"
 	"net"
 	"net/url"
 	"os"
 	"runtime/pprof"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/bandsync/bandsync/internal/benchclient"
@@ -229,21 +227,6 @@ func checkLoopback(raw string, allowRemote bool) error {
 		}
 	}
 	return nil
-}
-
-// fileLimit raises the soft open-file limit to the hard one and returns
-// it: every connection is a descriptor.
-func fileLimit() int {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return 1024
-	}
-	if rl.Cur < rl.Max {
-		rl.Cur = rl.Max
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
-		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
-	}
-	return int(min(rl.Cur, math.MaxInt32))
 }
 
 // run executes the chosen scenario.

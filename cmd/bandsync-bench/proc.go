@@ -9,7 +9,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -99,14 +98,6 @@ func readMachineCPU() (machineCPU, bool) {
 	}
 	tick := time.Second / clockTicks
 	return machineCPU{busy: time.Duration(busy) * tick, softirq: time.Duration(soft) * tick}, true
-}
-
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // procCPU reads utime+stime of a process from /proc/<pid>/stat.

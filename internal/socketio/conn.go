@@ -84,7 +84,6 @@ type Conn struct {
 	// timed out leaves the rest here); bufsBacking keeps its array.
 	bufs        net.Buffers
 	bufsBacking [][]byte
-	iov         []syscall.Iovec // scratch for writeNonblocking
 	// pingSent is when the last ping was queued (unix ns), to time the pong.
 	pingSent atomic.Int64
 	// lastRead is when bytes last arrived (unix ns): silence longer than

@@ -207,6 +207,7 @@ func (c *Conn) readReady() {
 type rawIO struct {
 	readFn, writeFn func(fd uintptr) bool
 	rbuf            []byte
+	iov             []syscall.Iovec // what writevCallback writes
 	rn, wn          uintptr
 	rerr, werr      syscall.Errno
 }
@@ -221,7 +222,7 @@ func (c *Conn) writevCallback(fd uintptr) bool {
 	for {
 		// Raw: the socket is non-blocking, so the call never parks the
 		// thread, and the runtime's syscall bookkeeping is not needed.
-		c.rio.wn, _, c.rio.werr = syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&c.iov[0])), uintptr(len(c.iov)))
+		c.rio.wn, _, c.rio.werr = syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&c.rio.iov[0])), uintptr(len(c.rio.iov)))
 		if c.rio.werr != syscall.EINTR {
 			return true
 		}
@@ -251,7 +252,7 @@ func (c *Conn) rawRead(p []byte) (int, error) {
 // socket buffer is full) or the write failed; a later blocking write
 // finishes the job or reports the error.
 func (c *Conn) writeNonblocking() bool {
-	iov := c.iov[:0]
+	iov := c.rio.iov[:0]
 	for _, b := range c.bufs {
 		if len(b) == 0 {
 			continue
@@ -260,13 +261,13 @@ func (c *Conn) writeNonblocking() bool {
 		v.SetLen(len(b))
 		iov = append(iov, v)
 	}
-	c.iov = iov
+	c.rio.iov = iov
 	if len(iov) == 0 {
 		c.bufs = c.bufs[:0]
 		return true
 	}
 	err := c.raw.Write(c.rio.writeFn)
-	clear(c.iov) // let the frames go; each write clears what it set
+	clear(c.rio.iov) // let the frames go; each write clears what it set
 	if err != nil || c.rio.werr != 0 {
 		return false
 	}
