@@ -18,7 +18,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { startServer, httpGet, assertCleanLogs, repoRoot } from "./lib/server.mjs";
-import { connect, closeAllClients, sleep, waitUntil } from "./lib/client.mjs";
+import { connect, once, closeAllClients, sleep, waitUntil } from "./lib/client.mjs";
 
 const uid = () => Math.random().toString(36).slice(2, 10);
 const TICK_MS = 16;
@@ -54,24 +54,15 @@ function tickLog(socket, sessionId) {
 
 /**
  * Resolves with the next `event`'s payload and the length `log` had when
- * it arrived. The length is taken in the listener itself: socket.io-client
- * hands over the frames of one network read one after another without
- * yielding, so a promise continuation runs only after the frames behind
- * the event (ticks) have been logged too.
+ * it arrived. The length is taken in the listener itself (once's `where`
+ * runs there): socket.io-client hands over the frames of one network read
+ * one after another without yielding, so a promise continuation runs only
+ * after the frames behind the event (ticks) have been logged too.
  */
 function markOn(socket, event, log, timeoutMs = 2000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      socket.off(event, handler);
-      reject(new Error(`no '${event}' event within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const handler = (payload) => {
-      clearTimeout(timer);
-      socket.off(event, handler);
-      resolve({ payload, index: log.length });
-    };
-    socket.on(event, handler);
-  });
+  let index = -1;
+  const mark = () => ((index = log.length), true);
+  return once(socket, event, timeoutMs, mark).then((payload) => ({ payload, index }));
 }
 
 async function getState(srv, id) {
