@@ -24,7 +24,7 @@ const (
 
 // Limits of the session model.
 const (
-	MinTempo           = 20.0
+	MinTempo           = 1.0
 	MaxTempo           = 300.0
 	DefaultTempo       = 120.0
 	MaxPositionMs      = 86_400_000.0

@@ -15,13 +15,54 @@ func TestFirstMemberLeadsOthersFollow(t *testing.T) {
 	if leaderOf(a) != "a" || roleOf(t, a, "a") != engine.RoleLeader || a.LeaderTerm != 1 {
 		t.Fatalf("first member: leader %q role %q term %d; want a, leader, 1", leaderOf(a), roleOf(t, a, "a"), a.LeaderTerm)
 	}
-	b := f.join("b", "s1", engine.RoleLeader) // asks to lead, but a leads
+	b := f.join("b", "s1") // asks for nothing: follows
 	if leaderOf(b) != "a" || roleOf(t, b, "b") != engine.RoleFollower || b.LeaderTerm != 1 {
 		t.Fatalf("second member: leader %q, b role %q, term %d", leaderOf(b), roleOf(t, b, "b"), b.LeaderTerm)
 	}
-	if b.MemberCount != 2 || len(b.Members) != 2 {
-		t.Fatalf("memberCount %d, members %d; want 2", b.MemberCount, len(b.Members))
+	if b.MemberCount != 2 || len(b.Members) != 2 || b.Message != "name-a is leading" {
+		t.Fatalf("memberCount %d, members %d, message %q; want 2, 2, a leading", b.MemberCount, len(b.Members), b.Message)
 	}
+}
+
+// The mobile app joins with only a sessionId, so the first phone to open it
+// leads by default; the band leader's "Leader" tap (set_role leader) must
+// then take the lead, and a second claim after that is refused.
+func TestDefaultedLeadYieldsToMemberWhoAsks(t *testing.T) {
+	f := newFixture(t)
+	f.join("a", "s1")
+	f.join("b", "s1")
+	f.out.Reset()
+	st := ok(t)(f.e.SetRole("b", "s1", engine.RoleLeader))
+	if leaderOf(st) != "b" || roleOf(t, st, "a") != engine.RoleFollower || st.LeaderTerm != 2 || st.Message != "Leader connected" {
+		t.Fatalf("claim over a defaulted lead: leader %q, a %q, term %d, message %q", leaderOf(st), roleOf(t, st, "a"), st.LeaderTerm, st.Message)
+	}
+	rc := lastPayload[engine.RoleChanged](t, f.out, engine.EventRoleChanged)
+	if rc.SocketID != "b" || rc.Reason != engine.ReasonClaimed || rc.PreviousLeader == nil || *rc.PreviousLeader != "a" {
+		t.Fatalf("role_changed = %+v", rc)
+	}
+	v := st.Version
+	_, err := f.e.SetRole("a", "s1", engine.RoleLeader)
+	wantCode(t, err, engine.CodeNotLeader)
+	st = f.join("c", "s1", engine.RoleLeader)
+	if leaderOf(st) != "b" || st.Version != v+1 { // c joined, as a follower
+		t.Fatalf("claimed lead was taken: leader %q version %d -> %d", leaderOf(st), v, st.Version)
+	}
+
+	// A join that asks to lead takes a defaulted lead too.
+	f.join("x", "s2")
+	st = f.join("y", "s2", engine.RoleLeader)
+	if leaderOf(st) != "y" || st.Message != "name-y is leading" {
+		t.Fatalf("join as leader over a defaulted lead: leader %q message %q", leaderOf(st), st.Message)
+	}
+	// A defaulted leader that asks confirms its own lead: now protected.
+	f.join("p", "s3")
+	f.join("q", "s3")
+	st = ok(t)(f.e.SetRole("p", "s3", engine.RoleLeader))
+	if leaderOf(st) != "p" || st.Message != "Leader connected" {
+		t.Fatalf("confirming a defaulted lead: leader %q message %q", leaderOf(st), st.Message)
+	}
+	_, err = f.e.SetRole("q", "s3", engine.RoleLeader)
+	wantCode(t, err, engine.CodeNotLeader)
 }
 
 func TestJoinBroadcastsAndJoinerSnapshot(t *testing.T) {
@@ -31,7 +72,7 @@ func TestJoinBroadcastsAndJoinerSnapshot(t *testing.T) {
 	f.join("b", "s1")
 	want := []string{
 		"to_session:user_joined", "to_session:room_stats", "to_session:snapshot",
-		"join_room:b", "to_member:b:snapshot",
+		"join_room:b", "to_member:b:snapshot", "to_member:b:room_stats", "to_member:b:user_joined",
 	}
 	if got := f.out.Names(); !slices.Equal(got, want) {
 		t.Fatalf("join sent %v, want %v", got, want)
@@ -55,7 +96,7 @@ func TestIdempotentJoinOnlyResendsSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := f.out.Names(), []string{"to_member:a:snapshot"}; !slices.Equal(got, want) {
+	if got, want := f.out.Names(), []string{"to_member:a:snapshot", "to_member:a:room_stats"}; !slices.Equal(got, want) {
 		t.Fatalf("second join sent %v, want %v", got, want)
 	}
 	if again.Version != before.Version || again.MemberCount != 1 {
@@ -65,7 +106,7 @@ func TestIdempotentJoinOnlyResendsSnapshot(t *testing.T) {
 
 func TestSetRoleLeadershipRules(t *testing.T) {
 	f := newFixture(t)
-	f.join("a", "s1")
+	f.join("a", "s1", engine.RoleLeader)
 	f.join("b", "s1")
 	v := f.state("s1").Version
 
@@ -75,10 +116,15 @@ func TestSetRoleLeadershipRules(t *testing.T) {
 		t.Fatalf("refused takeover changed the session: leader %q version %d->%d", leaderOf(st), v, st.Version)
 	}
 
-	// Asking for the role one has is a no-op.
+	// Asking for the role one has is a no-op, answered with a snapshot.
+	f.out.Reset()
 	st := ok(t)(f.e.SetRole("b", "s1", engine.RoleFollower))
 	if st.Version != v {
 		t.Fatalf("follower asking for follower bumped version %d -> %d", v, st.Version)
+	}
+	ok(t)(f.e.SetRole("a", "s1", engine.RoleLeader))
+	if got, want := f.out.Names(), []string{"to_member:b:snapshot", "to_member:a:snapshot"}; !slices.Equal(got, want) {
+		t.Fatalf("no-op set_role sent %v, want %v", got, want)
 	}
 
 	f.out.Reset()
@@ -121,7 +167,7 @@ func TestJoinAsLeaderClaimsVacantLeadership(t *testing.T) {
 
 func TestOpenLeadershipTakeover(t *testing.T) {
 	f := newFixture(t, func(c *engine.Config) { c.OpenLeadership = true })
-	f.join("a", "s1")
+	f.join("a", "s1", engine.RoleLeader)
 	f.join("b", "s1")
 	st := ok(t)(f.e.SetRole("b", "s1", engine.RoleLeader))
 	if leaderOf(st) != "b" || roleOf(t, st, "a") != engine.RoleFollower || st.LeaderTerm != 2 {
@@ -139,7 +185,7 @@ func TestOpenLeadershipTakeover(t *testing.T) {
 
 func TestLeaderKeepsLeadershipAndPlaybackDuringGrace(t *testing.T) {
 	f := newFixture(t)
-	f.join("a", "s1")
+	f.join("a", "s1", engine.RoleLeader)
 	f.clk.Advance(time.Second)
 	f.join("b", "s1")
 	f.clk.Advance(time.Second)
@@ -244,8 +290,10 @@ func TestDetachedMemberRemovedAfterRecoveryWindow(t *testing.T) {
 	f.e.Detach("b")
 	f.clk.Advance(2*time.Minute - time.Millisecond)
 	st := f.state("s1")
-	if st.MemberCount != 2 || st.Members[1].Connected {
-		t.Fatalf("within window: members %d, b connected %v", st.MemberCount, st.Members[1].Connected)
+	// b is still a member (it may recover) but not counted: the count is
+	// of connected members, what the mobile app shows.
+	if st.MemberCount != 1 || len(st.Members) != 2 || st.Members[1].Connected {
+		t.Fatalf("within window: memberCount %d, members %d, b connected %v", st.MemberCount, len(st.Members), st.Members[1].Connected)
 	}
 	f.out.Reset()
 	f.clk.Advance(time.Millisecond)
@@ -295,7 +343,7 @@ func TestLeaderLeavingHandsOverAtOnce(t *testing.T) {
 		t.Fatalf("role_changed = %+v", rc)
 	}
 	ul := lastPayload[engine.UserLeft](t, f.out, engine.EventUserLeft)
-	if ul.NewLeader == nil || *ul.NewLeader != "c" || ul.MemberCount != 2 {
+	if ul.NewLeader == nil || *ul.NewLeader != "c" || ul.MemberCount != 1 { // b is detached
 		t.Fatalf("user_left = %+v", ul)
 	}
 

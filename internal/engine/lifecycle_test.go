@@ -108,7 +108,8 @@ func TestSessionRestoredFromStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := f.join("a", "old")
-	if st.Version != 42 || st.Message != "setlist" || st.Tempo != 96 || !st.IsPlaying || st.PositionMs != 1500 {
+	// a leads by default, and the status text says so.
+	if st.Version != 42 || st.Message != "name-a is leading" || st.Tempo != 96 || !st.IsPlaying || st.PositionMs != 1500 {
 		t.Fatalf("restored: %+v", st)
 	}
 	if st.MemberCount != 1 || leaderOf(st) != "a" || st.LeaderTerm != 9 || st.Settings.MaxMembers != 8 {

@@ -815,7 +815,7 @@ func (c attachCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, err
 	out.changed = true
 	s.members[i].connected = true
 	s.members[i].inst = c.inst
-	out.broadcast(EventSnapshot, s.snapshot(now))
+	out.presenceChanged(s, now)
 	return out, nil
 }
 
@@ -836,7 +836,7 @@ func (c detachCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, err
 	s.touch(now)
 	out.changed = true
 	s.members[i].connected = false
-	out.broadcast(EventSnapshot, s.snapshot(now))
+	out.presenceChanged(s, now)
 	return out, nil
 }
 
@@ -858,7 +858,7 @@ func (c detachInstanceCmd) apply(s *sessionState, now time.Time, _ policy) (outc
 		}
 	}
 	if n > 0 {
-		out.broadcast(EventSnapshot, s.snapshot(now))
+		out.presenceChanged(s, now)
 	}
 	return out, nil
 }

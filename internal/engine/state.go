@@ -199,11 +199,16 @@ type sessionState struct {
 	startsAt   time.Time // zero unless playing
 	leader     string    // "" when vacant
 	leaderTerm uint64
-	members    []member // join order
-	maxMembers int
-	createdAt  int64
-	lastActive int64
-	version    uint64
+	// leaderClaimed is true when the leader asked for the lead (role
+	// "leader" at join, set_role leader); false when it was only given by
+	// default (first in an empty session, or succession). A defaulted lead
+	// yields to a member who asks; a claimed one is protected.
+	leaderClaimed bool
+	members       []member // join order
+	maxMembers    int
+	createdAt     int64
+	lastActive    int64
+	version       uint64
 }
 
 func newSessionState(id string, maxMembers int, now time.Time) sessionState {
@@ -296,11 +301,12 @@ func (s *sessionState) mostSenior(exclude string) string {
 }
 
 // setLeader hands leadership to id ("" = vacant); every change increments
-// the leader term.
+// the leader term. The new lead counts as defaulted until claimLead.
 func (s *sessionState) setLeader(id string) {
 	if s.leader == id {
 		return
 	}
+	s.leaderClaimed = false
 	if i := s.find(s.leader); i >= 0 {
 		s.members[i].role = RoleFollower
 	}
@@ -309,6 +315,12 @@ func (s *sessionState) setLeader(id string) {
 	}
 	s.leader = id
 	s.leaderTerm++
+}
+
+// claimLead makes id the leader by its own request.
+func (s *sessionState) claimLead(id string) {
+	s.setLeader(id)
+	s.leaderClaimed = true
 }
 
 func optString(s string) *string {
@@ -339,7 +351,7 @@ func (s *sessionState) snapshot(now time.Time) State {
 		LeaderSocketID:  optString(s.leader),
 		Members:         members,
 		Settings:        Settings{MaxMembers: s.maxMembers},
-		MemberCount:     len(s.members),
+		MemberCount:     s.connectedCount(),
 		CreatedAt:       s.createdAt,
 		LastActiveAt:    s.lastActive,
 		ServerTimestamp: epochMs(now),
@@ -357,7 +369,7 @@ func (s *sessionState) snapshot(now time.Time) State {
 func (s *sessionState) roomStats(now time.Time) RoomStats {
 	return RoomStats{
 		SessionID:   s.id,
-		MemberCount: len(s.members),
+		MemberCount: s.connectedCount(),
 		IsPlaying:   s.playing,
 		Tempo:       s.tempo,
 		Position:    s.positionAt(now),
@@ -385,6 +397,7 @@ func (s *sessionState) record() store.SessionRecord {
 		BeatAnchor:       s.beatAnchor,
 		LeaderID:         s.leader,
 		LeaderTerm:       s.leaderTerm,
+		LeaderClaimed:    s.leaderClaimed,
 		Members:          members,
 		Settings:         store.Settings{MaxMembers: s.maxMembers},
 		CreatedAt:        s.createdAt,
@@ -402,19 +415,20 @@ func (s *sessionState) record() store.SessionRecord {
 func stateFromRecord(r store.SessionRecord, now time.Time) sessionState {
 	at := func(ms float64) time.Time { return now.Add(msDuration(ms - epochMs(now))) }
 	s := sessionState{
-		id:         r.SessionID,
-		message:    r.Message,
-		tempo:      r.Tempo,
-		playing:    r.IsPlaying,
-		anchorPos:  r.AnchorPositionMs,
-		anchorAt:   at(r.AnchorEpochMs),
-		beatAnchor: r.BeatAnchor,
-		leader:     r.LeaderID,
-		leaderTerm: r.LeaderTerm,
-		maxMembers: r.Settings.MaxMembers,
-		createdAt:  r.CreatedAt,
-		lastActive: r.LastActiveAt,
-		version:    r.Version,
+		id:            r.SessionID,
+		message:       r.Message,
+		tempo:         r.Tempo,
+		playing:       r.IsPlaying,
+		anchorPos:     r.AnchorPositionMs,
+		anchorAt:      at(r.AnchorEpochMs),
+		beatAnchor:    r.BeatAnchor,
+		leader:        r.LeaderID,
+		leaderTerm:    r.LeaderTerm,
+		leaderClaimed: r.LeaderClaimed,
+		maxMembers:    r.Settings.MaxMembers,
+		createdAt:     r.CreatedAt,
+		lastActive:    r.LastActiveAt,
+		version:       r.Version,
 	}
 	if r.IsPlaying {
 		s.startsAt = at(r.StartsAt)

@@ -92,18 +92,56 @@ func requireLeader(s *sessionState, memberID, action string) error {
 	}
 }
 
+// Status texts written to the session message when leadership changes,
+// as the original server wrote them: the mobile app shows the message as
+// its status line ("Waiting for session data..." while it is empty).
+const (
+	statusLeaderClaimed = "Leader connected"
+	statusNoLeader      = "Waiting for leader…"
+)
+
+func statusLeading(name string) string    { return name + " is leading" }
+func statusNowLeading(name string) string { return name + " is now leading" }
+
+// leaderName is the display name of the current leader, "" when vacant.
+func (s *sessionState) leaderName() string {
+	if i := s.find(s.leader); i >= 0 {
+		return s.members[i].name
+	}
+	return ""
+}
+
+// echo answers an accepted command that changed nothing: the sender gets
+// the unchanged snapshot (and the transport event its command names), as
+// the original server answered every command, because the mobile app and
+// the original's clients use no acks and wait for that snapshot. The rest
+// of the room gets nothing: nothing changed for them.
+func (o *outcome) echo(s *sessionState, member string, now time.Time, event string, payload any) {
+	if event != "" {
+		o.toMember(member, event, payload)
+	}
+	o.toMember(member, EventSnapshot, s.snapshot(now))
+}
+
+// canClaim reports whether member may take the lead by asking: when it is
+// vacant, held only by default (nobody asked for it), or leadership is open.
+func (s *sessionState) canClaim(p policy) bool {
+	return s.leader == "" || !s.leaderClaimed || p.openLeadership
+}
+
 type joinCmd struct {
 	member, name, role string
 }
 
-// A member already in the session only gets a fresh snapshot: the mobile
-// app re-sends join_session on every reconnect. A new member leads when
-// leadership is vacant and it asked to lead or no other member is connected
-// (an empty session); with open leadership, asking to lead takes over.
+// A member already in the session only gets a fresh snapshot and room_stats:
+// the mobile app re-sends join_session on every reconnect. A new member
+// leads when it asked to lead and may claim it (canClaim), or by default when
+// leadership is vacant and no other member is connected (an empty session).
 func (c joinCmd) apply(s *sessionState, now time.Time, p policy) (outcome, error) {
 	var out outcome
 	if s.find(c.member) >= 0 {
 		out.toMember(c.member, EventSnapshot, s.snapshot(now))
+		out.toMember(c.member, EventRoomStats, s.roomStats(now))
 		return out, nil
 	}
 	if s.maxMembers > 0 && len(s.members) >= s.maxMembers {
@@ -113,27 +151,44 @@ func (c joinCmd) apply(s *sessionState, now time.Time, p policy) (outcome, error
 	out.changed = true
 	m := member{id: c.member, name: c.name, role: RoleFollower, joinedAt: now.UnixMilli(), connected: true}
 	s.members = append(s.members, m)
-	previous := s.leader
+	previous, previousClaimed := s.leader, s.leaderClaimed
 	takeover := false
 	switch {
-	case s.leader == "" && (c.role == RoleLeader || s.connectedCount() == 1):
+	case c.role == RoleLeader && s.canClaim(p):
+		takeover = previous != ""
+		s.claimLead(c.member)
+		s.message = statusLeading(c.name)
+	case s.leader == "" && s.connectedCount() == 1:
 		s.setLeader(c.member)
-	case s.leader != "" && c.role == RoleLeader && p.openLeadership:
-		s.setLeader(c.member)
-		takeover = true
+		s.message = statusLeading(c.name)
 	}
-	out.broadcast(EventUserJoined, UserJoined{Member: s.members[len(s.members)-1].wire(), MemberCount: len(s.members)})
+	joined := UserJoined{Member: s.members[len(s.members)-1].wire(), MemberCount: s.connectedCount()}
+	out.broadcast(EventUserJoined, joined)
+	var changed RoleChanged
 	if takeover {
-		out.broadcast(EventRoleChanged, RoleChanged{SocketID: c.member, Role: RoleLeader,
-			PreviousLeader: optString(previous), Reason: ReasonTakeover, Timestamp: epochMs(now)})
+		reason := ReasonClaimed
+		if previousClaimed {
+			reason = ReasonTakeover
+		}
+		changed = RoleChanged{SocketID: c.member, Role: RoleLeader,
+			PreviousLeader: optString(previous), Reason: reason, Timestamp: epochMs(now)}
+		out.broadcast(EventRoleChanged, changed)
 	}
-	out.broadcast(EventRoomStats, s.roomStats(now))
+	stats := s.roomStats(now)
+	out.broadcast(EventRoomStats, stats)
 	snap := s.snapshot(now)
 	out.broadcast(EventSnapshot, snap)
-	// The joiner enters the room after the broadcasts so it gets exactly
-	// one snapshot, addressed to it.
+	// The joiner enters the room after the broadcasts so it gets each event
+	// exactly once, addressed to it, in the original server's order: the
+	// snapshot, then room_stats (the mobile app's only source of its member
+	// count), then user_joined.
 	out.room(effJoinRoom, c.member)
 	out.toMember(c.member, EventSnapshot, snap)
+	out.toMember(c.member, EventRoomStats, stats)
+	out.toMember(c.member, EventUserJoined, joined)
+	if takeover {
+		out.toMember(c.member, EventRoleChanged, changed)
+	}
 	return out, nil
 }
 
@@ -161,10 +216,10 @@ func (c leaveCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, erro
 	wasLeader := s.leader == c.member
 	s.members = append(s.members[:i], s.members[i+1:]...)
 	if wasLeader {
-		s.setLeader(s.mostSenior(""))
+		s.succeed("")
 	}
 	out.room(effLeaveRoom, c.member)
-	out.broadcast(EventUserLeft, UserLeft{SocketID: c.member, MemberCount: len(s.members), NewLeader: optString(s.leader)})
+	out.broadcast(EventUserLeft, UserLeft{SocketID: c.member, MemberCount: s.connectedCount(), NewLeader: optString(s.leader)})
 	if wasLeader && s.leader != "" {
 		out.broadcast(EventRoleChanged, RoleChanged{SocketID: s.leader, Role: RoleLeader,
 			PreviousLeader: optString(c.member), Reason: c.reason, Timestamp: epochMs(now)})
@@ -185,22 +240,34 @@ func (c setRoleCmd) apply(s *sessionState, now time.Time, p policy) (outcome, er
 	}
 	var changed RoleChanged
 	switch {
-	case c.role == RoleLeader && s.leader == c.member, c.role == RoleFollower && s.leader != c.member:
-		return out, nil // already so
+	case c.role == RoleLeader && s.leader == c.member && s.leaderClaimed,
+		c.role == RoleFollower && s.leader != c.member:
+		out.echo(s, c.member, now, "", nil) // already so
+		return out, nil
+	case c.role == RoleLeader && s.leader == c.member:
+		// A defaulted leader confirms its lead: now it is protected.
+		s.leaderClaimed = true
+		s.message = statusLeaderClaimed
+		s.touch(now)
+		out.changed = true
+		out.broadcast(EventSnapshot, s.snapshot(now))
+		return out, nil
 	case c.role == RoleLeader:
 		previous := s.leader
+		if !s.canClaim(p) {
+			return out, newError(CodeNotLeader,
+				"%s leads session %q and asked to; leadership can be claimed only while vacant or held by default", previous, s.id)
+		}
 		reason := ReasonClaimed
-		if previous != "" {
-			if !p.openLeadership {
-				return out, newError(CodeNotLeader,
-					"%s leads session %q; leadership can only be claimed while vacant", previous, s.id)
-			}
+		if previous != "" && s.leaderClaimed {
 			reason = ReasonTakeover
 		}
-		s.setLeader(c.member)
+		s.claimLead(c.member)
+		s.message = statusLeaderClaimed
 		changed = RoleChanged{SocketID: c.member, Role: RoleLeader, PreviousLeader: optString(previous), Reason: reason}
 	default: // the leader steps down; leadership stays vacant until claimed
 		s.setLeader("")
+		s.message = statusNoLeader
 		changed = RoleChanged{SocketID: c.member, Role: RoleFollower, PreviousLeader: optString(c.member), Reason: ReasonSteppedDown}
 	}
 	s.touch(now)
@@ -209,6 +276,17 @@ func (c setRoleCmd) apply(s *sessionState, now time.Time, p policy) (outcome, er
 	out.broadcast(EventRoleChanged, changed)
 	out.broadcast(EventSnapshot, s.snapshot(now))
 	return out, nil
+}
+
+// succeed hands the lead, by default, to the most senior connected member
+// other than exclude, or leaves it vacant, and says so in the status text.
+func (s *sessionState) succeed(exclude string) {
+	s.setLeader(s.mostSenior(exclude))
+	if s.leader == "" {
+		s.message = statusNoLeader
+		return
+	}
+	s.message = statusNowLeading(s.leaderName())
 }
 
 type setTempoCmd struct {
@@ -224,6 +302,7 @@ func (c setTempoCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, e
 		return out, err
 	}
 	if c.tempo == s.tempo {
+		out.echo(s, c.member, now, "", nil)
 		return out, nil
 	}
 	s.touch(now)
@@ -248,6 +327,9 @@ func (c playCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, error
 		return out, err
 	}
 	if s.playing {
+		pos := s.positionAt(now)
+		out.echo(s, c.member, now, EventPlay, PlayEvent{SessionID: s.id, TempoBpm: s.tempo, Position: pos, PositionMs: pos,
+			ServerTimestamp: epochMs(now), StartsAt: epochMs(s.startsAt)})
 		return out, nil
 	}
 	s.touch(now)
@@ -274,6 +356,7 @@ func (c pauseCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, erro
 		return out, err
 	}
 	if !s.playing {
+		out.echo(s, c.member, now, EventPause, s.transport(now))
 		return out, nil
 	}
 	s.touch(now)
@@ -319,6 +402,7 @@ func (c stopCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, error
 		return out, err
 	}
 	if !s.playing && s.anchorPos == 0 && s.beatAnchor == 0 {
+		out.echo(s, c.member, now, EventStop, StopEvent{SessionID: s.id, ServerTimestamp: epochMs(now)})
 		return out, nil
 	}
 	s.touch(now)
@@ -341,6 +425,7 @@ func (c messageCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, er
 		return out, err
 	}
 	if c.message == s.message {
+		out.echo(s, c.member, now, "", nil)
 		return out, nil
 	}
 	s.touch(now)
@@ -369,8 +454,16 @@ func (c connectCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, er
 	s.touch(now)
 	out.changed = true
 	s.members[i].connected = c.connected
-	out.broadcast(EventSnapshot, s.snapshot(now))
+	out.presenceChanged(s, now)
 	return out, nil
+}
+
+// presenceChanged broadcasts a change of who is connected: room_stats, since
+// the live member count changed and the mobile app reads it only from there,
+// then the snapshot.
+func (o *outcome) presenceChanged(s *sessionState, now time.Time) {
+	o.broadcast(EventRoomStats, s.roomStats(now))
+	o.broadcast(EventSnapshot, s.snapshot(now))
 }
 
 // graceExpiredCmd ends a detached leader's grace period: the most senior
@@ -385,7 +478,7 @@ func (c graceExpiredCmd) apply(s *sessionState, now time.Time, _ policy) (outcom
 	}
 	s.touch(now)
 	out.changed = true
-	s.setLeader(s.mostSenior(c.leader))
+	s.succeed(c.leader)
 	changed := RoleChanged{SocketID: s.leader, Role: RoleLeader, PreviousLeader: optString(c.leader),
 		Reason: ReasonLeaderDisconnected, Timestamp: epochMs(now)}
 	if s.leader == "" {

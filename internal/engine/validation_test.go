@@ -38,7 +38,8 @@ func TestInvalidInputChangesNothing(t *testing.T) {
 		}},
 		{"set_role role", engine.CodeInvalidPayload, func() error { _, err := f.e.SetRole("b", "s1", "boss"); return err }},
 		{"set_role empty role", engine.CodeInvalidPayload, func() error { _, err := f.e.SetRole("b", "s1", ""); return err }},
-		{"tempo 19.99", engine.CodeInvalidPayload, func() error { _, err := f.e.SetTempo("a", "s1", 19.99); return err }},
+		{"tempo 0.99", engine.CodeInvalidPayload, func() error { _, err := f.e.SetTempo("a", "s1", 0.99); return err }},
+		{"tempo 0", engine.CodeInvalidPayload, func() error { _, err := f.e.SetTempo("a", "s1", 0); return err }},
 		{"tempo 500", engine.CodeInvalidPayload, func() error { _, err := f.e.SetTempo("a", "s1", 500); return err }},
 		{"tempo NaN", engine.CodeInvalidPayload, func() error { _, err := f.e.SetTempo("a", "s1", nan); return err }},
 		{"tempo +Inf", engine.CodeInvalidPayload, func() error { _, err := f.e.SetTempo("a", "s1", inf); return err }},
@@ -80,11 +81,11 @@ func TestErrorMessagesSayWhatIsAllowed(t *testing.T) {
 	f := newFixture(t)
 	f.join("a", "s1")
 	_, err := f.e.SetTempo("a", "s1", 500)
-	if want := "tempo must be a number from 20 to 300, got 500"; err.(*engine.Error).Message != want {
+	if want := "tempo must be a number from 1 to 300, got 500"; err.(*engine.Error).Message != want {
 		t.Fatalf("message = %q, want %q", err.(*engine.Error).Message, want)
 	}
 	b, _ := json.Marshal(err)
-	if string(b) != `{"code":"INVALID_PAYLOAD","message":"tempo must be a number from 20 to 300, got 500"}` {
+	if string(b) != `{"code":"INVALID_PAYLOAD","message":"tempo must be a number from 1 to 300, got 500"}` {
 		t.Fatalf("error JSON = %s", b)
 	}
 }

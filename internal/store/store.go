@@ -76,11 +76,14 @@ type SessionRecord struct {
 	BeatAnchor float64 `json:"beatAnchor"`
 	// StartsAt is the epoch ms at which the current run started or starts;
 	// 0 while not playing.
-	StartsAt   float64  `json:"startsAt"`
-	LeaderID   string   `json:"leaderId"` // "" when vacant
-	LeaderTerm uint64   `json:"leaderTerm"`
-	Members    []Member `json:"members"` // in join order
-	Settings   Settings `json:"settings"`
+	StartsAt   float64 `json:"startsAt"`
+	LeaderID   string  `json:"leaderId"` // "" when vacant
+	LeaderTerm uint64  `json:"leaderTerm"`
+	// LeaderClaimed: the leader asked for the lead (it is protected); false
+	// when it was only given by default.
+	LeaderClaimed bool     `json:"leaderClaimed,omitempty"`
+	Members       []Member `json:"members"` // in join order
+	Settings      Settings `json:"settings"`
 	// CreatedAt and LastActiveAt are epoch ms.
 	CreatedAt    int64  `json:"createdAt"`
 	LastActiveAt int64  `json:"lastActiveAt"`

@@ -240,7 +240,7 @@ describe("contract: sessions, transport, leadership (LEADER_POLICY=strict)", () 
     assert.equal(snapA.tempo, 120, "default tempo");
     assert.equal(snapA.isPlaying, false);
     assert.equal(snapA.position, 0);
-    assert.equal(snapA.message, "");
+    assert.equal(snapA.message, "Alice is leading", "the status line the mobile app shows");
     assert.equal(typeof snapA.settings.maxMembers, "number");
     // The joiner also gets the `snapshot` event, once.
     await waitUntil(() => aLog.log.some((e) => e.event === "snapshot"), 2000, "A's snapshot event");
@@ -275,9 +275,11 @@ describe("contract: sessions, transport, leadership (LEADER_POLICY=strict)", () 
     assert.equal(snaps.length, 1, `A got ${snaps.length} snapshots for one join: ${aLog.summary(mark)}`);
     assertSnapshot(snaps[0].arg);
     assert.equal(snaps[0].arg.version, snapB.version);
-    // B itself gets exactly one snapshot (addressed to it), no user_joined about itself.
-    const bSnaps = bLog.log.filter((e) => e.event === "snapshot");
-    assert.equal(bSnaps.length, 1, `joiner got ${bSnaps.length} snapshots: ${bLog.summary()}`);
+    // B itself gets each event once, addressed to it, in the original
+    // server's order: the mobile app's member count comes only from room_stats.
+    await waitUntil(() => bLog.log.some((e) => e.event === "user_joined"), 2000, "B's user_joined");
+    assert.deepEqual(bLog.log.map((e) => e.event), ["snapshot", "room_stats", "user_joined"], `joiner got ${bLog.summary()}`);
+    assert.equal(bLog.log[1].arg.memberCount, 2);
   });
 
   test("three members: room broadcasts reach everyone, member list and counts agree", T, async () => {
@@ -343,6 +345,8 @@ describe("contract: sessions, transport, leadership (LEADER_POLICY=strict)", () 
   test("set_role: refused while a leader is present, allowed when vacant; role_changed and snapshot", T, async () => {
     const id = sessionName("role");
     const [a, b, c] = await band(srv.url, id, ["A", "B", "C"]);
+    // A leads by default; asking for it makes the lead claimed, protected.
+    await expectOk(a, "set_role", { sessionId: id, role: "leader" });
     const v0 = (await getState(srv, id)).version;
     await expectCode(b, "set_role", { sessionId: id, role: "leader" }, "NOT_LEADER");
     await expectErrorEvent(c, "set_role", { sessionId: id, role: "leader" }, "NOT_LEADER");
@@ -427,7 +431,7 @@ describe("contract: sessions, transport, leadership (LEADER_POLICY=strict)", () 
   test("leader disconnect: leadership held LEADER_GRACE_MS, playback continues, most senior connected member leads", T, async () => {
     const id = sessionName("grace");
     const a = await connect(srv.url, { reconnection: false });
-    await joinAck(a, id, "A");
+    await joinAck(a, id, "A", { role: "leader" });
     const aId = a.id; // socket.io-client forgets the id on disconnect
     const [b, c] = await band(srv.url, id, ["B", "C"]);
     await expectOk(a, "play", { sessionId: id });
@@ -702,7 +706,7 @@ describe("contract: sessions, transport, leadership (LEADER_POLICY=strict)", () 
     assert.equal((await getState(srv, id)).version, expected + 2);
   });
 
-  test("idempotent join: a second join only re-sends the snapshot; no user_joined, no version change", T, async () => {
+  test("idempotent join: a second join only re-sends the snapshot and room_stats; no user_joined, no version change", T, async () => {
     const id = sessionName("rejoin");
     const [a, b] = await band(srv.url, id, ["A", "B"]);
     const before = essence(await getState(srv, id));
@@ -716,9 +720,10 @@ describe("contract: sessions, transport, leadership (LEADER_POLICY=strict)", () 
     await joinAck(b, id, "B");
     await joinAck(a, id); // the leader re-joining keeps leadership
     await sleep(200);
-    assert.equal(aLog.log.filter((e) => e.event !== "snapshot").length, 0, `A got ${aLog.summary()}`);
-    assert.deepEqual(bLog.log.map((e) => e.event), ["snapshot", "snapshot"], `B got ${bLog.summary()}`);
-    assert.equal(aLog.log.length, 1, `A got ${aLog.summary()}`);
+    // Each re-join is answered with snapshot and room_stats (the mobile app
+    // re-joins on every reconnect and reads its count from room_stats).
+    assert.deepEqual(aLog.log.map((e) => e.event), ["snapshot", "room_stats"], `A got ${aLog.summary()}`);
+    assert.deepEqual(bLog.log.map((e) => e.event), ["snapshot", "room_stats", "snapshot", "room_stats"], `B got ${bLog.summary()}`);
     assertSnapshot(bLog.log[0].arg);
     assert.deepEqual(essence(await getState(srv, id)), before);
   });
@@ -767,8 +772,8 @@ describe("contract: sessions, transport, leadership (LEADER_POLICY=strict)", () 
         [{ role: "follower" }, "INVALID_PAYLOAD"],
       ],
       set_tempo: [
-        [{ sessionId: id }, "INVALID_PAYLOAD"], [{ sessionId: id, tempo: 10 }, "INVALID_PAYLOAD"], [{ sessionId: id, tempo: 400 }, "INVALID_PAYLOAD"],
-        [{ sessionId: id, tempo: 19.99 }, "INVALID_PAYLOAD"], [{ sessionId: id, tempo: 300.01 }, "INVALID_PAYLOAD"], [{ sessionId: id, tempo: -120 }, "INVALID_PAYLOAD"],
+        [{ sessionId: id }, "INVALID_PAYLOAD"], [{ sessionId: id, tempo: 0 }, "INVALID_PAYLOAD"], [{ sessionId: id, tempo: 400 }, "INVALID_PAYLOAD"],
+        [{ sessionId: id, tempo: 0.99 }, "INVALID_PAYLOAD"], [{ sessionId: id, tempo: 300.01 }, "INVALID_PAYLOAD"], [{ sessionId: id, tempo: -120 }, "INVALID_PAYLOAD"],
         [{ sessionId: id, tempo: 0 }, "INVALID_PAYLOAD"], [{ sessionId: id, tempo: "120" }, "INVALID_PAYLOAD"], [{ sessionId: id, tempo: null }, "INVALID_PAYLOAD"],
         [{ sessionId: id, tempo: [120] }, "INVALID_PAYLOAD"], [{ sessionId: id, tempo: { bpm: 120 } }, "INVALID_PAYLOAD"], [{ sessionId: id, tempo: true }, "INVALID_PAYLOAD"],
         [{ sessionId: id, tempo: 1e308 }, "INVALID_PAYLOAD"], [{ sessionId: id, tempoBpm: 400 }, "INVALID_PAYLOAD"], [{ tempo: 120 }, "INVALID_PAYLOAD"],
@@ -943,6 +948,7 @@ describe("contract: LEADER_POLICY=open", () => {
   test("anyone may take leadership; the old leader loses transport control", T, async () => {
     const id = sessionName("open");
     const [a, b, c] = await band(srv.url, id, ["A", "B", "C"]);
+    await expectOk(a, "set_role", { sessionId: id, role: "leader" }); // claimed, so taking it is a takeover
     await expectOk(a, "play", { sessionId: id });
     const rcC = once(c, "role_changed", 2000);
     const taken = await expectOk(b, "set_role", { sessionId: id, role: "leader" });

@@ -166,6 +166,9 @@ describe(`scroll_tick (SCROLL_TICK_INTERVAL=${TICK_MS})`, () => {
     const follower = await member(srv.url, id, "Follower");
     const outsider = await connect(srv.url); // in no session at all
     const foreignLeader = await member(srv.url, other, "LeadsAnotherSession");
+    // The lead was only given by default; asking for it protects it (a
+    // defaulted lead yields to whoever asks, which is no hijack).
+    await ok(leader, "set_role", { sessionId: id, role: "leader" });
     await ok(leader, "set_tempo", { sessionId: id, tempo: 123 });
     await ok(leader, "seek", { sessionId: id, position: 4321 });
     await ok(leader, "update_message", { sessionId: id, message: "ours" });

@@ -369,7 +369,7 @@ $("tempo-input").addEventListener(
   "change",
   act(() => {
     const v = Number($("tempo-input").value);
-    if (!(v >= 20 && v <= 300)) throw new Error("Tempo must be 20-300 BPM.");
+    if (!(v >= 1 && v <= 300)) throw new Error("Tempo must be 1-300 BPM.");
     return client.setTempo(v);
   }),
 );
