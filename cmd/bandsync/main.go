@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -39,6 +40,9 @@ func main() {
 	log := config.NewLogger(cfg, os.Stderr)
 	slog.SetDefault(log)
 	log.Debug("configuration", "config", cfg) // secrets redacted by Config.LogValue
+	if len(cfg.Ignored) > 0 {
+		log.Warn("these variables of the original server are set but have no effect here: "+strings.Join(cfg.Ignored, ", "), "variables", len(cfg.Ignored))
+	}
 	if err := run(cfg, log); err != nil {
 		log.Error("server stopped", "err", err)
 		os.Exit(1)

@@ -19,6 +19,11 @@ type Config struct {
 	PprofAddr  string // PPROF_ADDR (""): serve net/http/pprof on this address (keep it on loopback)
 	TrustProxy bool   // TRUST_PROXY (false): take the client IP for HTTP rate limits from X-Forwarded-For
 
+	// Ignored lists the original server's variables that are set but mean
+	// nothing here, each with the variable to use instead if there is one;
+	// the server warns about them at start-up.
+	Ignored []string
+
 	// Redis (issue 4). Neither REDIS_URL nor REDIS_HOST set = in-memory.
 	RedisURL       string // REDIS_URL
 	RedisHost      string // REDIS_HOST

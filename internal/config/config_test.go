@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -326,6 +328,9 @@ func TestEnvExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range read {
+		if slices.ContainsFunc(originalOnly, func(v originalVar) bool { return v.name == name }) {
+			continue // looked up only to warn that it does nothing
+		}
 		if _, ok := documented[name]; !ok {
 			t.Errorf(".env.example does not document %s", name)
 		}
@@ -340,7 +345,24 @@ func TestEnvExample(t *testing.T) {
 		t.Fatalf(".env.example with every line uncommented is invalid: %v", err)
 	}
 	fromExample.InstanceID = defaults.InstanceID // hostname-pid, documented as empty
-	if fromExample != defaults {
+	if !reflect.DeepEqual(fromExample, defaults) {
 		t.Errorf(".env.example values differ from the defaults:\n example  %+v\n defaults %+v", fromExample, defaults)
+	}
+}
+
+// A deployment that carries the original's variables over is told which of
+// them do nothing here, and what to use instead.
+func TestOriginalOnlyVariablesAreReported(t *testing.T) {
+	env := map[string]string{"RATE_LIMIT_MAX": "50", "REDIS_MAX_RETRIES": "3", "PORT": "3002", "DEBUG_SYNC_ENGINE": ""}
+	c, err := Parse(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"RATE_LIMIT_MAX (use RATE_LIMIT_MAX_REQUESTS)", "REDIS_MAX_RETRIES"}
+	if !slices.Equal(c.Ignored, want) {
+		t.Fatalf("Ignored = %q, want %q", c.Ignored, want)
+	}
+	if c, _ := Parse(func(string) (string, bool) { return "", false }); len(c.Ignored) != 0 {
+		t.Fatalf("Ignored with nothing set = %q", c.Ignored)
 	}
 }

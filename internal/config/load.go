@@ -118,7 +118,43 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 
 		ShutdownTimeout: p.millis("SHUTDOWN_TIMEOUT_MS", 10_000, 0, 10*minute),
 	}
+	for _, v := range originalOnly {
+		if _, ok := p.lookup(v.name); ok {
+			c.Ignored = append(c.Ignored, v.String())
+		}
+	}
 	return c, errors.Join(p.errs...)
+}
+
+// originalOnly are variables the original Node server's code, .env.example
+// or docs read that this server does not: a deployment that carries them
+// over is told at start-up (see Config.Ignored) instead of finding out
+// later that they did nothing. use names the variable that does the job
+// here, if one does.
+var originalOnly = []originalVar{
+	{"RATE_LIMIT_MAX", "RATE_LIMIT_MAX_REQUESTS"},
+	{"RATE_LIMIT_WINDOW", "RATE_LIMIT_WINDOW_MS"},
+	{"SERVER_ID", "INSTANCE_ID"},
+	{"REDIS_TTL", "SESSION_TTL"},
+	{"REDIS_ENABLED", "REDIS_URL or REDIS_HOST"},
+	{"SYNC_RATE_MS", "SCROLL_TICK_INTERVAL"},
+	{"CONNECTION_TIMEOUT", "SOCKET_PING_TIMEOUT"},
+	{"REDIS_CONNECT_TIMEOUT", ""},
+	{"REDIS_COMMAND_TIMEOUT", ""},
+	{"REDIS_MAX_RETRIES", ""},
+	{"REDIS_RETRY_DELAY_ON_FAILURE", ""},
+	{"DEBUG_REDIS_EVENTS", "LOG_LEVEL=debug"},
+	{"DEBUG_SYNC_ENGINE", "LOG_LEVEL=debug"},
+	{"SERVER_VERSION", ""},
+}
+
+type originalVar struct{ name, use string }
+
+func (v originalVar) String() string {
+	if v.use == "" {
+		return v.name
+	}
+	return v.name + " (use " + v.use + ")"
 }
 
 // Milliseconds, for the ranges above.
