@@ -40,7 +40,7 @@ loadtest:
 floor:
 	$(GO) run ./cmd/bandsync-bench -scenario floor -sessions $(or $(S),625) -members $(or $(M),8)
 
-## lint: gofmt -l (must print nothing) and go vet
+## lint: gofmt -l (must print nothing), go vet, go mod tidy -diff, staticcheck
 lint:
 	bash scripts/test.sh lint
 

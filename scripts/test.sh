@@ -11,6 +11,7 @@
 #   FUZZTIME=10s       time per fuzz target (scripts/fuzz-targets.txt)
 #   BANDSYNC_E2E_RACE  1 (default) builds the e2e server binary with -race;
 #                      0 builds it without
+#   STATICCHECK_VERSION=v0.8.2  the staticcheck the lint stage runs
 #   GO_TEST_TIMEOUT=4m go test's -timeout (a hung test fails instead of eating
 #                      CI's time); E2E_TEST_TIMEOUT=180000 ms does the same for
 #                      each Node test
@@ -23,6 +24,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
+
+STATICCHECK_VERSION="${STATICCHECK_VERSION:-v0.8.2}"
 
 # ---- stages -----------------------------------------------------------------
 
@@ -55,6 +58,19 @@ stage_lint() {
 	section "lint: go vet ./..."
 	go vet ./... || return 1
 	info "go vet: clean"
+
+	section "lint: go mod tidy -diff"
+	go mod tidy -diff || {
+		warn "go.mod/go.sum are not tidy (run: go mod tidy)"
+		return 1
+	}
+	info "go.mod: tidy"
+
+	# Pinned, and run through the module proxy, so every machine checks
+	# with the same rules without an install step.
+	section "lint: staticcheck ${STATICCHECK_VERSION} ./..."
+	go run "honnef.co/go/tools/cmd/staticcheck@${STATICCHECK_VERSION}" ./... || return 1
+	info "staticcheck: clean"
 }
 
 stage_unit() {

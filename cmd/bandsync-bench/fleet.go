@@ -110,16 +110,6 @@ func newFleet(d *dialer, tick time.Duration) *fleet {
 	return &fleet{d: d, runID: hex.EncodeToString(b[:]), tick: tick, origin: time.Now()}
 }
 
-func (f *fleet) conns() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := 0
-	for _, s := range f.sessions {
-		n += len(s.members)
-	}
-	return n
-}
-
 // addSessions creates one session per entry of sizes, with that many
 // members, all joined. Sessions are set up setupParallel at a time.
 func (f *fleet) addSessions(ctx context.Context, sizes []int) ([]*session, error) {

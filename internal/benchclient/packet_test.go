@@ -3,6 +3,7 @@ package benchclient
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 
@@ -100,9 +101,14 @@ func TestFramesRoundTrip(t *testing.T) {
 	for _, n := range []int{0, 5, 125, 126, 65535, 65536, 200000} {
 		payload := bytes.Repeat([]byte{'a'}, n)
 		frame := appendFrame(nil, ws.OpText, payload, true)
-		f, err := ws.ReadFrame(bytes.NewReader(frame))
+		r := bytes.NewReader(frame)
+		h, err := ws.ReadHeader(r)
 		if err != nil {
-			t.Fatalf("n=%d: gobwas cannot read our frame: %v", n, err)
+			t.Fatalf("n=%d: gobwas cannot read our frame's header: %v", n, err)
+		}
+		f := ws.Frame{Header: h, Payload: make([]byte, h.Length)}
+		if _, err := io.ReadFull(r, f.Payload); err != nil || r.Len() != 0 {
+			t.Fatalf("n=%d: payload length %d does not match the frame (%v, %d bytes left)", n, h.Length, err, r.Len())
 		}
 		if !f.Header.Masked {
 			t.Fatalf("n=%d: client frame not masked", n)

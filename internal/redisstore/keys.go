@@ -32,7 +32,6 @@ func (k keys) pid(pid string) string    { return k.p + "pid:" + pid }
 func (k keys) metrics(id string) string { return k.p + "metrics:" + id }
 func (k keys) metricsInstances() string { return k.p + "metrics:instances" }
 func (k keys) channelPrefix() string    { return k.p + "{" }
-func (k keys) instancePrefix() string   { return k.p + "instance:" }
 func (k keys) sessionOfChannel(ch string) (string, bool) {
 	rest, ok := strings.CutPrefix(ch, k.channelPrefix())
 	if !ok {
