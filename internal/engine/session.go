@@ -21,10 +21,20 @@ type armed struct {
 }
 
 // session is one live session. Every mutation of a session happens in the
-// methods in this file, under mu; Outbox calls are made under mu too, so
-// each member sees a session's events in the order the session changed.
+// methods in this file and shared.go.
+//
+// Lock contract. op serialises everything that changes the session or
+// talks to the store about it (commands, deliveries, resyncs, timers); it
+// may be held across store I/O, so the tick scheduler, snapshot readers and
+// the sweepers never wait on it (sweepers TryLock). mu guards st, closed
+// and the timers for readers and is never held across I/O: a writer holds
+// op, and takes mu for each change of state together with the events it
+// sends, so each member sees a session's events, ticks included, in the
+// order the session changed. Order: op before mu; neither is held while
+// taking the engine's map lock.
 type session struct {
 	e  *Engine
+	op sync.Mutex
 	mu sync.Mutex
 
 	st           sessionState
@@ -51,8 +61,8 @@ func (s *session) run(c command, now time.Time) (State, error) {
 	if s.e.sh != nil {
 		return s.runShared(c, now)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.op.Lock()
+	defer s.op.Unlock()
 	if _, err := s.runLocked(c, now); err != nil {
 		return State{}, err
 	}
@@ -61,7 +71,7 @@ func (s *session) run(c command, now time.Time) (State, error) {
 
 // runLocked applies c: the new state is committed and saved, then the
 // effects are sent, then the playing set and the timers are brought in
-// line with the new state.
+// line with the new state. The caller holds op.
 func (s *session) runLocked(c command, now time.Time) (changed bool, err error) {
 	if s.closed {
 		return false, errClosed
@@ -70,6 +80,10 @@ func (s *session) runLocked(c command, now time.Time) (changed bool, err error) 
 		changed, _, err := s.runSharedLocked(c, now)
 		return changed, err
 	}
+	// The memory store does no I/O, so the memory mode takes mu for the
+	// whole change.
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	wasPlaying := s.st.playing
 	next, out, err := step(s.st, c, now, s.e.policy)
 	if err != nil {
@@ -106,7 +120,8 @@ func (s *session) emitLocked(effects []effect) {
 }
 
 // saveLocked writes the session through to the store. A failure is logged,
-// not fatal: the session goes on in memory and FlushAll retries it.
+// not fatal: the session goes on in memory and FlushAll retries it. The
+// caller holds op.
 func (s *session) saveLocked(ctx context.Context) error {
 	rec := s.st.record()
 	if err := s.e.store.Save(ctx, rec); err != nil {
@@ -119,8 +134,8 @@ func (s *session) saveLocked(ctx context.Context) error {
 
 // flush saves the session if its last change did not reach the store.
 func (s *session) flush(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.op.Lock()
+	defer s.op.Unlock()
 	if s.closed || s.savedVersion >= s.st.version {
 		return nil
 	}
@@ -129,7 +144,8 @@ func (s *session) flush(ctx context.Context) error {
 
 // reconcileTimersLocked arms and cancels timers to match the state: a grace
 // timer while the leader is detached, a recovery timer per detached member.
-// Deriving timers from the state keeps the transitions free of them.
+// Deriving timers from the state keeps the transitions free of them. The
+// caller holds op and mu.
 func (s *session) reconcileTimersLocked() {
 	e := s.e
 	li := s.st.find(s.st.leader)
@@ -160,26 +176,30 @@ func (s *session) reconcileTimersLocked() {
 }
 
 func (s *session) graceFired(a *armed) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.op.Lock()
+	defer s.op.Unlock()
 	if s.closed || s.grace != a {
 		return
 	}
+	s.mu.Lock()
 	s.grace = nil
+	s.mu.Unlock()
 	if changed, _ := s.runLocked(graceExpiredCmd{leader: a.member}, s.e.clk.Now()); changed {
 		s.e.log.Info("leader grace period expired", "session", s.st.id, "previousLeader", a.member, "leader", s.st.leader)
 	}
 }
 
 func (s *session) recoveryFired(a *armed) {
-	s.mu.Lock()
+	s.op.Lock()
 	if s.closed || s.recovery[a.member] != a {
-		s.mu.Unlock()
+		s.op.Unlock()
 		return
 	}
+	s.mu.Lock()
 	delete(s.recovery, a.member)
-	removed, _ := s.runLocked(leaveCmd{member: a.member, onlyIfDetached: true, reason: ReasonLeaderDisconnected}, s.e.clk.Now())
 	s.mu.Unlock()
+	removed, _ := s.runLocked(leaveCmd{member: a.member, onlyIfDetached: true, reason: ReasonLeaderDisconnected}, s.e.clk.Now())
+	s.op.Unlock()
 	if removed {
 		// Outside the session lock: the engine lock is never taken while
 		// holding a session lock.
@@ -187,7 +207,8 @@ func (s *session) recoveryFired(a *armed) {
 	}
 }
 
-// tick sends one scroll_tick with the position derived at now.
+// tick sends one scroll_tick with the position derived at now. It takes
+// only mu, so a command waiting on the store never delays a tick.
 func (s *session) tick(now time.Time, nowMs float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -247,6 +268,10 @@ func (s *session) refusal(memberID string) error {
 // changed for idle. The caller holds the engine lock and removes it from
 // the map; it returns the ids of the members that were still in it.
 func (s *session) expireIfIdle(now time.Time, idle time.Duration) (members []string, expired bool) {
+	if !s.op.TryLock() {
+		return nil, false // a command is under way: not idle
+	}
+	defer s.op.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.st.connectedCount() > 0 || now.UnixMilli()-s.st.lastActive < idle.Milliseconds() {
@@ -261,7 +286,8 @@ func (s *session) expireIfIdle(now time.Time, idle time.Duration) (members []str
 }
 
 // closeLocked retires the session: no timer fires for it and it leaves
-// the playing set. The caller holds mu and removes it from the engine.
+// the playing set. The caller holds op and mu and removes it from the
+// engine.
 func (s *session) closeLocked() {
 	s.closed = true
 	if s.grace != nil {

@@ -86,7 +86,7 @@ type sharedEngine struct {
 
 // sharedSession is a session's state for the shared mode.
 type sharedSession struct {
-	// Guarded by session.mu.
+	// Guarded by session.op.
 	cursor   string // log id of the last delivered entry
 	followed bool   // the store delivers this session's batches
 	dirty    bool   // changed while the store was unavailable
@@ -212,17 +212,18 @@ func (e *Engine) Follow(sessionID string) error {
 }
 
 // runShared is session.run in the shared mode: the command is committed
-// under the session lock, and the caller waits (without the lock) until its
-// batch has been delivered here, so its ack follows its events as in the
-// memory mode.
+// under the session's op lock (never mu: ticks and readers go on while the
+// store answers), and the caller waits (without the lock) until its batch
+// has been delivered here, so its ack follows its events as in the memory
+// mode.
 func (s *session) runShared(c command, now time.Time) (State, error) {
-	s.mu.Lock()
+	s.op.Lock()
 	_, wait, err := s.runSharedLocked(c, now)
 	var st State
 	if err == nil {
 		st = s.st.snapshot(s.e.clk.Now())
 	}
-	s.mu.Unlock()
+	s.op.Unlock()
 	if err != nil {
 		return State{}, err
 	}
@@ -233,7 +234,8 @@ func (s *session) runShared(c command, now time.Time) (State, error) {
 }
 
 // runSharedLocked applies c in the shared mode and returns the log id of
-// the committed batch ("" when nothing was committed).
+// the committed batch ("" when nothing was committed). The caller holds op
+// and not mu: the store calls here are made without mu.
 func (s *session) runSharedLocked(c command, now time.Time) (changed bool, wait string, err error) {
 	if s.closed {
 		return false, "", errClosed
@@ -262,7 +264,9 @@ func (s *session) runSharedLocked(c command, now time.Time) (changed bool, wait 
 			return false, "", err
 		}
 		if !out.changed {
+			s.mu.Lock()
 			s.emitLocked(out.effects)
+			s.mu.Unlock()
 			return false, "", nil
 		}
 		stampInstance(&next, c, e.sh.inst)
@@ -312,18 +316,27 @@ func (s *session) runLocalLocked(c command, now time.Time) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if out.changed {
 		stampInstance(&next, c, s.e.sh.inst)
 		s.x.dirty = true
-		s.adoptLocked(next)
+		s.adoptMuLocked(next)
 	}
 	s.emitLocked(out.effects)
 	return out.changed, nil
 }
 
 // adoptLocked makes next the session's state and brings the playing set
-// and the timers in line with it.
+// and the timers in line with it. The caller holds op, not mu.
 func (s *session) adoptLocked(next sessionState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.adoptMuLocked(next)
+}
+
+// adoptMuLocked is adoptLocked for a caller that holds op and mu.
+func (s *session) adoptMuLocked(next sessionState) {
 	wasPlaying := s.st.playing
 	s.st = next
 	if s.st.playing != wasPlaying {
@@ -426,12 +439,12 @@ func (s *session) drainDeliveries() {
 		s.x.inbox = s.x.inbox[1:]
 		s.x.xmu.Unlock()
 
-		s.mu.Lock()
+		s.op.Lock()
 		var gone []string
 		if !s.closed {
 			gone = s.applyBatchLocked(b)
 		}
-		s.mu.Unlock()
+		s.op.Unlock()
 		for _, m := range gone {
 			s.e.unindex(m, s)
 		}
@@ -483,8 +496,11 @@ func (s *session) departed(before []string) []string {
 }
 
 // performLocked carries out delivered operations on this instance's
-// sockets.
+// sockets. The caller holds op; mu is taken so the events keep their order
+// with the ticks.
 func (s *session) performLocked(ops []store.Op) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	o, so, id := s.e.out, s.e.sh.out, s.st.id
 	for _, op := range ops {
 		switch op.Kind {
@@ -550,7 +566,9 @@ func (s *session) fillLocked() {
 	}
 	changed := s.reloadLocked()
 	if !complete || (changed && len(batches) == 0) {
+		s.mu.Lock()
 		s.e.out.ToSession(s.st.id, EventSnapshot, s.st.snapshot(s.e.clk.Now()))
+		s.mu.Unlock()
 	}
 }
 
@@ -571,11 +589,11 @@ func (s *session) awaitDelivery(id string) {
 	select {
 	case <-w.ch:
 	case <-t.C:
-		s.mu.Lock()
+		s.op.Lock()
 		if !s.closed {
 			s.fillLocked()
 		}
-		s.mu.Unlock()
+		s.op.Unlock()
 	}
 }
 
@@ -617,15 +635,15 @@ func (e *Engine) resyncAll() {
 // resync follows the session if it is not followed yet, writes its state
 // back (the higher version wins), and completes it from the log.
 func (s *session) resync() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.op.Lock()
+	defer s.op.Unlock()
 	if !s.closed {
 		s.resyncLocked()
 	}
 }
 
-// resyncLocked is resync under the session lock; it reports whether the
-// session is now in line with the store (followed and not dirty).
+// resyncLocked is resync under the session's op lock; it reports whether
+// the session is now in line with the store (followed and not dirty).
 func (s *session) resyncLocked() bool {
 	sh := s.e.sh.st
 	if !sh.Available() {
@@ -669,7 +687,9 @@ func (s *session) resyncLocked() bool {
 			"version", s.st.version, "storedVersion", res.Current.Version)
 		s.adoptRecordLocked(res.Current, true)
 		s.x.dirty = false
+		s.mu.Lock()
 		s.e.out.ToSession(s.st.id, EventSnapshot, s.st.snapshot(now))
+		s.mu.Unlock()
 	}
 	// What others committed meanwhile comes from the log, in order.
 	s.fillLocked()
@@ -703,6 +723,12 @@ func (e *Engine) sweepShared() int {
 }
 
 func (s *session) dropIfUnneeded() bool {
+	// The sweep holds the engine lock: it must not wait on a command that
+	// waits on the store. A busy session is needed anyway.
+	if !s.op.TryLock() {
+		return false
+	}
+	defer s.op.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.x.dirty {

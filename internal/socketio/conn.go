@@ -89,7 +89,10 @@ type Conn struct {
 	// lastRead is when bytes last arrived (unix ns): silence longer than
 	// pingInterval+pingTimeout is a ping timeout.
 	lastRead atomic.Int64
-	created  time.Time
+	// timingOut is set once the ping loop has handed the connection to a
+	// goroutine to be closed for a ping timeout.
+	timingOut atomic.Bool
+	created   time.Time
 
 	// Read state, touched only by whoever is reading the connection (one
 	// at a time): an incomplete frame, and a fragmented message.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -257,5 +258,52 @@ func broadcastTicks(b *testing.B, s *Server, conns []*Conn) {
 	b.StopTimer()
 	for _, c := range conns {
 		waitIdle(b, c)
+	}
+}
+
+// A socket that timed out is closed off the ping loop: however long its
+// disconnect hooks take (a Redis save, a detach through the store), every
+// other socket keeps getting its pings.
+func TestPingTimeoutHooksDoNotDelayOtherSocketsPings(t *testing.T) {
+	hookEntered, releaseHook := make(chan struct{}), make(chan struct{})
+	s := testServer(t, Options{
+		PingInterval: 160 * time.Millisecond, PingTimeout: 100 * time.Millisecond,
+		OnDisconnect: func(c *Conn, _ string, _ bool) {
+			if c.ID() == "dead" {
+				close(hookEntered)
+				<-releaseHook
+			}
+		},
+	})
+	defer close(releaseHook)
+	live := newSink()
+	lc := newTestConn(s, "live", live)
+	dead := newTestConn(s, "dead", newSink())
+	dead.lastRead.Store(time.Now().Add(-time.Hour).UnixNano())
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // the live phone answers: it is never silent
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				lc.lastRead.Store(time.Now().UnixNano())
+			}
+		}
+	}()
+	select {
+	case <-hookEntered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the silent socket was never closed for a ping timeout")
+	}
+	pings := func() int { return strings.Count(live.written(), string(pingFrame.plain)) }
+	before := pings()
+	deadline := time.Now().Add(5 * time.Second)
+	for pings() < before+3 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := pings() - before; got < 3 {
+		t.Fatalf("the live socket got %d pings while another socket's disconnect hook was stuck, want >= 3", got)
 	}
 }

@@ -690,7 +690,14 @@ func (s *Server) pingLoop() {
 		}
 		for _, c := range batch {
 			if c.lastRead.Load() < deadline {
-				c.close(ReasonPingTimeout, nil)
+				// Closing runs the disconnect hooks, which may save
+				// recovery state to Redis and detach the member through
+				// the store: never on this loop, or one slow store call
+				// (or a venue's Wi-Fi dropping 200 phones at once) would
+				// delay every other socket's ping.
+				if c.timingOut.CompareAndSwap(false, true) {
+					go c.close(ReasonPingTimeout, nil)
+				}
 				continue
 			}
 			c.pingSent.Store(now)
