@@ -94,6 +94,7 @@ func requireLeader(s *sessionState, memberID, action string) error {
 
 type joinCmd struct {
 	member, name, role string
+	token              string // the new member's resume token (resume.go)
 }
 
 // A member already in the session only gets a fresh snapshot: the mobile
@@ -111,7 +112,7 @@ func (c joinCmd) apply(s *sessionState, now time.Time, p policy) (outcome, error
 	}
 	s.touch(now)
 	out.changed = true
-	m := member{id: c.member, name: c.name, role: RoleFollower, joinedAt: now.UnixMilli(), connected: true}
+	m := member{id: c.member, name: c.name, role: RoleFollower, joinedAt: now.UnixMilli(), connected: true, token: c.token}
 	s.members = append(s.members, m)
 	previous := s.leader
 	takeover := false
