@@ -7,7 +7,6 @@ package engine
 // transitions only check permissions and limits and move values.
 
 import (
-	"errors"
 	"slices"
 	"strconv"
 	"time"
@@ -522,10 +521,4 @@ func (e *Engine) GetSong(memberID, sessionID, songID string) (Song, error) {
 	}
 	g := &s.st.lib.songs[i]
 	return Song{SongSummary: g.summary(), ChordPro: g.text}, nil
-}
-
-// errAs reports whether err is an engine *Error with the given code.
-func errAs(err error, code string) bool {
-	var ee *Error
-	return errors.As(err, &ee) && ee.Code == code
 }
