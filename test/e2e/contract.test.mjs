@@ -194,7 +194,9 @@ async function settle(...sockets) {
 /** Records everything a socket receives except the periodic events. */
 function recorder(socket) {
   const log = [];
-  const periodic = new Set(["scroll_tick", "heartbeat", "heartbeat_response", "latency_response", "error"]);
+  // session_joined is the joiner's private token (PROTOCOL.md section 9),
+  // not a change of the session.
+  const periodic = new Set(["scroll_tick", "heartbeat", "heartbeat_response", "latency_response", "error", "session_joined"]);
   socket.onAny((event, arg) => {
     if (!periodic.has(event)) log.push({ event, arg });
   });
