@@ -18,7 +18,7 @@ func TestAddAndSelectSong(t *testing.T) {
 	f.join("a", "s")
 	f.join("b", "s")
 	st := f.state("s")
-	if st.SongID != nil || len(st.Setlist) != 0 || st.TimeSignature != (engine.TimeSignature{4, 4}) || st.CountInBars != 1 {
+	if st.SongID != nil || len(st.Setlist) != 0 || st.TimeSignature != (engine.TimeSignature{BeatsPerBar: 4, BeatUnit: 4}) || st.CountInBars != 1 {
 		t.Fatalf("defaults: songId %v setlist %v sig %v countIn %d", st.SongID, st.Setlist, st.TimeSignature, st.CountInBars)
 	}
 	ok(t)(f.e.Play("a", "s", 0))
@@ -27,7 +27,7 @@ func TestAddAndSelectSong(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if song.Title != "Lights" || song.Artist != "Band" || song.Key != "Am" || *song.Tempo != 96 || *song.TimeSignature != (engine.TimeSignature{3, 4}) || song.Version != 1 {
+	if song.Title != "Lights" || song.Artist != "Band" || song.Key != "Am" || *song.Tempo != 96 || *song.TimeSignature != (engine.TimeSignature{BeatsPerBar: 3, BeatUnit: 4}) || song.Version != 1 {
 		t.Fatalf("summary = %+v", song)
 	}
 	if len(st.Setlist) != 1 || st.Setlist[0].SongID != song.SongID || !st.IsPlaying {
@@ -35,7 +35,7 @@ func TestAddAndSelectSong(t *testing.T) {
 	}
 	f.out.Reset()
 	st = ok(t)(f.e.SelectSong("a", "s", song.SongID))
-	if *st.SongID != song.SongID || st.IsPlaying || st.Position != 0 || st.Beat != 0 || st.Tempo != 96 || st.TimeSignature != (engine.TimeSignature{3, 4}) {
+	if *st.SongID != song.SongID || st.IsPlaying || st.Position != 0 || st.Beat != 0 || st.Tempo != 96 || st.TimeSignature != (engine.TimeSignature{BeatsPerBar: 3, BeatUnit: 4}) {
 		t.Fatalf("after select: %+v", st)
 	}
 	if got := f.out.Names(); strings.Join(got, ",") != "to_session:song_changed,to_session:snapshot" {
@@ -199,7 +199,7 @@ func TestSongsSurviveTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.join("y", "old")
-	if st := g.state("old"); st.CountInBars != 1 || st.TimeSignature != (engine.TimeSignature{4, 4}) || st.Setlist == nil {
+	if st := g.state("old"); st.CountInBars != 1 || st.TimeSignature != (engine.TimeSignature{BeatsPerBar: 4, BeatUnit: 4}) || st.Setlist == nil {
 		t.Fatalf("old record: %+v", st.SongState)
 	}
 }
