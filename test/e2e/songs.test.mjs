@@ -6,6 +6,7 @@ import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startServer, httpGet, assertCleanLogs } from "./lib/server.mjs";
 import { connect, once, emitAck, collect, closeAllClients, sleep, waitUntil } from "./lib/client.mjs";
+import { haveRedisServer, testRedis } from "./lib/redis.mjs";
 
 const T = { timeout: 30_000 };
 const uid = () => Math.random().toString(36).slice(2, 10);
@@ -412,5 +413,79 @@ describe("handing over and coming back (PROTOCOL.md section 9)", () => {
     const ack = await ok(again, "join_session", { sessionId: id, memberToken });
     assert.equal(ack.state.leaderSocketId, f.id);
     assert.deepEqual(ack.state.members.map((m) => [m.socketId, m.displayName, m.role]), [[again.id, "Alex", "follower"], [f.id, "Sam", "leader"]]);
+  });
+});
+
+// With Redis, songs are stored with the session: two instances, a leader
+// on one, a follower on the other, and an instance started afterwards.
+const CI = !!process.env.CI && process.env.CI !== "false";
+const canRedis = haveRedisServer() || !!process.env.BANDSYNC_TEST_REDIS_URL;
+if (!canRedis) {
+  const msg = "songs.test.mjs: the Redis suite is SKIPPED: no redis-server and no BANDSYNC_TEST_REDIS_URL";
+  if (CI) throw new Error(`${msg} (FAILED: CI is set)`);
+  console.error(`!!! ${msg}`);
+}
+
+describe("songs with several instances on one Redis", { skip: !canRedis }, () => {
+  let redis;
+  const servers = [];
+  const prefix = `e2e-songs-${uid()}:`;
+  const instance = async (name) => {
+    const srv = await startServer({
+      name: `songs-redis-${name}`,
+      env: { REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix, INSTANCE_ID: `${prefix}${name}`, REDIS_HEARTBEAT_MS: "200" },
+    });
+    servers.push(srv);
+    return srv;
+  };
+  before(async () => {
+    redis = await testRedis();
+  });
+  after(async () => {
+    closeAllClients();
+    for (const s of servers.splice(0)) assertCleanLogs((await s.stop()).logs, `server '${s.name}'`);
+    await redis?.stop();
+  });
+
+  test("a setlist built on A is the setlist on B, charts included, and on an instance started later", { timeout: 60_000 }, async () => {
+    const [A, B] = [await instance("A"), await instance("B")];
+    const id = sessionName("redis");
+    const lead = await connect(A.url);
+    await ok(lead, "join_session", { sessionId: id, displayName: "Alex" });
+    const fol = await connect(B.url);
+    await ok(fol, "join_session", { sessionId: id, displayName: "Sam" });
+    const changed = once(fol, "song_changed", 5000);
+    const { song } = await ok(lead, "add_song", { sessionId: id, chordpro: CHART });
+    await ok(lead, "select_song", { sessionId: id, songId: song.songId });
+    assert.equal((await changed).songId, song.songId);
+    assert.equal((await ok(fol, "get_song", { sessionId: id, songId: song.songId })).song.chordpro, CHART);
+    await refused(fol, "select_song", { sessionId: id, songId: song.songId }, "NOT_LEADER");
+    await refused(fol, "get_song", { sessionId: id, songId: "song-404" }, "SONG_NOT_FOUND");
+
+    const C = await instance("C");
+    const late = await connect(C.url);
+    const st = (await ok(late, "join_session", { sessionId: id, displayName: "Kim" })).state;
+    assert.deepEqual([st.songId, st.tempo, st.timeSignature, st.setlist.length], [song.songId, 96, { beatsPerBar: 3, beatUnit: 4 }, 1]);
+    assert.equal((await ok(late, "get_song", { sessionId: id, songId: song.songId })).song.chordpro, CHART);
+  });
+
+  test("a leader whose reload lands on another instance leads again with its token", { timeout: 60_000 }, async () => {
+    const [A, B] = servers.length >= 2 ? servers : [await instance("A2"), await instance("B2")];
+    const id = sessionName("redis-resume");
+    const lead = await connect(A.url, { reconnection: false });
+    const { memberToken } = await ok(lead, "join_session", { sessionId: id, displayName: "Alex" });
+    const fol = await connect(B.url);
+    await ok(fol, "join_session", { sessionId: id, displayName: "Sam" });
+    const roles = collect(fol, "role_changed");
+    await ok(lead, "play", { sessionId: id });
+    lead.io.engine.close();
+    await sleep(300);
+    const again = await connect(B.url);
+    const ack = await ok(again, "join_session", { sessionId: id, memberToken });
+    assert.equal(ack.state.leaderSocketId, again.id);
+    assert.equal(ack.state.isPlaying, true);
+    await sleep(5500); // past the default grace period
+    assert.deepEqual(roles, []);
+    await ok(again, "pause", { sessionId: id });
   });
 });
