@@ -105,7 +105,13 @@ type song struct {
 
 // library is a session's songs; part of sessionState.
 type library struct {
-	songs   []song
+	songs []song
+	// setlist is songs as the snapshot shows them, rebuilt by changed()
+	// whenever songs change: every snapshot carries it, and building 100
+	// summaries per snapshot made a command in a session with a full
+	// setlist several times slower. Snapshots share it, so it is replaced,
+	// never modified.
+	setlist []SongSummary
 	current string // "" when no song is selected
 	seq     uint64
 	sig     TimeSignature
@@ -113,7 +119,16 @@ type library struct {
 }
 
 func newLibrary() library {
-	return library{sig: TimeSignature{DefaultBeatsPerBar, DefaultBeatUnit}, countIn: DefaultCountInBars}
+	return library{setlist: []SongSummary{}, sig: TimeSignature{DefaultBeatsPerBar, DefaultBeatUnit}, countIn: DefaultCountInBars}
+}
+
+// changed rebuilds the setlist after songs changed.
+func (l *library) changed() {
+	list := make([]SongSummary, len(l.songs))
+	for i := range l.songs {
+		list[i] = l.songs[i].summary()
+	}
+	l.setlist = list
 }
 
 func (l library) clone() library {
@@ -152,11 +167,7 @@ func (g *song) summary() SongSummary {
 }
 
 func (l *library) wire() SongState {
-	list := make([]SongSummary, len(l.songs))
-	for i := range l.songs {
-		list[i] = l.songs[i].summary()
-	}
-	return SongState{Setlist: list, SongID: optString(l.current), TimeSignature: l.sig, CountInBars: l.countIn}
+	return SongState{Setlist: l.setlist, SongID: optString(l.current), TimeSignature: l.sig, CountInBars: l.countIn}
 }
 
 func (l *library) record() store.Library {
@@ -191,6 +202,7 @@ func libraryFromRecord(r store.Library) library {
 	if l.current != "" && l.find(l.current) < 0 {
 		l.current = ""
 	}
+	l.changed()
 	return l
 }
 
@@ -274,6 +286,7 @@ func (c addSongCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, er
 	g.id = "song-" + strconv.FormatUint(l.seq, 10)
 	g.version = 1
 	l.songs = append(l.songs, g)
+	l.changed()
 	out.broadcast(EventSnapshot, s.snapshot(now))
 	return out, nil
 }
@@ -304,6 +317,7 @@ func (c updateSongCmd) apply(s *sessionState, now time.Time, _ policy) (outcome,
 	g := c.song
 	g.id, g.version = c.id, l.songs[i].version+1
 	l.songs[i] = g
+	l.changed()
 	out.broadcast(EventSnapshot, s.snapshot(now))
 	return out, nil
 }
@@ -326,6 +340,7 @@ func (c removeSongCmd) apply(s *sessionState, now time.Time, _ policy) (outcome,
 	if l.current == c.id {
 		l.current = ""
 	}
+	l.changed()
 	out.broadcast(EventSnapshot, s.snapshot(now))
 	return out, nil
 }
@@ -353,6 +368,7 @@ func (c moveSongCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, e
 	out.changed = true
 	g := l.songs[i]
 	l.songs = slices.Insert(slices.Delete(l.songs, i, i+1), to, g)
+	l.changed()
 	out.broadcast(EventSnapshot, s.snapshot(now))
 	return out, nil
 }
