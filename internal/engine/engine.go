@@ -87,6 +87,9 @@ type JoinRequest struct {
 	SessionID   string
 	DisplayName string // trimmed, control characters stripped; "" = "Guest"
 	Role        string // "leader", "follower" or "" (follower)
+	// MemberToken, when it is a member's token, takes that member's
+	// place (resume.go); otherwise it is ignored.
+	MemberToken string
 }
 
 // Engine holds all sessions of this server.
@@ -409,6 +412,12 @@ func (e *Engine) Join(memberID string, r JoinRequest) (State, error) {
 	if err := validateRole(r.Role, true); err != nil {
 		return State{}, err
 	}
+	if r.MemberToken != "" {
+		if st, ok, err := e.resume(memberID, r.SessionID, r.MemberToken); ok || err != nil {
+			return st, err
+		}
+	}
+	token := newMemberToken()
 	// A retry is needed only if the sweeper closed the session between
 	// lookup and join; a fresh session is not idle, so one retry suffices.
 	for range 3 {
@@ -422,7 +431,7 @@ func (e *Engine) Join(memberID string, r JoinRequest) (State, error) {
 			}
 			e.leave(prev, memberID)
 		}
-		st, err := s.run(joinCmd{member: memberID, name: name, role: r.Role}, e.clk.Now())
+		st, err := s.run(joinCmd{member: memberID, name: name, role: r.Role, token: token}, e.clk.Now())
 		if errors.Is(err, errClosed) {
 			continue
 		}

@@ -55,6 +55,7 @@ type State struct {
 	StartsAt   *float64 `json:"startsAt"`
 	Beat       float64  `json:"beat"`
 	LeaderTerm uint64   `json:"leaderTerm"`
+	SongState
 }
 
 // Member is one session member on the wire.
@@ -179,6 +180,7 @@ type member struct {
 	joinedAt       int64 // epoch ms
 	connected      bool
 	inst           string // instance holding the socket, with a shared store (shared.go)
+	token          string // private resume token (resume.go); never sent in a snapshot
 }
 
 // sessionState is a session as a plain value, so that state transitions are
@@ -209,6 +211,7 @@ type sessionState struct {
 	createdAt     int64
 	lastActive    int64
 	version       uint64
+	lib           library // songs and setlist (songs.go)
 }
 
 func newSessionState(id string, maxMembers int, now time.Time) sessionState {
@@ -219,12 +222,14 @@ func newSessionState(id string, maxMembers int, now time.Time) sessionState {
 		maxMembers: maxMembers,
 		createdAt:  now.UnixMilli(),
 		lastActive: now.UnixMilli(),
+		lib:        newLibrary(),
 	}
 }
 
 // clone returns a copy a transition may modify freely.
 func (s sessionState) clone() sessionState {
 	s.members = slices.Clone(s.members)
+	s.lib = s.lib.clone()
 	return s
 }
 
@@ -358,6 +363,7 @@ func (s *sessionState) snapshot(now time.Time) State {
 		Version:         s.version,
 		Beat:            s.beatFor(pos),
 		LeaderTerm:      s.leaderTerm,
+		SongState:       s.lib.wire(),
 	}
 	if s.playing {
 		at := epochMs(s.startsAt)
@@ -385,7 +391,7 @@ func (s *sessionState) transport(now time.Time) TransportEvent {
 func (s *sessionState) record() store.SessionRecord {
 	members := make([]store.Member, len(s.members))
 	for i, m := range s.members {
-		members[i] = store.Member{SocketID: m.id, DisplayName: m.name, Role: m.role, JoinedAt: m.joinedAt, Connected: m.connected, Instance: m.inst}
+		members[i] = store.Member{SocketID: m.id, DisplayName: m.name, Role: m.role, JoinedAt: m.joinedAt, Connected: m.connected, Instance: m.inst, Token: m.token}
 	}
 	r := store.SessionRecord{
 		SessionID:        s.id,
@@ -403,6 +409,7 @@ func (s *sessionState) record() store.SessionRecord {
 		CreatedAt:        s.createdAt,
 		LastActiveAt:     s.lastActive,
 		Version:          s.version,
+		Library:          s.lib.record(),
 	}
 	if s.playing {
 		r.StartsAt = epochMs(s.startsAt)
@@ -429,6 +436,7 @@ func stateFromRecord(r store.SessionRecord, now time.Time) sessionState {
 		createdAt:     r.CreatedAt,
 		lastActive:    r.LastActiveAt,
 		version:       r.Version,
+		lib:           libraryFromRecord(r.Library),
 	}
 	if r.IsPlaying {
 		s.startsAt = at(r.StartsAt)
@@ -437,7 +445,7 @@ func stateFromRecord(r store.SessionRecord, now time.Time) sessionState {
 		s.tempo = DefaultTempo
 	}
 	for _, m := range r.Members {
-		s.members = append(s.members, member{id: m.SocketID, name: m.DisplayName, role: m.Role, joinedAt: m.JoinedAt, connected: m.Connected, inst: m.Instance})
+		s.members = append(s.members, member{id: m.SocketID, name: m.DisplayName, role: m.Role, joinedAt: m.JoinedAt, connected: m.Connected, inst: m.Instance, token: m.Token})
 	}
 	return s
 }

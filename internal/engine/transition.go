@@ -131,6 +131,7 @@ func (s *sessionState) canClaim(p policy) bool {
 
 type joinCmd struct {
 	member, name, role string
+	token              string // the new member's resume token (resume.go)
 }
 
 // A member already in the session only gets a fresh snapshot and room_stats:
@@ -149,7 +150,7 @@ func (c joinCmd) apply(s *sessionState, now time.Time, p policy) (outcome, error
 	}
 	s.touch(now)
 	out.changed = true
-	m := member{id: c.member, name: c.name, role: RoleFollower, joinedAt: now.UnixMilli(), connected: true}
+	m := member{id: c.member, name: c.name, role: RoleFollower, joinedAt: now.UnixMilli(), connected: true, token: c.token}
 	s.members = append(s.members, m)
 	previous, previousClaimed := s.leader, s.leaderClaimed
 	takeover := false

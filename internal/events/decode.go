@@ -19,8 +19,14 @@ const maxEventPayload = 16 << 10
 // client can get it wrong into an INVALID_PAYLOAD (or PAYLOAD_TOO_LARGE)
 // error that says what was expected.
 func decode(event string, data json.RawMessage, dst any) error {
-	if len(data) > maxEventPayload {
-		return &engine.Error{Code: "PAYLOAD_TOO_LARGE", Message: fmt.Sprintf("%s payload is %d bytes; at most %d allowed", event, len(data), maxEventPayload)}
+	return decodeLimit(event, data, dst, maxEventPayload)
+}
+
+// decodeLimit is decode with its own bound on the payload's size, for the
+// events that carry a chart.
+func decodeLimit(event string, data json.RawMessage, dst any, limit int) error {
+	if len(data) > limit {
+		return &engine.Error{Code: "PAYLOAD_TOO_LARGE", Message: fmt.Sprintf("%s payload is %d bytes; at most %d allowed", event, len(data), limit)}
 	}
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' {

@@ -97,6 +97,9 @@ func (h *Handlers) Register(srv *socketio.Server, eng *engine.Engine) {
 	} {
 		srv.On(event, h.timed(fn))
 	}
+	for event, fn := range h.songHandlers() {
+		srv.On(event, h.timed(fn))
+	}
 }
 
 // Run sends the server heartbeat to every socket each HeartbeatInterval

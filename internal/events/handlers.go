@@ -18,6 +18,7 @@ type (
 		SessionID   *string `json:"sessionId"`
 		DisplayName *string `json:"displayName"`
 		Role        *string `json:"role"`
+		MemberToken *string `json:"memberToken"`
 	}
 	rolePayload struct {
 		SessionID *string `json:"sessionId"`
@@ -79,8 +80,9 @@ func (h *Handlers) joinSession(c *socketio.Conn, data json.RawMessage, ack socke
 		h.fail(c, "join_session", ack, required("join_session", "sessionId"))
 		return
 	}
-	st, err := h.eng.Join(c.ID(), engine.JoinRequest{SessionID: *p.SessionID, DisplayName: deref(p.DisplayName), Role: deref(p.Role)})
-	h.reply(c, "join_session", ack, st, err)
+	st, err := h.eng.Join(c.ID(), engine.JoinRequest{SessionID: *p.SessionID, DisplayName: deref(p.DisplayName), Role: deref(p.Role),
+		MemberToken: deref(p.MemberToken)})
+	h.joined(c, ack, st, err)
 }
 
 func (h *Handlers) leaveSession(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {

@@ -52,6 +52,10 @@ type Member struct {
 	// several instances share the store ("" otherwise): when that
 	// instance dies, its members are detached by the survivors.
 	Instance string `json:"instance,omitempty"`
+	// Token is the member's private resume token (PROTOCOL.md section 9).
+	// It is stored so that any instance can honour it; it is never put in
+	// a snapshot, an HTTP answer or a log line.
+	Token string `json:"token,omitempty"`
 }
 
 // Settings are per-session limits.
@@ -88,10 +92,12 @@ type SessionRecord struct {
 	CreatedAt    int64  `json:"createdAt"`
 	LastActiveAt int64  `json:"lastActiveAt"`
 	Version      uint64 `json:"version"`
+	Library
 }
 
 // Clone returns a copy that shares no memory with r.
 func (r SessionRecord) Clone() SessionRecord {
 	r.Members = slices.Clone(r.Members)
+	r.Library = r.Library.Clone()
 	return r
 }

@@ -251,3 +251,75 @@ declare const _default: {
   VERSION: string;
 };
 export default _default;
+
+// ------------------------------------------- songs, handover and resume
+// PROTOCOL.md sections 8 and 9. Declared by interface merging, apart from
+// the declarations above.
+
+/** The error codes of songs, on top of ErrorCode's. */
+export type SongErrorCode = "SONG_NOT_FOUND" | "LIBRARY_FULL";
+
+export interface TimeSignature {
+  /** 1-16 */
+  beatsPerBar: number;
+  /** 1, 2, 4, 8 or 16 */
+  beatUnit: number;
+}
+
+/** A song of the setlist: everything but its chart. */
+export interface SongSummary {
+  songId: string;
+  title: string;
+  /** "" when the chart names none. */
+  artist: string;
+  key: string;
+  /** The chart's {tempo}, null when it names none. */
+  tempo: number | null;
+  /** The chart's {time}, null when it names none. */
+  timeSignature: TimeSignature | null;
+  /** Goes up with every update_song. */
+  version: number;
+}
+
+/** A song with its ChordPro text, exactly as it was added. */
+export interface Song extends SongSummary {
+  chordpro: string;
+}
+
+export interface SessionState {
+  /** In play order; charts are fetched with getSong. */
+  setlist: SongSummary[];
+  songId: string | null;
+  timeSignature: TimeSignature;
+  /** Bars of count-in before a scheduled start, 0-4. */
+  countInBars: number;
+}
+
+export interface JoinOptions {
+  /** This device's token from an earlier join: take that member's place back. */
+  memberToken?: string;
+}
+
+export interface BandSyncEvents {
+  /** This device's private token for the session: keep it (e.g. sessionStorage) to resume after a reload. */
+  memberToken: (ev: { sessionId: string; memberToken: string }) => void;
+}
+
+export interface BandSyncClient {
+  /** The private token of the last join; sent again on a reconnect that was not recovered. */
+  readonly memberToken: string | undefined;
+  /** join() in the place of the member holding memberToken; an ordinary join when it matches no one. */
+  resume(sessionId: string, memberToken: string, opts?: JoinOptions): Promise<SessionState>;
+  /** Leader: parses and appends a ChordPro chart (64 KB at most, {title} required). */
+  addSong(chordpro: string): Promise<SongSummary>;
+  updateSong(songId: string, chordpro: string): Promise<SessionState>;
+  removeSong(songId: string): Promise<SessionState>;
+  /** index is 0-based and clamped. */
+  moveSong(songId: string, index: number): Promise<SessionState>;
+  /** Playback stops at 0; the chart's tempo and time signature apply. */
+  selectSong(songId: string): Promise<SessionState>;
+  getSong(songId: string): Promise<Song>;
+  setTimeSignature(beatsPerBar: number, beatUnit: number): Promise<SessionState>;
+  setCountIn(bars: number): Promise<SessionState>;
+  transferLeadership(socketId: string): Promise<SessionState>;
+}

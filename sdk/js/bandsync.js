@@ -216,6 +216,7 @@ export class BandSyncClient extends Emitter {
     s.on("snapshot", (snap) => this._onSnapshot(snap));
     s.on("scroll_tick", (tick) => this._onTick(tick));
     s.on("role_changed", (ev) => this._onRoleChanged(ev));
+    s.on("session_joined", (ev) => this._onSessionJoined(ev));
     s.on("error", (err) => this._emit("error", new BandSyncError(err?.code || "SERVER_ERROR", err?.message, err)));
   }
 
@@ -242,6 +243,7 @@ export class BandSyncClient extends Emitter {
     if (displayName) payload.displayName = displayName;
     const wantRole = this.recovered ? role : this._wantLeader ? "leader" : role;
     if (wantRole) payload.role = wantRole;
+    if (!this.recovered && this.memberToken) payload.memberToken = this.memberToken;
     try {
       const st = await this._request("join_session", payload, { requireConnected: true });
       this._acceptState(st);
@@ -636,8 +638,10 @@ export class BandSyncClient extends Emitter {
    * Joins a session (creating it when absent). Resolves with its state.
    * opts: {displayName, role: "leader" | "follower"}.
    */
-  async join(sessionId, { displayName, role } = {}) {
+  async join(sessionId, { displayName, role, memberToken } = {}) {
     const payload = { sessionId };
+    // Take our place back (see resume); kept for the join a connect sends.
+    if (memberToken) payload.memberToken = this.memberToken = memberToken;
     if (displayName) payload.displayName = displayName;
     if (role) payload.role = role;
     if (this.sessionId && this.sessionId !== sessionId) this._reset();
@@ -833,3 +837,72 @@ function num(v, dflt) {
 }
 
 export default { connect, localNow, BandSyncClient, BandSyncError, delayToNextBoundary, VERSION };
+
+// ------------------------------------------- songs, handover and resume
+// PROTOCOL.md sections 8 and 9. Kept apart from the class body, which the
+// clock model shares.
+
+Object.assign(BandSyncClient.prototype, {
+  _onSessionJoined(ev) {
+    if (!ev || typeof ev.memberToken !== "string" || ev.sessionId !== this.sessionId) return;
+    this.memberToken = ev.memberToken;
+    this._emit("memberToken", { sessionId: ev.sessionId, memberToken: ev.memberToken });
+  },
+
+  /**
+   * Joins in the place this device had before a reload: same name, same
+   * role, and the lead if it led and the leader grace period has not run
+   * out. A token that no longer matches joins as an ordinary member.
+   */
+  resume(sessionId, memberToken, opts = {}) {
+    return this.join(sessionId, { ...opts, memberToken });
+  },
+
+  /** Adds a ChordPro chart to the setlist (leader); resolves with its summary. */
+  async addSong(chordpro) {
+    if (!this.sessionId) throw new BandSyncError("NOT_IN_SESSION", "join a session first");
+    const res = await this._request("add_song", { sessionId: this.sessionId, chordpro }, { raw: true });
+    if (res?.state) this._acceptState(res.state);
+    return res.song;
+  },
+
+  /** Replaces a song's chart (leader); its version goes up. */
+  updateSong(songId, chordpro) {
+    return this._sessionRequest("update_song", { songId, chordpro });
+  },
+
+  removeSong(songId) {
+    return this._sessionRequest("remove_song", { songId });
+  },
+
+  /** Moves a song to `index` (0-based, clamped to the setlist). */
+  moveSong(songId, index) {
+    return this._sessionRequest("move_song", { songId, index });
+  },
+
+  /** Makes a song current for the band: playback stops at 0, the chart's tempo and time apply. */
+  selectSong(songId) {
+    return this._sessionRequest("select_song", { songId });
+  },
+
+  /** Resolves with the song and its ChordPro text, exactly as it was added. */
+  async getSong(songId) {
+    if (!this.sessionId) throw new BandSyncError("NOT_IN_SESSION", "join a session first");
+    const res = await this._request("get_song", { sessionId: this.sessionId, songId }, { raw: true });
+    return res.song;
+  },
+
+  setTimeSignature(beatsPerBar, beatUnit) {
+    return this._sessionRequest("set_time_signature", { beatsPerBar, beatUnit });
+  },
+
+  /** Bars of count-in before a scheduled start, 0-4. */
+  setCountIn(bars) {
+    return this._sessionRequest("set_count_in", { bars });
+  },
+
+  /** Hands the lead to a connected member (leader only). */
+  transferLeadership(socketId) {
+    return this._sessionRequest("transfer_leadership", { socketId });
+  },
+});

@@ -23,6 +23,8 @@ const SNAPSHOT_KEYS = [
   "serverTimestamp", "version",
   // decided by the lead on top of section 2:
   "startsAt", "beat", "leaderTerm",
+  // songs and setlists (PROTOCOL.md section 8):
+  "setlist", "songId", "timeSignature", "countInBars",
 ];
 const MEMBER_KEYS = ["socketId", "displayName", "role", "joinedAt", "connected"];
 const KEYS = {
@@ -142,7 +144,7 @@ async function expectErrorEvent(socket, event, payload, code, timeoutMs = 3000, 
 async function joinAck(socket, sessionId, displayName, extra = {}) {
   const payload = { sessionId, ...(displayName ? { displayName } : {}), ...extra };
   const ack = await expectOk(socket, "join_session", payload);
-  assertKeys(ack, ["ok", "state"], "join_session ack");
+  assertKeys(ack, ["ok", "state", "memberToken"], "join_session ack"); // memberToken: PROTOCOL.md section 9
   assertSnapshot(ack.state, "join_session ack.state");
   return ack.state;
 }
@@ -192,7 +194,9 @@ async function settle(...sockets) {
 /** Records everything a socket receives except the periodic events. */
 function recorder(socket) {
   const log = [];
-  const periodic = new Set(["scroll_tick", "heartbeat", "heartbeat_response", "latency_response", "error"]);
+  // session_joined is the joiner's private token (PROTOCOL.md section 9),
+  // not a change of the session.
+  const periodic = new Set(["scroll_tick", "heartbeat", "heartbeat_response", "latency_response", "error", "session_joined"]);
   socket.onAny((event, arg) => {
     if (!periodic.has(event)) log.push({ event, arg });
   });
