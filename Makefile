@@ -3,7 +3,7 @@
 GO       ?= go
 FUZZTIME ?= 60s
 
-.PHONY: all run build test e2e fuzz bench loadtest floor lint clean
+.PHONY: all run build test e2e fuzz bench loadtest floor precision lint clean
 
 all: build
 
@@ -39,6 +39,10 @@ loadtest:
 ## floor: what this machine's loopback TCP can carry for a shape, no server needed (S=625 M=8 sessions x members)
 floor:
 	$(GO) run ./cmd/bandsync-bench -scenario floor -sessions $(or $(S),625) -members $(or $(M),8)
+
+## precision: the full sync-precision matrix (clean, N(50,30), asymmetric, stall, link change; 60 s each, ~7 min) against a fresh server; docs/sync.md
+precision:
+	bash scripts/test.sh precision
 
 ## lint: gofmt -l (must print nothing), go vet, go mod tidy -diff, staticcheck
 lint:

@@ -2,7 +2,12 @@
 # BandSync's test command (`make test` runs this; so does .ci/run).
 #
 #   scripts/test.sh            every stage: lint, unit, fuzz, e2e
-#   scripts/test.sh STAGE...   only the named stages (lint|unit|fuzz|e2e)
+#   scripts/test.sh STAGE...   only the named stages (lint|unit|fuzz|e2e|precision)
+#
+# The e2e stage ends with a CI-sized run of the sync-precision harness
+# (cmd/bandsync-precision: N(50,30) jitter and a 5 s stall, 20 s each); the
+# `precision` stage, not run by default (`make precision`), is the full
+# matrix of docs/sync.md, 60 s per scenario.
 #
 # Environment:
 #   CI=true            missing tools (Node.js, npm, redis-server) are installed
@@ -12,6 +17,7 @@
 #   BANDSYNC_E2E_RACE  1 (default) builds the e2e server binary with -race;
 #                      0 builds it without
 #   STATICCHECK_VERSION=v0.8.2  the staticcheck the lint stage runs
+#   PRECISION_DURATION song length per scenario of the precision stage (60s)
 #   GO_TEST_TIMEOUT=4m go test's -timeout (a hung test fails instead of eating
 #                      CI's time); E2E_TEST_TIMEOUT=180000 ms does the same for
 #                      each Node test
@@ -167,6 +173,36 @@ stage_e2e() {
 	local tmo="${E2E_TEST_TIMEOUT:-180000}"
 	info "node --test --test-concurrency=1 --test-timeout=$tmo ${tests[*]}"
 	(cd "$e2e" && BANDSYNC_BIN="$bindir/bandsync" node --test --test-concurrency=1 --test-timeout="$tmo" "${tests[@]}") || return 1
+
+	# Sync precision through a jittery link and a stall, at CI size: devices
+	# in their own Node processes behind embedded Toxiproxy links, scored
+	# against the server's anchor (docs/sync.md). A server without -race, so
+	# the race detector's overhead is not measured as network jitter.
+	section "e2e: sync precision (CI size: jitter, stall; 20 s each)"
+	go build -o "$bindir/bandsync-norace" ./cmd/bandsync || return 1
+	go run ./cmd/bandsync-precision -bin "$bindir/bandsync-norace" -device "$e2e/precision/device.mjs" \
+		-scenarios jitter,stall -duration 20s -warmup 5s -check || return 1
+}
+
+stage_precision() {
+	section "precision: the full sync-precision matrix (docs/sync.md)"
+	local rc=0
+	ensure_node || rc=$?
+	if ((rc == 2)); then
+		in_ci && return 1
+		skipped "precision: Node.js >= 20 / npm not found"
+		return 0
+	fi
+	((rc == 0)) || return 1
+	local e2e="$ROOT/test/e2e"
+	[[ -d "$e2e/node_modules/socket.io-client" ]] || (cd "$e2e" && npm ci --no-audit --no-fund) || return 1
+	local bindir
+	bindir="$(mktemp -d "${TMPDIR:-/tmp}/bandsync-precision-bin.XXXXXX")"
+	add_cleanup "rm -rf '$bindir'"
+	go build -o "$bindir/bandsync" ./cmd/bandsync || return 1
+	mkdir -p "$e2e/artifacts"
+	go run ./cmd/bandsync-precision -bin "$bindir/bandsync" -device "$e2e/precision/device.mjs" \
+		-duration "${PRECISION_DURATION:-60s}" -json "$e2e/artifacts/precision.json" -check
 }
 
 # ---- main -------------------------------------------------------------------
@@ -175,8 +211,8 @@ stages=("$@")
 ((${#stages[@]} > 0)) || stages=(lint unit fuzz e2e)
 for s in "${stages[@]}"; do
 	case "$s" in
-	lint | unit | fuzz | e2e) ;;
-	*) die "unknown stage '$s' (want lint, unit, fuzz or e2e)" ;;
+	lint | unit | fuzz | e2e | precision) ;;
+	*) die "unknown stage '$s' (want lint, unit, fuzz, e2e or precision)" ;;
 	esac
 done
 

@@ -78,21 +78,30 @@ export interface ScrollTick {
 }
 
 export interface SyncStatus {
-  /** At least one clock-sync round completed. */
+  /** The offset is bounded from both sides (the first exchange answered). */
   synced: boolean;
-  /** Server clock minus this device's clock, ms (now, drift included). */
+  /** Server clock minus this device's clock in use now, ms (drift and slewing included). */
   offsetMs: number;
+  /**
+   * How far this device's server clock (and so its position and beats) may
+   * be from the server's, ms: half the width of the tightest interval the
+   * one-way bounds allow, plus what drift could have added since, plus any
+   * correction still being slewed in. Infinity before the first exchange.
+   * It cannot include a difference between the two directions' minimum
+   * delays, which no round trip reveals (docs/sync.md).
+   */
+  errorMs: number;
   /** Median round trip of the last round, ms. */
   rttMs: number;
   /** Smallest round trip of the last round, ms. */
-  rttMinMs?: number;
+  rttMinMs: number;
   /** Standard deviation of the last round's round trips, ms. */
   jitterMs: number;
-  /** Estimated drift of this device's clock against the server's, parts per million. */
+  /** Estimated drift of this device's clock against the server's, ppm (0 until fitted over >= 60 s). */
   driftPpm: number;
-  /** Rounds completed since connecting. */
+  /** Rounds (of samplesPerRound exchanges) completed since the client was created. */
   rounds: number;
-  /** Samples in the last round. */
+  /** Exchanges in the last round. */
   samples: number;
   /** Local time of the last round. */
   lastSyncAt: number | null;
@@ -137,25 +146,26 @@ export interface ConnectOptions {
   socketOptions?: Partial<ManagerOptions & SocketOptions>;
   /** The local clock, epoch ms (default: performance.timeOrigin + performance.now()). */
   now?: () => number;
-  /** clock_sync samples per round (at least 8; default 12). */
+  /** clock_sync exchanges per round (at least 8; default 8); a round ends with a `sync` event and a `sync_quality` report. */
   samplesPerRound?: number;
-  /** Lowest-round-trip samples kept per round (default 4); their median offset is the round's. */
-  keepBest?: number;
-  /** Re-sync period, ms (default 15000, spread +/-10%). */
-  resyncIntervalMs?: number;
-  /** A second round this soon after each (re)connection, ms (default 2000). */
-  quickResyncMs?: number;
+  /** Background exchanges this often while errorMs is over 3 ms (default 150; at least 50). */
+  minSampleIntervalMs?: number;
+  /** ...and this often once errorMs is within 1 ms (default 1000); a quarter of it in between. */
+  maxSampleIntervalMs?: number;
+  /** The offset comes from the bounds seen over this window, ms (default 60000). */
+  windowMs?: number;
+  /** Drift is fitted only over at least this baseline, ms (default 60000). */
+  minDriftSpanMs?: number;
+  /** Drift is clamped to +/- this, ppm (default 100). */
+  maxDriftPpm?: number;
+  /** Corrections made while playing are slewed at this rate (default 0.01: 10 ms per second). */
+  slewRate?: number;
+  /** A correction larger than this, ms, is stepped rather than slewed (default 250). */
+  stepMs?: number;
   /** Acknowledgement timeout, ms (default 5000). */
   ackTimeoutMs?: number;
   /** Send `sync_quality` after each round (default true). */
   reportSyncQuality?: boolean;
-  /** Rounds kept for the drift estimate (default 12). */
-  maxRounds?: number;
-  driftWindowMs?: number;
-  /** Drift is applied only when the rounds span at least this long (default 20000). */
-  minDriftSpanMs?: number;
-  /** Drift estimates are clamped to +/- this (default 500 ppm). */
-  maxDriftPpm?: number;
   reconnectionDelay?: number;
   reconnectionDelayMax?: number;
 }
@@ -237,6 +247,38 @@ export declare class BandSyncClient {
 }
 
 export declare function connect(url?: string, opts?: ConnectOptions): BandSyncClient;
+
+/**
+ * The SDK's clock model (exported for tests and tools): the server-minus-
+ * local offset bounded from above by requests (t1 - t0) and from below by
+ * server-stamped frames (ts - arrival), over a sliding window.
+ */
+export declare class ClockModel {
+  constructor(opts?: { bucketMs?: number; windowMs?: number; driftWindowMs?: number; minDriftSpanMs?: number; maxDriftPpm?: number; priorDriftPpm?: number; contradictionMs?: number });
+  readonly ready: boolean;
+  /** Fitted drift, server ms per local ms minus 1. */
+  readonly drift: number;
+  /** Times the model saw proof that the offset stepped and started again. */
+  readonly steps: number;
+  reset(): void;
+  /** theta <= upper, from a request sent at local `at`. Returns whether it tightened a bound. */
+  addUpper(upper: number, at: number): boolean;
+  /** theta >= lower, from a frame that arrived at local `at`. */
+  addLower(lower: number, at: number): boolean;
+  addExchange(x: { t0: number; t1: number; t2: number; t3: number }): boolean;
+  estimate(at: number): { offset: number; errorMs: number; lower: number; upper: number } | null;
+  fitDrift(): void;
+}
+
+/** A local-to-server mapping that slews towards new estimates instead of jumping. */
+export declare class SlewedClock {
+  constructor(opts?: { rate?: number; stepMs?: number });
+  offsetAt(localMs: number): number;
+  pendingAt(localMs: number): number;
+  retarget(nowMs: number, base: number, drift: number, slew?: boolean): void;
+  toServer(localMs: number): number;
+  toLocal(serverMs: number): number;
+}
 /** The SDK's default local clock: performance.timeOrigin + performance.now(), epoch ms. */
 export declare function localNow(): number;
 /** Ms from serverNowMs to the next `quantum`-beat boundary of the epoch grid at `tempo`, at least minLeadMs. */

@@ -22,15 +22,15 @@ export const MAX_POSITION_MS = 86_400_000;
 export const MAX_DELAY_MS = 5000;
 
 const DEFAULTS = {
-  samplesPerRound: 12, // clock_sync samples per round (at least 8 are used)
-  keepBest: 4, // lowest-RTT samples kept per round; their median offset wins
-  resyncIntervalMs: 15_000, // a round this often (with +/-10% spread)
-  quickResyncMs: 2000, // a second round this soon after (re)connecting
+  samplesPerRound: 8, // clock_sync exchanges per round (a round ends with a `sync` event)
+  minSampleIntervalMs: 150, // background exchanges this often while the estimate is unsure...
+  maxSampleIntervalMs: 1000, // ...and this often once it is within 1 ms
+  windowMs: 60_000, // the offset comes from the bounds seen over this window
+  minDriftSpanMs: 60_000, // drift is fitted only over at least this baseline
+  maxDriftPpm: 100, // and bounded by what real oscillators do
+  slewRate: 0.01, // corrections are slewed at 1% (10 ms per second)...
+  stepMs: 250, // ...unless larger than this (first sync, a clock that was set)
   ackTimeoutMs: 5000,
-  maxRounds: 12, // rounds kept for the drift estimate
-  driftWindowMs: 10 * 60_000,
-  minDriftSpanMs: 20_000, // apply a drift estimate only over at least this span
-  maxDriftPpm: 500,
   reportSyncQuality: true,
   reconnectionDelay: 250,
   reconnectionDelayMax: 3000,
@@ -126,13 +126,283 @@ const stddev = (xs) => {
 const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
 
 const T0_RE = /"t0":(-?[0-9.eE+-]+)/;
+const TS_RE = /"serverTimestamp":(-?[0-9.eE+-]+)/;
+
+/**
+ * The clock model: where the server's clock is, relative to this device's,
+ * and how sure of it we are.
+ *
+ * Every message with a server timestamp bounds the offset theta (server
+ * minus local) from one side, because no message arrives before it is sent:
+ *
+ *   a request sent at local t0 and received at server t1:  theta <= t1 - t0
+ *   a frame sent at server ts and arrived at local t3:     theta >= ts - t3
+ *
+ * Queueing, retransmission, a busy radio or a busy event loop only ever add
+ * delay, so the noise on each bound is one-sided: the tightest bounds seen
+ * (the lowest one-way delays, in each direction separately) are the best
+ * evidence, and averaging (a median, or a Kalman filter's Gaussian noise
+ * model) would only pull the estimate towards the congested samples. The
+ * estimate is the middle of the tightest interval seen over a sliding
+ * window, and `errorMs` is that interval's half-width: a hard bound while
+ * the path's minimum delay is the same both ways. Downlink bounds come from
+ * clock_sync answers and from every scroll_tick (60 a second while
+ * playing), so a jittery downlink is searched for its lucky frames far
+ * faster than round trips alone could.
+ *
+ * Bounds are kept per bucket of `bucketMs` and carried forward along the
+ * drift estimate; drift is fitted over a long baseline only, bounded by what
+ * real oscillators do, and may never move the estimate by more than the
+ * estimate's own uncertainty.
+ *
+ * What it cannot see: a path whose minimum delay differs between the two
+ * directions biases the middle by half the difference (docs/sync.md).
+ */
+export class ClockModel {
+  constructor(opts = {}) {
+    this.opts = {
+      bucketMs: 2000, // bounds are kept per bucket of this much local time
+      windowMs: 60_000, // the offset comes from the buckets of this window
+      driftWindowMs: 10 * 60_000, // the drift from the buckets of this one
+      minDriftSpanMs: 60_000, // a drift fit needs at least this baseline
+      maxDriftPpm: 100, // real crystals are within tens of ppm
+      priorDriftPpm: 20, // assumed drift uncertainty before a fit
+      contradictionMs: 5, // a bound beyond the other side by this much: the clock stepped
+      ...opts,
+    };
+    this.reset();
+  }
+
+  reset() {
+    this._buckets = []; // {key, up, upAt, lo, loAt}, oldest first
+    this.drift = 0; // server ms per local ms, minus 1
+    this.driftUncertainty = this.opts.priorDriftPpm / 1e6;
+    this.steps = 0;
+  }
+
+  /** Whether both sides of the offset are bounded. */
+  get ready() {
+    return this._buckets.some((b) => b.up !== undefined) && this._buckets.some((b) => b.lo !== undefined);
+  }
+
+  _bucket(at) {
+    const key = Math.floor(at / this.opts.bucketMs);
+    let b = this._buckets[this._buckets.length - 1];
+    if (!b || b.key < key) {
+      b = { key };
+      this._buckets.push(b);
+      const oldest = key - Math.ceil(this.opts.driftWindowMs / this.opts.bucketMs);
+      while (this._buckets.length && this._buckets[0].key < oldest) this._buckets.shift();
+      if (this._buckets.length > 1024) this._buckets.shift();
+    } else if (b.key > key) {
+      // A sample from before the newest bucket (arrived out of order): find
+      // its own bucket, or drop it.
+      b = this._buckets.find((x) => x.key === key);
+    }
+    return b;
+  }
+
+  /** A request sent at local `at` reached the server `upper - ...`: theta <= upper. */
+  addUpper(upper, at) {
+    if (!Number.isFinite(upper) || !Number.isFinite(at)) return false;
+    if (this._contradicts(upper, at, +1)) this._stepped(at);
+    const b = this._bucket(at);
+    if (!b) return false;
+    if (b.up === undefined || upper + this.drift * (b.upAt - at) < b.up) {
+      b.up = upper;
+      b.upAt = at;
+      return true;
+    }
+    return false;
+  }
+
+  /** A frame stamped by the server arrived at local `at`: theta >= lower. */
+  addLower(lower, at) {
+    if (!Number.isFinite(lower) || !Number.isFinite(at)) return false;
+    if (this._contradicts(lower, at, -1)) this._stepped(at);
+    const b = this._bucket(at);
+    if (!b) return false;
+    if (b.lo === undefined || lower + this.drift * (b.loAt - at) > b.lo) {
+      b.lo = lower;
+      b.loAt = at;
+      return true;
+    }
+    return false;
+  }
+
+  /** One clock_sync exchange: t0, t3 local; t1, t2 server. */
+  addExchange({ t0, t1, t2, t3 }) {
+    const a = this.addUpper(t1 - t0, t0);
+    const b = this.addLower(t2 - t3, t3);
+    return a || b;
+  }
+
+  // A bound on the wrong side of the opposite bound by more than noise can
+  // explain is proof that the offset itself changed (a clock was set).
+  _contradicts(v, at, side) {
+    if (!this.ready) return false;
+    const e = this.estimate(at);
+    const margin = this.opts.contradictionMs;
+    return side > 0 ? v < e.lower - margin : v > e.upper + margin;
+  }
+
+  _stepped(at) {
+    this._buckets = [];
+    this.drift = 0;
+    this.driftUncertainty = this.opts.priorDriftPpm / 1e6;
+    this.steps += 1;
+    void at;
+  }
+
+  /**
+   * The offset at local instant `at`: {offset, errorMs, lower, upper}, or
+   * null before both sides are bounded.
+   */
+  estimate(at) {
+    const minKey = Math.floor((at - this.opts.windowMs) / this.opts.bucketMs);
+    const carried = (d) => {
+      let up = Infinity;
+      let upAt = at;
+      let lo = -Infinity;
+      let loAt = at;
+      for (const b of this._buckets) {
+        if (b.key < minKey) continue;
+        if (b.up !== undefined) {
+          const v = b.up + d * (at - b.upAt);
+          if (v < up) [up, upAt] = [v, b.upAt];
+        }
+        if (b.lo !== undefined) {
+          const v = b.lo + d * (at - b.loAt);
+          if (v > lo) [lo, loAt] = [v, b.loAt];
+        }
+      }
+      return { up, upAt, lo, loAt };
+    };
+    const plain = carried(0);
+    if (!Number.isFinite(plain.up) || !Number.isFinite(plain.lo)) return null;
+    const c = this.drift ? carried(this.drift) : plain;
+    const half = Math.abs(c.up - c.lo) / 2;
+    // Stale bounds widen by what an unknown drift could have done since.
+    const age = Math.max(0, at - Math.min(c.upAt, c.loAt));
+    const errorMs = half + this.driftUncertainty * age;
+    const mid0 = (plain.up + plain.lo) / 2;
+    // The drift may not pull the estimate further than it is sure of.
+    const offset = mid0 + clamp((c.up + c.lo) / 2 - mid0, -errorMs, errorMs);
+    return { offset, errorMs, lower: c.lo, upper: c.up };
+  }
+
+  /**
+   * Refits the drift: a weighted least-squares slope of the buckets'
+   * midpoints, accepted only over a long enough baseline and when it stands
+   * out of its own noise, and clamped to maxDriftPpm.
+   */
+  fitDrift() {
+    const o = this.opts;
+    const pts = [];
+    for (const b of this._buckets) {
+      if (b.up === undefined || b.lo === undefined) continue;
+      const w = Math.max(0.05, (b.up - b.lo) / 2);
+      pts.push({ t: (b.upAt + b.loAt) / 2, m: (b.up + b.lo) / 2, w: 1 / (w * w) });
+    }
+    if (pts.length < 5 || pts[pts.length - 1].t - pts[0].t < o.minDriftSpanMs) {
+      this.drift = 0;
+      this.driftUncertainty = o.priorDriftPpm / 1e6;
+      return;
+    }
+    let sw = 0;
+    let st = 0;
+    let sm = 0;
+    for (const p of pts) {
+      sw += p.w;
+      st += p.w * p.t;
+      sm += p.w * p.m;
+    }
+    const mt = st / sw;
+    const mm = sm / sw;
+    let num = 0;
+    let den = 0;
+    for (const p of pts) {
+      num += p.w * (p.t - mt) * (p.m - mm);
+      den += p.w * (p.t - mt) ** 2;
+    }
+    if (!(den > 0)) return;
+    const slope = num / den;
+    const se = Math.sqrt(1 / den); // with each bucket's half-width as its sigma
+    const max = o.maxDriftPpm / 1e6;
+    this.drift = Math.abs(slope) > 2 * se ? clamp(slope, -max, max) : 0;
+    this.driftUncertainty = Math.min(max, Math.max(se, 1e-6));
+  }
+}
+
+/**
+ * A continuous mapping from local time to server time that follows the
+ * clock model's estimate without jumping: when the estimate moves, the
+ * difference is slewed away at `rate` (1% = 10 ms per second), the way
+ * audio engines correct a clock, so a chart never jumps and a click never
+ * doubles or skips a beat. A correction larger than `stepMs` (the first
+ * sync, a clock that was set) is applied at once.
+ */
+export class SlewedClock {
+  constructor({ rate = 0.01, stepMs = 250 } = {}) {
+    this.rate = rate;
+    this.stepMs = stepMs;
+    this.base = 0; // target offset at `at`
+    this.at = 0;
+    this.drift = 0;
+    this.resid = 0; // applied minus target at `since`, slewed towards 0
+    this.since = 0;
+    this.set = false;
+  }
+
+  /** Offset (server - local) in use at local instant `l`. */
+  offsetAt(l) {
+    const target = this.base + this.drift * (l - this.at);
+    if (!this.resid) return target;
+    const left = Math.max(0, Math.abs(this.resid) - this.rate * Math.max(0, l - this.since));
+    return target + Math.sign(this.resid) * left;
+  }
+
+  /** The residual correction still being slewed at `l`. */
+  pendingAt(l) {
+    return this.offsetAt(l) - (this.base + this.drift * (l - this.at));
+  }
+
+  /**
+   * Retargets at local instant `now`: offset(l) -> base + drift*(l - now),
+   * slewed from the offset in use unless `slew` is false (nothing is
+   * playing, so nobody would see a jump) or the step is over stepMs.
+   */
+  retarget(now, base, drift, slew = true) {
+    const cur = this.set ? this.offsetAt(now) : base;
+    this.base = base;
+    this.at = now;
+    this.drift = drift;
+    this.resid = slew ? cur - base : 0;
+    this.since = now;
+    if (Math.abs(this.resid) > this.stepMs) this.resid = 0;
+    this.set = true;
+  }
+
+  toServer(l) {
+    return l + this.offsetAt(l);
+  }
+
+  toLocal(s) {
+    // offsetAt changes by at most (drift + rate) per ms, so this converges
+    // by that factor per step.
+    let l = s - this.offsetAt(s);
+    for (let i = 0; i < 4; i++) l = s - this.offsetAt(l);
+    return l;
+  }
+}
 
 export class BandSyncClient extends Emitter {
   constructor(url, opts = {}) {
     super();
     this.opts = { ...DEFAULTS, ...opts };
     this.opts.samplesPerRound = Math.max(8, this.opts.samplesPerRound | 0);
-    this.opts.keepBest = clamp(this.opts.keepBest | 0, 1, this.opts.samplesPerRound);
+    this.opts.minSampleIntervalMs = Math.max(50, Number(this.opts.minSampleIntervalMs) || DEFAULTS.minSampleIntervalMs);
+    this.opts.maxSampleIntervalMs = Math.max(this.opts.minSampleIntervalMs, Number(this.opts.maxSampleIntervalMs) || DEFAULTS.maxSampleIntervalMs);
     this.now = typeof opts.now === "function" ? opts.now : localNow;
 
     /** Last session state (a `snapshot`), kept through disconnections. */
@@ -145,15 +415,22 @@ export class BandSyncClient extends Emitter {
     this._join = null; // {sessionId, displayName, role} to re-join with
     this._wantLeader = false; // re-claim leadership after a non-recovered reconnect
     this._anchor = null; // what positionAt derives from
-    this._model = { base: 0, at: 0, drift: 0 }; // serverTime = local + base + drift*(local-at)
-    this._rounds = [];
-    this._sync = { synced: false, offsetMs: 0, rttMs: NaN, jitterMs: NaN, driftPpm: 0, rounds: 0, lastSyncAt: null, samples: 0 };
+    this._clock = new ClockModel({
+      windowMs: this.opts.windowMs,
+      minDriftSpanMs: this.opts.minDriftSpanMs,
+      maxDriftPpm: this.opts.maxDriftPpm,
+    });
+    this._slew = new SlewedClock({ rate: this.opts.slewRate, stepMs: this.opts.stepMs });
+    this._round = [];
+    this._burstLeft = 0;
+    this._lastRefresh = -Infinity;
+    this._beatPlannedOffset = NaN;
+    this._sync = { synced: false, offsetMs: 0, errorMs: Infinity, rttMs: NaN, rttMinMs: NaN, jitterMs: NaN, driftPpm: 0, rounds: 0, lastSyncAt: null, samples: 0 };
     this._arrivals = new Map(); // t0 -> local arrival time of its clock_sync answer
     this._syncing = null;
     this._syncTimer = null;
     this._beatListeners = new Set();
     this._beatTimer = null;
-    this._lastBeat = null; // {beat, local}
     this._closed = false;
     this._attempt = 0;
 
@@ -184,9 +461,18 @@ export class BandSyncClient extends Emitter {
       if (!engine || engine.__bandsyncHooked) return;
       engine.__bandsyncHooked = true;
       engine.on("data", (data) => {
-        if (typeof data !== "string" || data.indexOf('"t2"') < 0) return;
-        const m = T0_RE.exec(data);
-        if (m) this._arrivals.set(Number(m[1]), this.now());
+        if (typeof data !== "string") return;
+        if (data.indexOf('"t2"') >= 0) {
+          const m = T0_RE.exec(data);
+          if (m) this._arrivals.set(Number(m[1]), this.now());
+        } else if (data.length < 1024 && data.indexOf('"scroll_tick"') >= 0) {
+          // Every tick was stamped by the server before it was sent: one
+          // more bound on the offset, 60 a second while playing.
+          const m = TS_RE.exec(data);
+          if (!m) return;
+          const now = this.now();
+          if (this._clock.addLower(Number(m[1]) - now, now) && now - this._lastRefresh > 50) this._refreshClock(now);
+        }
       });
     };
     manager.on("open", hookEngine);
@@ -233,7 +519,7 @@ export class BandSyncClient extends Emitter {
     this.recovered = Boolean(s.recovered);
     this._attempt = 0;
     this._setConnection("connected", { recovered: this.recovered, socketId: s.id });
-    this._scheduleSync(0);
+    this._startSampling();
     if (!this._join) return;
     // Re-join. With a recovered connection the server kept our membership
     // and role, and join_session only re-sends the snapshot; without, this
@@ -262,23 +548,32 @@ export class BandSyncClient extends Emitter {
 
   /** Maps a local-clock instant (this.now() units) to server time. */
   toServerTime(localMs) {
-    const m = this._model;
-    return localMs + m.base + m.drift * (localMs - m.at);
+    return this._slew.toServer(localMs);
   }
 
   /** Maps a server-time instant to the local clock. */
   toLocalTime(serverMs) {
-    const m = this._model;
-    // Invert local + base + drift*(local - at) = server.
-    return (serverMs - m.base + m.drift * m.at) / (1 + m.drift);
+    return this._slew.toLocal(serverMs);
   }
 
-  /** The clock-sync figures: offsetMs (server - local), rttMs, jitterMs, driftPpm, ... */
+  /**
+   * The clock-sync figures: offsetMs (server - local, in use now), errorMs
+   * (how far the position may be off, from this device's clock alone),
+   * rttMs, rttMinMs, jitterMs, driftPpm, rounds, samples, lastSyncAt.
+   */
   get sync() {
-    return { ...this._sync, offsetMs: this.toServerTime(this.now()) - this.now() };
+    const now = this.now();
+    const e = this._clock.estimate(now);
+    const pending = this._slew.set ? Math.abs(this._slew.pendingAt(now)) : 0;
+    return {
+      ...this._sync,
+      offsetMs: this._slew.offsetAt(now),
+      errorMs: e ? e.errorMs + pending : Infinity,
+      driftPpm: this._clock.drift * 1e6,
+    };
   }
 
-  /** Runs one clock-sync round now; resolves with the sync figures. */
+  /** Runs one clock-sync round (samplesPerRound exchanges) now; resolves with the sync figures. */
   syncClock() {
     if (!this._syncing) {
       this._syncing = this._syncRound().finally(() => {
@@ -298,6 +593,9 @@ export class BandSyncClient extends Emitter {
       throw new BandSyncError(ack?.error?.code || "CLOCK_SYNC_FAILED", ack?.error?.message || "bad clock_sync answer");
     }
     const { t1, t2 } = ack;
+    if (!Number.isFinite(t1) || !Number.isFinite(t2) || t2 < t1) {
+      throw new BandSyncError("CLOCK_SYNC_FAILED", "bad clock_sync answer");
+    }
     return { t0, t1, t2, t3, rtt: t3 - t0 - (t2 - t1), offset: (t1 - t0 + (t2 - t3)) / 2 };
   }
 
@@ -306,76 +604,87 @@ export class BandSyncClient extends Emitter {
     for (let i = 0; i < this.opts.samplesPerRound; i++) {
       if (!this.socket.connected || this._closed) break;
       try {
-        samples.push(await this._sample());
+        const s = await this._sample();
+        samples.push(s);
+        this._addSample(s);
       } catch (err) {
-        if (err?.code === "RATE_LIMITED") break;
-        if (err?.code === "DISCONNECTED") break;
+        if (err?.code === "RATE_LIMITED" || err?.code === "DISCONNECTED") break;
       }
     }
-    this._arrivals.clear();
-    if (samples.length < Math.min(8, this.opts.samplesPerRound)) return this.sync;
-    const byRtt = [...samples].sort((a, b) => a.rtt - b.rtt);
-    const best = byRtt.slice(0, this.opts.keepBest);
+    if (samples.length) this._finishRound(samples);
+    return this.sync;
+  }
+
+  _addSample(s) {
+    this._clock.addExchange(s);
+    this._refreshClock();
+  }
+
+  // Follows the clock model's newest estimate (slewed, never jumped).
+  _refreshClock(now = this.now()) {
+    const e = this._clock.estimate(now);
+    if (!e) return;
+    this._lastRefresh = now;
+    // Jumps are only seen while the band plays (count-in included); until
+    // then, and until the first round has narrowed the estimate, it steps.
+    const slew = this._sync.rounds > 0 && Boolean(this._anchor?.isPlaying);
+    this._slew.retarget(now, e.offset, this._clock.drift, slew);
+    if (!this._sync.synced) this._sync = { ...this._sync, synced: true };
+    // Beat timers were set on the old mapping; a change they would feel
+    // (the slew moves at most `slewRate` of the time) re-plans them.
+    if (Math.abs(e.offset - this._beatPlannedOffset) > 0.5) this._scheduleBeat();
+  }
+
+  _finishRound(samples) {
+    this._clock.fitDrift();
+    this._refreshClock();
+    const rtts = samples.map((s) => s.rtt);
+    const now = this.now();
+    const e = this._clock.estimate(now);
     const round = {
-      at: median(best.map((s) => (s.t0 + s.t3) / 2)),
-      offset: median(best.map((s) => s.offset)),
-      rttMin: byRtt[0].rtt,
-      rtt: median(samples.map((s) => s.rtt)),
-      jitter: stddev(samples.map((s) => s.rtt)),
-      n: samples.length,
+      offset: this._slew.offsetAt(now),
+      rttMin: Math.min(...rtts),
+      rtt: median(rtts),
+      jitter: stddev(rtts),
     };
-    this._applyRound(round);
+    this._sync = {
+      synced: Boolean(e),
+      offsetMs: round.offset,
+      errorMs: e ? e.errorMs : Infinity,
+      rttMs: round.rtt,
+      rttMinMs: round.rttMin,
+      jitterMs: round.jitter,
+      driftPpm: this._clock.drift * 1e6,
+      rounds: (this._sync.rounds || 0) + 1,
+      samples: samples.length,
+      lastSyncAt: now,
+    };
     this._emit("sync", this.sync);
     if (this.opts.reportSyncQuality && this.socket.connected) {
       const report = { offsetMs: round.offset, rttMs: round.rtt, jitterMs: round.jitter };
       if (this.sessionId) report.sessionId = this.sessionId;
       this.socket.emit("sync_quality", report);
     }
-    return this.sync;
   }
 
-  _applyRound(r) {
+  // How long to wait before the next background exchange: back to back for
+  // the first round after a (re)connection, then faster while the estimate
+  // is unsure (a jittery link needs many tries to catch its quick
+  // exchanges), slower once it is tight.
+  _nextSampleDelay() {
     const o = this.opts;
-    if (this._rounds.length) {
-      // A step far beyond what the round trip can explain is a clock jump
-      // (the server's wall clock was set): start the history again.
-      const predicted = this.toServerTime(r.at) - r.at;
-      if (Math.abs(r.offset - predicted) > Math.max(20, 4 * r.rttMin)) this._rounds = [];
-    }
-    this._rounds.push(r);
-    this._rounds = this._rounds.filter((x) => r.at - x.at <= o.driftWindowMs).slice(-o.maxRounds);
+    if (this._burstLeft > 0) return 0;
+    const err = this.sync.errorMs;
+    let d = o.maxSampleIntervalMs;
+    if (!(err <= 1)) d = Math.max(o.minSampleIntervalMs, o.maxSampleIntervalMs / 4);
+    if (!(err <= 3)) d = o.minSampleIntervalMs;
+    return d * (0.9 + 0.2 * Math.random());
+  }
 
-    // Drift: least-squares slope of offset over time across rounds.
-    let drift = 0;
-    const rs = this._rounds;
-    if (rs.length >= 3 && rs[rs.length - 1].at - rs[0].at >= o.minDriftSpanMs) {
-      const mt = rs.reduce((a, x) => a + x.at, 0) / rs.length;
-      const mo = rs.reduce((a, x) => a + x.offset, 0) / rs.length;
-      let num = 0;
-      let den = 0;
-      for (const x of rs) {
-        num += (x.at - mt) * (x.offset - mo);
-        den += (x.at - mt) ** 2;
-      }
-      if (den > 0) drift = clamp(num / den, -o.maxDriftPpm / 1e6, o.maxDriftPpm / 1e6);
-    }
-    // Offset now: the median of the last three rounds, each carried to this
-    // round's instant along the drift, so one round disturbed by a busy
-    // network or a GC pause cannot move the band's clock on its own.
-    const recent = rs.slice(-3).map((x) => x.offset + drift * (r.at - x.at));
-    this._model = { base: median(recent), at: r.at, drift };
-    this._sync = {
-      synced: true,
-      offsetMs: this._model.base,
-      rttMs: r.rtt,
-      rttMinMs: r.rttMin,
-      jitterMs: r.jitter,
-      driftPpm: drift * 1e6,
-      rounds: (this._sync.rounds || 0) + 1,
-      samples: r.n,
-      lastSyncAt: r.at,
-    };
-    this._scheduleBeat();
+  _startSampling() {
+    this._burstLeft = this.opts.samplesPerRound;
+    this._round = [];
+    this._scheduleSync(0);
   }
 
   _scheduleSync(delayMs) {
@@ -383,12 +692,23 @@ export class BandSyncClient extends Emitter {
     if (this._closed) return;
     this._syncTimer = setTimeout(async () => {
       this._syncTimer = null;
-      if (!this.socket.connected) return;
-      const first = this._sync.rounds === 0 || delayMs === 0;
-      await this.syncClock().catch(() => {});
       if (!this.socket.connected || this._closed) return;
-      const base = first ? this.opts.quickResyncMs : this.opts.resyncIntervalMs;
-      this._scheduleSync(first ? base : base * (0.9 + 0.2 * Math.random()));
+      let backoff = false;
+      try {
+        const s = await this._sample();
+        this._burstLeft = Math.max(0, this._burstLeft - 1);
+        this._round.push(s);
+        this._addSample(s);
+        if (this._round.length >= this.opts.samplesPerRound) {
+          const r = this._round;
+          this._round = [];
+          this._finishRound(r);
+        }
+      } catch (err) {
+        backoff = err?.code === "RATE_LIMITED";
+      }
+      if (!this.socket.connected || this._closed || this._syncTimer) return;
+      this._scheduleSync(backoff ? this.opts.maxSampleIntervalMs * 2 : this._nextSampleDelay());
     }, delayMs);
   }
 
@@ -426,7 +746,7 @@ export class BandSyncClient extends Emitter {
       version: st.version,
     };
     if (!oldAnchor || oldAnchor.version !== this._anchor.version || oldAnchor.isPlaying !== this._anchor.isPlaying) {
-      this._lastBeatGridChanged = true;
+      for (const e of this._beatListeners) e.gridChanged = true;
     }
     this._updateRole(st);
     this._emit("state", st, prev);
@@ -544,12 +864,13 @@ export class BandSyncClient extends Emitter {
    * comes that much early, so audio can be scheduled at `localTime`.
    */
   onBeat(cb, opts = {}) {
-    const entry = { cb, beatsPerBar: opts.beatsPerBar || 4, lookaheadMs: opts.lookaheadMs || 0 };
+    const entry = { cb, beatsPerBar: opts.beatsPerBar || 4, lookaheadMs: Math.max(0, Number(opts.lookaheadMs) || 0), last: null, gridChanged: false, next: null };
     this._beatListeners.add(entry);
     this._scheduleBeat();
     return () => {
       this._beatListeners.delete(entry);
       if (!this._beatListeners.size) this._clearBeatTimer();
+      else this._scheduleBeat();
     };
   }
 
@@ -558,65 +879,73 @@ export class BandSyncClient extends Emitter {
     this._beatTimer = null;
   }
 
-  _scheduleBeat() {
-    this._clearBeatTimer();
-    if (!this._beatListeners.size || this._closed) return;
+  // The next beat one listener is to hear, from its own lookahead and its
+  // own last beat: a listener without lookahead is never called early
+  // because another one asked for it.
+  _nextBeatFor(e, now) {
     const a = this._anchor;
-    if (!a || !a.isPlaying || !(a.tempo > 0)) {
-      this._lastBeat = null;
-      return;
-    }
-    const lookahead = Math.max(0, ...[...this._beatListeners].map((e) => e.lookaheadMs));
-    const now = this.now();
-    let next = Math.floor(this.gridBeatAt(now + lookahead) + 1e-9) + 1;
-    // Do not repeat a beat already announced (the grid may move by a
-    // fraction of a millisecond when the clock model is refined).
     const beatMs = 60000 / a.tempo;
-    let when = this.localTimeOfBeat(next);
-    if (this._lastBeat && Math.abs(when - this._lastBeat.local) < beatMs / 4) {
-      next += 1;
-      when = this.localTimeOfBeat(next);
+    let beat = Math.floor(this.gridBeatAt(now + e.lookaheadMs) + 1e-9) + 1;
+    let when = this.localTimeOfBeat(beat);
+    // Never repeat a beat already announced: the slewed clock may step back
+    // a fraction of a millisecond, and a snapshot that leaves the grid where
+    // it was (a message, a new member) must not re-announce the beat.
+    if (e.last) {
+      if (!e.gridChanged && beat <= e.last.beat) beat = e.last.beat + 1;
+      else if (Math.abs(when - e.last.local) < beatMs / 4) beat += 1;
+      when = this.localTimeOfBeat(beat);
     }
     // A beat that fell between the last one and now (a timer that fired
     // late) is still announced, late, rather than silently dropped.
-    const prevBeat = next - 1;
-    const prevWhen = this.localTimeOfBeat(prevBeat);
-    if (
-      this._lastBeat &&
-      !this._lastBeatGridChanged &&
-      prevBeat > this._lastBeat.beat &&
-      now - prevWhen < beatMs / 2 &&
-      now + lookahead >= prevWhen
-    ) {
-      next = prevBeat;
+    const prev = beat - 1;
+    const prevWhen = this.localTimeOfBeat(prev);
+    if (e.last && !e.gridChanged && prev > e.last.beat && now - prevWhen < beatMs / 2 && now + e.lookaheadMs >= prevWhen) {
+      beat = prev;
       when = prevWhen;
     }
-    this._lastBeatGridChanged = false;
-    const delay = Math.max(0, when - lookahead - now);
-    this._beatTimer = setTimeout(() => this._fireBeat(next, when, lookahead), delay);
+    e.gridChanged = false;
+    return { beat, due: when - e.lookaheadMs };
   }
 
-  _fireBeat(beat, localTime, lookahead = 0) {
+  _scheduleBeat() {
+    this._clearBeatTimer();
+    this._beatPlannedOffset = this._slew.set ? this._slew.offsetAt(this.now()) : NaN;
+    if (!this._beatListeners.size || this._closed) return;
+    const a = this._anchor;
+    if (!a || !a.isPlaying || !(a.tempo > 0)) {
+      for (const e of this._beatListeners) e.last = null;
+      return;
+    }
+    const now = this.now();
+    let due = Infinity;
+    for (const e of this._beatListeners) {
+      e.next = this._nextBeatFor(e, now);
+      due = Math.min(due, e.next.due);
+    }
+    this._beatTimer = setTimeout(() => this._fireBeats(), Math.max(0, due - now));
+  }
+
+  _fireBeats() {
     this._beatTimer = null;
     const a = this._anchor;
     if (!a || !a.isPlaying) return;
     const now = this.now();
-    // Timers have millisecond granularity and may fire a little early
-    // against this sub-ms clock: never announce a beat before its moment.
-    const early = localTime - lookahead - now;
-    if (early > 0.05) {
-      this._beatTimer = setTimeout(() => this._fireBeat(beat, localTime, lookahead), Math.max(1, Math.ceil(early)));
-      return;
-    }
-    const countIn = this.toServerTime(localTime) < startOf(a).start - 0.5;
-    this._lastBeat = { beat, local: localTime };
     for (const e of [...this._beatListeners]) {
+      if (!e.next) continue;
+      const localTime = this.localTimeOfBeat(e.next.beat);
+      // Timers have millisecond granularity and may fire a little early
+      // against this sub-ms clock: never announce a beat before its moment.
+      const early = localTime - e.lookaheadMs - now;
+      if (early > 0.05) continue; // planned again below
+      const beat = e.next.beat;
+      e.last = { beat, local: localTime };
+      e.next = null;
       const bpb = e.beatsPerBar;
       const info = {
         beat,
         beatInBar: ((beat % bpb) + bpb) % bpb,
         bar: Math.floor(beat / bpb),
-        countIn,
+        countIn: this.toServerTime(localTime) < startOf(a).start - 0.5,
         localTime,
         serverTime: this.toServerTime(localTime),
         lateMs: now - (localTime - e.lookaheadMs),
@@ -672,7 +1001,7 @@ export class BandSyncClient extends Emitter {
     this._anchor = null;
     this.sessionId = null;
     this.role = null;
-    this._lastBeat = null;
+    for (const e of this._beatListeners) e.last = null;
     this._clearBeatTimer();
   }
 

@@ -1,0 +1,332 @@
+package precision
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Event changes the wifi device's network during the song, At after the
+// start.
+type Event struct {
+	At time.Duration
+	// Stall holds both directions for this long (the event's instant, for
+	// recovery, is the stall's end); otherwise the link changes to Up/Down.
+	Stall    time.Duration
+	Up, Down Dist
+}
+
+// Scenario is one network for the "wifi" device; the "lan" device is
+// always on a clean proxy and the leader connects directly.
+type Scenario struct {
+	Name     string
+	Desc     string
+	Up, Down Dist
+	Events   []Event
+}
+
+// Scenarios is the full matrix for a song of duration d.
+func Scenarios(d time.Duration) []Scenario {
+	jitter := Dist{MeanMs: 50, StddevMs: 30}
+	lan := Dist{MeanMs: 2, StddevMs: 1}
+	return []Scenario{
+		{Name: "clean", Desc: "clean LAN: no added delay"},
+		{Name: "jitter", Desc: "N(50,30) ms each way", Up: jitter, Down: jitter},
+		{Name: "asym", Desc: "asymmetric: 10 ms up, 60 ms down (N(.,1))", Up: Dist{10, 1}, Down: Dist{60, 1}},
+		{Name: "stall", Desc: "N(2,1) each way, a 5 s stall both ways at 1/3", Up: lan, Down: lan,
+			Events: []Event{{At: d / 3, Stall: 5 * time.Second}}},
+		{Name: "change", Desc: "N(2,1), then N(50,30) from 1/3, then N(2,1) again from 2/3", Up: lan, Down: lan,
+			Events: []Event{{At: d / 3, Up: jitter, Down: jitter}, {At: 2 * d / 3, Up: lan, Down: lan}}},
+	}
+}
+
+// Config says what to run.
+type Config struct {
+	Node         string        // node binary
+	DeviceScript string        // test/e2e/precision/device.mjs
+	ServerURL    string        // the server, http://host:port
+	Duration     time.Duration // of play, scored
+	Warmup       time.Duration // joined and syncing before the leader plays
+	SampleMs     float64
+	Seed         uint64
+	Log          *slog.Logger
+}
+
+// Result is one scenario's scores.
+type Result struct {
+	Scenario string         `json:"scenario"`
+	Desc     string         `json:"desc"`
+	Devices  []DeviceScore  `json:"devices"`
+	Pairs    []PairScore    `json:"pairs"`
+	Sync     map[string]any `json:"finalSync"`
+}
+
+type device struct {
+	name  string
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan map[string]json.RawMessage
+	mu    sync.Mutex
+	ss    []Sample
+	final map[string]any
+	done  chan struct{}
+}
+
+func startDevice(ctx context.Context, cfg Config, name, url, session, role string) (*device, error) {
+	cmd := exec.CommandContext(ctx, cfg.Node, cfg.DeviceScript, url, session, name, role, fmt.Sprint(cfg.SampleMs))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &limitedWriter{w: &stderr, n: 64 << 10}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start device %s: %w", name, err)
+	}
+	d := &device{name: name, cmd: cmd, stdin: stdin, lines: make(chan map[string]json.RawMessage, 16), done: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		defer close(d.lines)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var m map[string]json.RawMessage
+			if json.Unmarshal(sc.Bytes(), &m) != nil {
+				continue
+			}
+			var ev string
+			_ = json.Unmarshal(m["ev"], &ev)
+			switch ev {
+			case "s":
+				var s Sample
+				if json.Unmarshal(sc.Bytes(), &s) == nil {
+					d.mu.Lock()
+					d.ss = append(d.ss, s)
+					d.mu.Unlock()
+				}
+			case "bye":
+				var f struct {
+					Sync map[string]any `json:"sync"`
+				}
+				_ = json.Unmarshal(sc.Bytes(), &f)
+				d.mu.Lock()
+				d.final = f.Sync
+				d.mu.Unlock()
+			case "sync", "connection":
+				cfg.Log.Debug("device", "name", name, "line", sc.Text())
+			default:
+				select {
+				case d.lines <- m:
+				default:
+				}
+			}
+		}
+		if err := cmd.Wait(); err != nil && ctx.Err() == nil {
+			cfg.Log.Warn("device exited", "name", name, "err", err, "stderr", stderr.String())
+		}
+	}()
+	return d, nil
+}
+
+// await waits for the device's next line with ev == want.
+func (d *device) await(ctx context.Context, want string, timeout time.Duration) (map[string]json.RawMessage, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case m, ok := <-d.lines:
+			if !ok {
+				return nil, fmt.Errorf("device %s exited before %q", d.name, want)
+			}
+			var ev string
+			_ = json.Unmarshal(m["ev"], &ev)
+			if ev == want {
+				return m, nil
+			}
+			if ev == "error" {
+				return nil, fmt.Errorf("device %s: %s", d.name, m["message"])
+			}
+		case <-t.C:
+			return nil, fmt.Errorf("device %s: no %q within %s", d.name, want, timeout)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (d *device) send(line string) error {
+	_, err := io.WriteString(d.stdin, line+"\n")
+	return err
+}
+
+func (d *device) stop() {
+	_ = d.send("quit")
+	select {
+	case <-d.done:
+	case <-time.After(5 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.done
+	}
+}
+
+// RunScenario plays one song with three devices and scores them.
+func RunScenario(ctx context.Context, cfg Config, sc Scenario) (Result, error) {
+	res := Result{Scenario: sc.Name, Desc: sc.Desc}
+	host := strings.TrimPrefix(strings.TrimPrefix(cfg.ServerURL, "http://"), "https://")
+	net := NewNetwork(cfg.Seed)
+	lanLink, err := net.Link(sc.Name+"-lan", host)
+	if err != nil {
+		return res, err
+	}
+	defer lanLink.Close()
+	wifi, err := net.Link(sc.Name+"-wifi", host)
+	if err != nil {
+		return res, err
+	}
+	defer wifi.Close()
+	if err := wifi.SetDelay(sc.Up, sc.Down); err != nil {
+		return res, err
+	}
+
+	session := fmt.Sprintf("precision-%s-%d", sc.Name, time.Now().UnixNano()%1e9)
+	names := []string{"leader", "lan", "wifi"}
+	urls := []string{cfg.ServerURL, "http://" + lanLink.Addr(), "http://" + wifi.Addr()}
+	devs := make([]*device, 0, len(names))
+	defer func() {
+		for _, d := range devs {
+			d.stop()
+		}
+	}()
+	for i, n := range names {
+		role := "follower"
+		if i == 0 {
+			role = "leader"
+		}
+		d, err := startDevice(ctx, cfg, n, urls[i], session, role)
+		if err != nil {
+			return res, err
+		}
+		devs = append(devs, d)
+		if _, err := d.await(ctx, "synced", 30*time.Second); err != nil {
+			return res, err
+		}
+	}
+	cfg.Log.Info("devices synced; warming up", "scenario", sc.Name, "warmup", cfg.Warmup)
+	if err := sleep(ctx, cfg.Warmup); err != nil {
+		return res, err
+	}
+	const leadMs = 2000
+	if err := devs[0].send(fmt.Sprintf("play %d", leadMs)); err != nil {
+		return res, err
+	}
+	m, err := devs[0].await(ctx, "played", 10*time.Second)
+	if err != nil {
+		return res, err
+	}
+	var played struct {
+		Position  float64  `json:"positionMs"`
+		ServerTS  float64  `json:"serverTimestamp"`
+		StartsAt  *float64 `json:"startsAt"`
+		IsPlaying bool     `json:"isPlaying"`
+	}
+	if err := json.Unmarshal(m["state"], &played); err != nil || played.StartsAt == nil || !played.IsPlaying {
+		return res, fmt.Errorf("leader's play answer has no scheduled start: %s", m["state"])
+	}
+	truth := Truth{StartsAt: *played.StartsAt, StartPos: played.Position - max(0, played.ServerTS-*played.StartsAt)}
+	start := time.UnixMicro(int64(truth.StartsAt * 1000))
+	w := Window{From: truth.StartsAt + 20, To: truth.StartsAt + float64(cfg.Duration.Milliseconds())}
+
+	for _, ev := range sc.Events {
+		if err := sleep(ctx, time.Until(start.Add(ev.At))); err != nil {
+			return res, err
+		}
+		if ev.Stall > 0 {
+			cfg.Log.Info("stall", "scenario", sc.Name, "for", ev.Stall)
+			if err := wifi.Stall(true); err != nil {
+				return res, err
+			}
+			if err := sleep(ctx, ev.Stall); err != nil {
+				return res, err
+			}
+			if err := wifi.Stall(false); err != nil {
+				return res, err
+			}
+			w.Events = append(w.Events, float64(time.Now().UnixMicro())/1000)
+			continue
+		}
+		cfg.Log.Info("link change", "scenario", sc.Name, "up", ev.Up, "down", ev.Down)
+		if err := wifi.SetDelay(ev.Up, ev.Down); err != nil {
+			return res, err
+		}
+		w.Events = append(w.Events, float64(time.Now().UnixMicro())/1000)
+	}
+	if err := sleep(ctx, time.Until(start.Add(cfg.Duration+time.Second))); err != nil {
+		return res, err
+	}
+	for _, d := range devs {
+		d.stop()
+	}
+	samples := make(map[string][]Sample)
+	res.Sync = map[string]any{}
+	for _, d := range devs {
+		d.mu.Lock()
+		samples[d.name] = d.ss
+		res.Sync[d.name] = d.final
+		d.mu.Unlock()
+		res.Devices = append(res.Devices, ScoreDevice(d.name, samples[d.name], truth, w, cfg.SampleMs))
+	}
+	devs = nil
+	for i := range names {
+		for j := i + 1; j < len(names); j++ {
+			res.Pairs = append(res.Pairs, ScorePair(names[i], names[j], samples[names[i]], samples[names[j]], w))
+		}
+	}
+	return res, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// limitedWriter keeps at most n bytes (a device's stderr, for the log).
+type limitedWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if l.n <= 0 {
+		return len(p), nil
+	}
+	q := p
+	if len(q) > l.n {
+		q = q[:l.n]
+	}
+	l.n -= len(q)
+	if _, err := l.w.Write(q); err != nil {
+		return 0, errors.Join(err)
+	}
+	return len(p), nil
+}
