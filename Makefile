@@ -3,7 +3,7 @@
 GO       ?= go
 FUZZTIME ?= 60s
 
-.PHONY: all run build test e2e fuzz bench loadtest floor precision lint clean
+.PHONY: all run build test e2e fuzz bench loadtest floor redis-stall precision lint clean
 
 all: build
 
@@ -35,6 +35,10 @@ bench:
 ## loadtest: bandsync-bench fanout 50x8 with the relay baseline against a running server (URL=http://127.0.0.1:3001); docs/benchmarks.md has every scenario
 loadtest:
 	$(GO) run ./cmd/bandsync-bench -url $(or $(URL),http://127.0.0.1:3001) -scenario fanout -sessions 50 -members 8 -baseline
+
+## redis-stall: fanout S x M (50x8) in Redis mode, undisturbed and with Redis answering DELAY (250ms) late for FOR (4s); needs redis-server
+redis-stall:
+	S=$(or $(S),50) M=$(or $(M),8) DELAY=$(or $(DELAY),250ms) FOR=$(or $(FOR),4s) bash scripts/redis-stall.sh
 
 ## floor: what this machine's loopback TCP can carry for a shape, no server needed (S=625 M=8 sessions x members)
 floor:

@@ -52,7 +52,12 @@ type config struct {
 	RampStart, RampStep, RampMax int
 	StepDuration                 time.Duration
 
-	wsURL string // derived
+	// A slow Redis behind the server (redisfault.go).
+	RedisProxy, RedisUpstream                  string
+	RedisDelay, RedisDelayAfter, RedisDelayFor time.Duration
+
+	wsURL string      // derived
+	redis *redisFault // started from RedisProxy
 }
 
 func main() {
@@ -88,6 +93,13 @@ func main() {
 			os.Exit(2)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if cfg.RedisProxy != "" {
+		if cfg.redis, err = startRedisFault(ctx, cfg); err != nil {
+			fmt.Fprintln(os.Stderr, "bandsync-bench:", err)
+			os.Exit(1)
+		}
+		defer cfg.redis.close()
 	}
 	rep, err := run(ctx, cfg)
 	if rep != nil {
@@ -132,6 +144,11 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.RampStep, "ramp-step", 100, "ramp: sessions added per step")
 	fs.IntVar(&c.RampMax, "ramp-max", 2000, "ramp: stop after this many sessions even without a knee")
 	fs.DurationVar(&c.StepDuration, "step-duration", 3*time.Second, "ramp: measurement window per step")
+	fs.StringVar(&c.RedisProxy, "redis-proxy", "", "fanout, ticks: listen here (host:port) with a fault proxy in front of -redis-upstream; start the server with REDIS_URL pointing here")
+	fs.StringVar(&c.RedisUpstream, "redis-upstream", "127.0.0.1:6379", "the Redis the -redis-proxy forwards to")
+	fs.DurationVar(&c.RedisDelay, "redis-delay", 250*time.Millisecond, "with -redis-proxy: how late Redis's replies arrive during the fault (0: no fault, the undisturbed run through the proxy)")
+	fs.DurationVar(&c.RedisDelayAfter, "redis-delay-after", 3*time.Second, "with -redis-proxy: when the fault starts, from the start of the measurement window")
+	fs.DurationVar(&c.RedisDelayFor, "redis-delay-for", 4*time.Second, "with -redis-proxy: how long the fault lasts")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -169,6 +186,20 @@ func parseFlags(args []string) (config, error) {
 		benchclient.UseGoroutineReaders(true)
 	default:
 		return c, fmt.Errorf("-readers must be epoll or goroutine, not %q", c.Readers)
+	}
+	if c.RedisProxy != "" {
+		if c.Scenario != "fanout" && c.Scenario != "ticks" {
+			return c, errors.New("-redis-proxy goes with -scenario fanout or ticks")
+		}
+		if err := checkLoopback("redis://"+c.RedisProxy, false); err != nil {
+			return c, err
+		}
+		if err := checkLoopback("redis://"+c.RedisUpstream, false); err != nil {
+			return c, err
+		}
+		if c.RedisDelay < 0 || c.RedisDelayAfter < 0 || c.RedisDelayFor <= 0 || c.RedisDelayAfter+c.RedisDelayFor > c.Duration {
+			return c, errors.New("-redis-delay must be >= 0 and -redis-delay-for positive, and the fault must end inside -duration")
+		}
 	}
 	var err error
 	if c.SourceIPs, err = parseSources(sources); err != nil {

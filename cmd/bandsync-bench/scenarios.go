@@ -217,6 +217,9 @@ func runPlaying(ctx context.Context, cfg config, rep *report) error {
 		return err
 	}
 	rows := windowRows(rep, cfg.Scenario, "server", shape, w, cfg, seek)
+	if cfg.redis != nil {
+		rows[0].Note += "; " + cfg.redis.String()
+	}
 	if !cfg.Baseline {
 		return nil
 	}
@@ -283,6 +286,10 @@ func playWindow(ctx context.Context, cfg config, wsURL string, seek time.Duratio
 	}
 	if err := sleep(ctx, cfg.Warmup); err != nil {
 		return nil, err
+	}
+	if cfg.redis != nil && wsURL == cfg.wsURL {
+		stop := cfg.redis.during(ctx)
+		defer stop()
 	}
 	return f.measure(ctx, cfg.Duration, seek, pid)
 }

@@ -48,7 +48,13 @@ type Link struct {
 // Link starts a proxy on a free loopback port in front of upstream
 // (host:port).
 func (n *Network) Link(name, upstream string) (*Link, error) {
-	p := toxiproxy.NewProxy(n.api, name, "127.0.0.1:0", upstream)
+	return n.LinkAt(name, "127.0.0.1:0", upstream)
+}
+
+// LinkAt is Link listening on a given address, for a peer that must be
+// told where the link is before it starts (a server's REDIS_URL).
+func (n *Network) LinkAt(name, listen, upstream string) (*Link, error) {
+	p := toxiproxy.NewProxy(n.api, name, listen, upstream)
 	if err := n.api.Collection.Add(p, true); err != nil {
 		return nil, fmt.Errorf("proxy %s: %w", name, err)
 	}
