@@ -3,6 +3,7 @@ package events
 import (
 	"encoding/json"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/bandsync/bandsync/internal/engine"
@@ -19,6 +20,11 @@ type (
 		DisplayName *string `json:"displayName"`
 		Role        *string `json:"role"`
 		MemberToken *string `json:"memberToken"`
+		// TickIntervalMs is how often this socket wants scroll_tick: 0
+		// for none (a client that derives the position from the anchor),
+		// N for at most one per N ms; absent keeps its current choice
+		// (at first, every tick).
+		TickIntervalMs *float64 `json:"tickIntervalMs"`
 	}
 	rolePayload struct {
 		SessionID *string `json:"sessionId"`
@@ -80,9 +86,29 @@ func (h *Handlers) joinSession(c *socketio.Conn, data json.RawMessage, ack socke
 		h.fail(c, "join_session", ack, required("join_session", "sessionId"))
 		return
 	}
+	if p.TickIntervalMs != nil && !(*p.TickIntervalMs >= 0 && *p.TickIntervalMs <= maxTickIntervalMs) {
+		h.fail(c, "join_session", ack, invalid("join_session: tickIntervalMs must be a number from 0 (no ticks) to %d ms, got %s",
+			maxTickIntervalMs, strconv.FormatFloat(*p.TickIntervalMs, 'f', -1, 64)))
+		return
+	}
 	st, err := h.eng.Join(c.ID(), engine.JoinRequest{SessionID: *p.SessionID, DisplayName: deref(p.DisplayName), Role: deref(p.Role),
 		MemberToken: deref(p.MemberToken)})
+	if err == nil && p.TickIntervalMs != nil {
+		c.SetTickInterval(tickChoice(*p.TickIntervalMs))
+	}
 	h.joined(c, ack, st, err)
+}
+
+// maxTickIntervalMs bounds a slower tick rate: beyond a minute a client
+// is better served by none.
+const maxTickIntervalMs = 60_000
+
+// tickChoice maps tickIntervalMs to the transport's setting: 0 is none.
+func tickChoice(ms float64) time.Duration {
+	if ms == 0 {
+		return socketio.NoTicks
+	}
+	return time.Duration(ms * float64(time.Millisecond))
 }
 
 func (h *Handlers) leaveSession(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {

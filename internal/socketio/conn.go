@@ -92,7 +92,11 @@ type Conn struct {
 	// timingOut is set once the ping loop has handed the connection to a
 	// goroutine to be closed for a ping timeout.
 	timingOut atomic.Bool
-	created   time.Time
+	// tickEvery is the client's tick rate (SetTickInterval), in ns: 0 for
+	// every tick, NoTicks for none; tickDue is when the next one is due.
+	// Both are touched by the one goroutine that ticks the session.
+	tickEvery, tickDue atomic.Int64
+	created            time.Time
 
 	// Read state, touched only by whoever is reading the connection (one
 	// at a time): an incomplete frame, and a fragmented message.
@@ -774,4 +778,40 @@ func formatOffset(seq uint64) string { return strconv.FormatUint(seq, 10) }
 func parseOffset(s string) (uint64, bool) {
 	v, err := strconv.ParseUint(s, 10, 64)
 	return v, err == nil
+}
+
+// NoTicks is the SetTickInterval of a client that takes no scroll_tick.
+const NoTicks time.Duration = -1
+
+// SetTickInterval sets how often the connection gets the volatile events
+// (scroll_tick): 0 for every one, NoTicks for none, d for at most one per d.
+// A client that draws the position from the anchor and its synced clock
+// needs none, and every tick it skips is a packet the server never sends.
+func (c *Conn) SetTickInterval(d time.Duration) {
+	c.tickEvery.Store(int64(d))
+	c.tickDue.Store(0)
+}
+
+// wantsTick reports whether a volatile frame at now goes to the connection,
+// and books the next one. The schedule advances from when a tick was due,
+// not from when it came, so a rate of 100 ms over 16 ms ticks averages 100
+// ms instead of drifting towards the next multiple of 16.
+func (c *Conn) wantsTick(now int64) bool {
+	every := c.tickEvery.Load()
+	switch {
+	case every == 0:
+		return true
+	case every < 0:
+		return false
+	}
+	due := c.tickDue.Load()
+	if now < due {
+		return false
+	}
+	next := due + every
+	if next <= now {
+		next = now + every // far behind (or the first tick): start afresh
+	}
+	c.tickDue.Store(next)
+	return true
 }

@@ -620,8 +620,17 @@ func (s *Server) broadcast(room, event string, payload any, kind emitKind) error
 	return nil
 }
 
-// BroadcastFrame queues an already encoded frame to every member of room.
+// BroadcastFrame queues an already encoded frame to every member of room;
+// a volatile frame (a tick) only to those that want it now.
 func (s *Server) BroadcastFrame(room string, f *Frame) int {
+	if f.volatile {
+		now := time.Now().UnixNano()
+		return s.rooms.each(room, func(c *Conn) {
+			if c.wantsTick(now) {
+				c.enqueue(f)
+			}
+		})
+	}
 	return s.rooms.each(room, func(c *Conn) { c.enqueue(f) })
 }
 

@@ -6,9 +6,10 @@
 //     position is derived from the anchor, never accumulated), and
 //   - ticks arrive at 62.5/s within 2% (count / elapsed between the first
 //     and the last tick, as the follower's app receives them).
-// Also: ticks stop on pause, carry the new position after a seek, and a
-// socket that does not lead a session cannot change it, whatever it sends in
-// whatever order.
+// Also: ticks stop on pause, carry the new position after a seek, go only
+// to the sockets that asked for them (tickIntervalMs), and a socket that
+// does not lead a session cannot change it, whatever it sends in whatever
+// order.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { performance } from "node:perf_hooks";
@@ -157,6 +158,38 @@ describe(`scroll_tick (SCROLL_TICK_INTERVAL=${TICK_MS})`, () => {
     await ok(leader, "seek", { sessionId: id, position: 5000 });
     await sleep(300);
     assert.equal(ticks.length, pausedMark, "a seek while paused started ticks");
+  });
+
+  test("ticks on demand: tickIntervalMs 0 takes none, 250 at most 4/s, absent every tick; state changes reach all", { timeout: 20_000 }, async () => {
+    const id = `ondemand-${uid()}`;
+    const leader = await member(srv.url, id, "Leader");
+    const plain = await member(srv.url, id, "MobileApp"); // asks for nothing: today's behaviour
+    const sdk = await connect(srv.url);
+    await ok(sdk, "join_session", { sessionId: id, displayName: "SDK", tickIntervalMs: 0 });
+    const slow = await connect(srv.url);
+    await ok(slow, "join_session", { sessionId: id, displayName: "Slow", tickIntervalMs: 250 });
+    // Out-of-range choices are refused and change nothing.
+    for (const bad of [-1, 60_001, "fast"]) {
+      const ack = await send(slow, "join_session", { sessionId: id, tickIntervalMs: bad });
+      assert.equal(ack?.error?.code, "INVALID_PAYLOAD", `tickIntervalMs ${JSON.stringify(bad)} -> ${JSON.stringify(ack)}`);
+    }
+    const logs = [plain, sdk, slow].map((s) => tickLog(s, id));
+    const seeks = [plain, sdk, slow].map((s) => once(s, "seek", 3000));
+    await ok(leader, "play", { sessionId: id });
+    await sleep(2000);
+    await ok(leader, "seek", { sessionId: id, position: 1000 });
+    await Promise.all(seeks);
+    await ok(leader, "pause", { sessionId: id });
+    const [p, n, w] = logs.map((l) => l.length);
+    assert.ok(p > 100, `the app that asked for nothing got ${p} ticks in 2 s`);
+    assert.equal(n, 0, "the SDK that asked for none got ticks");
+    assert.ok(w >= 6 && w <= 10, `at most one per 250 ms over ~2 s: got ${w}`);
+    // A re-join that does not mention tickIntervalMs keeps the choice.
+    await ok(sdk, "join_session", { sessionId: id });
+    await ok(leader, "play", { sessionId: id });
+    await sleep(300);
+    await ok(leader, "pause", { sessionId: id });
+    assert.equal(logs[1].length, 0, "a re-join without tickIntervalMs reset the choice");
   });
 
   test("no session hijack: non-leaders and outsiders send every state-changing event in many orders; nothing changes", { timeout: 60_000 }, async () => {
