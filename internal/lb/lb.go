@@ -76,8 +76,9 @@ func New(opts Options) (*Balancer, error) {
 	return b, nil
 }
 
-// errBackendDown marks a request whose backend refused it before anything
-// was sent, so ServeHTTP may try another one.
+// retryKey carries a *bool in a proxied request's context: the error
+// handler sets it when the backend refused the connection, before anything
+// was written to the client, so ServeHTTP may try the next backend.
 type retryKey struct{}
 
 func (b *Balancer) proxyError(be *backend) func(http.ResponseWriter, *http.Request, error) {
