@@ -86,6 +86,15 @@ deploy_image_build() {
 	((size < 25 * 1000 * 1000)) || { warn "the image is $size bytes, over 25 MB"; return 1; }
 	user="$(docker image inspect -f '{{.Config.User}}' bandsync:local)"
 	[[ -n "$user" && "$user" != 0* && "$user" != root* ]] || { warn "the image runs as '$user'"; return 1; }
+	# rediss:// needs the CA bundle inside the image.
+	local cid listing
+	cid="$(timeout 30 docker create bandsync:local)" || return 1
+	listing="$(timeout 60 docker export "$cid" | tar -tvf -)"
+	timeout 30 docker rm "$cid" >/dev/null
+	awk '$6 == "etc/ssl/certs/ca-certificates.crt" && $3 > 1000 {found=1} END {exit !found}' <<<"$listing" || {
+		warn "the image has no CA bundle at /etc/ssl/certs/ca-certificates.crt"
+		return 1
+	}
 }
 
 # deploy_container runs the image with no configuration at all, as
