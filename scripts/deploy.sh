@@ -12,6 +12,16 @@ stage_deploy() {
 	deploy_manifests || failed=1
 	deploy_release || failed=1
 	if ((failed == 0)); then
+		if command -v prometheus >/dev/null 2>&1; then
+			deploy_prometheus || failed=1
+		elif in_ci; then
+			warn "prometheus not found (Debian's prometheus package provides it)"
+			failed=1
+		else
+			skipped "the dashboard's queries on Prometheus: prometheus not found (apt-get install prometheus)"
+		fi
+	fi
+	if ((failed == 0)); then
 		local rc=0
 		ensure_docker || rc=$?
 		if ((rc == 2)); then
@@ -161,4 +171,49 @@ deploy_stack() {
 		BANDSYNC_PORT= timeout 30 "${dc[@]}" logs --tail=30 >&2 || true
 		return 1
 	fi
+}
+
+# deploy_prometheus scrapes a real server with a real Prometheus (Debian's),
+# with the alert rules loaded, and runs every dashboard query on it.
+deploy_prometheus() {
+	section "deploy: the dashboard's queries on Prometheus scraping a server"
+	ensure_node || return 1
+	local dir bin="$ROOT/dist/linux-$(go env GOARCH)/bandsync" sport pport attempt
+	dir="$(mktemp -d "${TMPDIR:-/tmp}/bandsync-prom.XXXXXX")"
+	add_cleanup "rm -rf '$dir'"
+	for attempt in 1 2 3 4 5 6 7 8 9 10; do
+		sport=$((20000 + RANDOM % 40000))
+		pport=$((20000 + RANDOM % 40000))
+		_port_in_use "$sport" || _port_in_use "$pport" || break
+	done
+	(cd "$dir" && HOST=127.0.0.1 PORT="$sport" METRICS_INTERVAL=1000 exec "$bin") >"$dir/bandsync.log" 2>&1 &
+	local spid=$!
+	add_cleanup "kill $spid 2>/dev/null"
+	cat >"$dir/prometheus.yml" <<-YAML
+		global: { scrape_interval: 1s, evaluation_interval: 1s }
+		rule_files: ["$ROOT/deploy/prometheus/bandsync-alerts.yml"]
+		scrape_configs:
+		  - job_name: bandsync
+		    static_configs: [{ targets: ["127.0.0.1:$sport"] }]
+	YAML
+	prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
+		--web.listen-address="127.0.0.1:$pport" >"$dir/prometheus.log" 2>&1 &
+	local ppid=$!
+	add_cleanup "kill $ppid 2>/dev/null"
+	local i up=""
+	for i in $(seq 1 60); do
+		up="$(curl -fsS --max-time 2 "http://127.0.0.1:$pport/api/v1/query?query=up%7Bjob%3D%22bandsync%22%7D" 2>/dev/null || true)"
+		[[ "$up" == *'"value":['*'"1"]'* ]] && break
+		sleep 0.5
+	done
+	[[ "$up" == *'"value":['*'"1"]'* ]] || {
+		warn "Prometheus did not scrape the server: $up"
+		tail -5 "$dir/prometheus.log" "$dir/bandsync.log" >&2
+		return 1
+	}
+	info "Prometheus $pport scrapes bandsync $sport (up == 1)"
+	sleep 3 # a few scrapes, so rate() has two points
+	PROM_URL="http://127.0.0.1:$pport" timeout 60 node "$ROOT/deploy/prometheus/check-dashboard.mjs" || return 1
+	kill "$ppid" "$spid" 2>/dev/null
+	wait "$ppid" "$spid" 2>/dev/null || true
 }
