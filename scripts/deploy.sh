@@ -155,7 +155,8 @@ deploy_container() {
 
 # deploy_stack brings up deploy/compose (Redis, three instances, the
 # balancer) under its own project name and port, and runs the smoke test:
-# a band across the instances, one instance killed, its clients recovered.
+# a band across the instances, one instance killed, then another stopped as
+# a rolling upgrade stops it, their clients recovered on the others.
 deploy_stack() {
 	section "deploy: compose stack (Redis, 3 instances, load balancer)"
 	ensure_e2e_modules || return 1
@@ -167,7 +168,7 @@ deploy_stack() {
 	addr="$(BANDSYNC_PORT= timeout 30 "${dc[@]}" port lb 8080)" || return 1
 	info "balancer at $addr"
 	if ! (cd "$ROOT/test/e2e" && LB_URL="http://$addr" KILL_CMD="BANDSYNC_PORT= timeout 60 ${dc[*]} kill bandsync-2" \
-		timeout 180 node stack-smoke.mjs); then
+		DRAIN_CMD="BANDSYNC_PORT= timeout 60 ${dc[*]} stop -t 15 bandsync-1" timeout 180 node stack-smoke.mjs); then
 		BANDSYNC_PORT= timeout 30 "${dc[@]}" logs --tail=30 >&2 || true
 		return 1
 	fi

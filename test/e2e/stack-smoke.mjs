@@ -3,7 +3,11 @@
 // over the instances; then one instance is killed and its clients must
 // recover on the others with their socket ids, and the band keeps playing.
 //
-//   LB_URL=http://127.0.0.1:8080 KILL_CMD='docker-compose ... kill bandsync-2' node stack-smoke.mjs
+//   LB_URL=http://127.0.0.1:8080 KILL_CMD='docker-compose ... kill bandsync-2' \
+//     DRAIN_CMD='docker-compose ... stop bandsync-1' node stack-smoke.mjs
+//
+// With DRAIN_CMD, a second instance is then stopped gracefully (SIGTERM, the
+// step of a rolling upgrade): its clients too must be recovered elsewhere.
 //
 // Not a *.test.mjs: it needs the stack, so the e2e suite does not run it.
 import assert from "node:assert/strict";
@@ -55,35 +59,52 @@ assert.equal(t1.ok, true, `set_tempo: ${JSON.stringify(t1)}`);
 await waitUntil(() => clients.every((c) => versions.get(c) >= t1.state.version), 10_000, "the tempo change on every client");
 log(`${N} clients playing at 132 bpm in ${sid}`);
 
-// Kill one instance; the clients that were on it are the ones that drop.
-const dropped = new Set();
-const back = new Map();
-for (const c of clients) {
-  c.on("disconnect", () => {
-    dropped.add(c);
-    back.set(c, once(c, "connect", 30_000));
-  });
+// Stops one instance with `cmd`; the clients that were on it are the ones
+// that drop, and each must come back recovered: same socket id.
+async function moveOff(cmd, what) {
+  const dropped = new Set();
+  const back = new Map();
+  const onDrop = new Map();
+  for (const c of clients) {
+    const f = () => {
+      dropped.add(c);
+      back.set(c, once(c, "connect", 30_000));
+    };
+    onDrop.set(c, f);
+    c.on("disconnect", f);
+  }
+  log(`${what}: ${cmd}`);
+  execSync(cmd, { stdio: "inherit", timeout: 60_000 });
+  await waitUntil(() => dropped.size > 0, 20_000, `the clients of the instance (${what}) to notice`);
+  // Give the rest of its clients a moment to notice too.
+  await new Promise((r) => setTimeout(r, 1000));
+  log(`${dropped.size} of ${N} clients dropped; waiting for them to come back`);
+  assert.ok(dropped.size < N, "every client dropped: the instances are not independent");
+  await Promise.all(back.values());
+  for (const c of dropped) {
+    assert.equal(c.recovered, true, `client ${ids[clients.indexOf(c)]} reconnected but was not recovered`);
+    assert.equal(c.id, ids[clients.indexOf(c)], "a recovered socket keeps its id");
+  }
+  for (const [c, f] of onDrop) c.off("disconnect", f);
+  log(`all ${dropped.size} recovered on the other instances with their ids`);
 }
-log(`killing: ${kill}`);
-execSync(kill, { stdio: "inherit", timeout: 30_000 });
-await waitUntil(() => dropped.size > 0, 10_000, "the killed instance's clients to notice");
-// Give the rest of its clients a moment to notice too.
-await new Promise((r) => setTimeout(r, 1000));
-log(`${dropped.size} of ${N} clients dropped; waiting for them to come back`);
-assert.ok(dropped.size < N, "every client dropped: the instances are not independent");
-await Promise.all(back.values());
-for (const c of dropped) {
-  assert.equal(c.recovered, true, `client ${ids[clients.indexOf(c)]} reconnected but was not recovered`);
-  assert.equal(c.id, ids[clients.indexOf(c)], "a recovered socket keeps its id");
-}
-log(`all ${dropped.size} recovered on the surviving instances with their ids`);
 
 // The band carries on: the leader (wherever it is now) changes the tempo and
 // every client, moved or not, follows.
-const t2 = await emitAck(lead, "set_tempo", { sessionId: sid, tempo: 96 }, 10_000);
-assert.equal(t2.ok, true, `set_tempo after the kill: ${JSON.stringify(t2)}`);
-await waitUntil(() => clients.every((c) => versions.get(c) >= t2.state.version), 10_000, "the second tempo change on every client");
-assert.ok(clients.every((c) => tempos.get(c) === 96), "a client missed the tempo change");
+async function tempoEverywhere(tempo) {
+  const t = await emitAck(lead, "set_tempo", { sessionId: sid, tempo }, 10_000);
+  assert.equal(t.ok, true, `set_tempo ${tempo}: ${JSON.stringify(t)}`);
+  await waitUntil(() => clients.every((c) => versions.get(c) >= t.state.version), 10_000, `tempo ${tempo} on every client`);
+  assert.ok(clients.every((c) => tempos.get(c) === tempo), `a client missed the change to ${tempo}`);
+}
+
+await moveOff(kill, "killing (SIGKILL)");
+await tempoEverywhere(96);
+if (process.env.DRAIN_CMD) {
+  await moveOff(process.env.DRAIN_CMD, "stopping (SIGTERM, drain)");
+  await tempoEverywhere(104);
+}
+
 const st = await waitUntil(async () => {
   const r = await getJSON(`/sessions/${sid}`);
   return r.status === 200 && r.body.memberCount === N && r.body.members.every((m) => m.connected) && r.body;
