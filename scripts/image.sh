@@ -38,7 +38,7 @@ for image in $IMAGES; do
 			echo "!!! /etc/ssl/certs/ca-certificates.crt not found: the image will not verify rediss:// servers" >&2
 			: >"$ctx/ca-certificates.crt"
 		fi
-		docker build -q -f deploy/docker/Dockerfile -t bandsync:local -t "bandsync:${VERSION//[^A-Za-z0-9_.-]/-}" "$ctx"
+		docker build -q -f deploy/docker/Dockerfile --build-arg VERSION="$VERSION" -t bandsync:local -t "bandsync:${VERSION//[^A-Za-z0-9_.-]/-}" "$ctx"
 		;;
 	lb)
 		cp "$bin/bandsync-lb" "$ctx/"
