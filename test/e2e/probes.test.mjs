@@ -5,6 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { buildServer, startServer, freePort, httpGet } from "./lib/server.mjs";
+import { rawConnect, sleep, waitUntil } from "./lib/client.mjs";
 
 const run = (bin, args, env = {}) =>
   spawnSync(bin, args, { env: { ...process.env, ...env }, encoding: "utf8", timeout: 10_000 });
@@ -39,4 +40,54 @@ test("-healthcheck exits 0 for a ready server on PORT and 1 when none answers", 
   } finally {
     await srv.stop();
   }
+});
+
+test("/readyz answers 503 from SIGTERM on while the drain runs; /livez stays 200", { timeout: 60_000 }, async () => {
+  const TIMEOUT = 3000;
+  const srv = await startServer({
+    name: "probes-drain",
+    env: {
+      SHUTDOWN_TIMEOUT_MS: String(TIMEOUT),
+      HTTP_RATE_LIMIT_MAX_REQUESTS: "100000",
+      RATE_LIMIT_MAX_REQUESTS: "1000000",
+      SOCKET_WRITE_QUEUE: "65536",
+      SOCKET_PING_INTERVAL: "60000",
+      SOCKET_PING_TIMEOUT: "60000",
+    },
+  });
+  // A phone that stopped reading holds the drain open: its backlog of
+  // snapshots cannot be flushed, so the drain runs to SHUTDOWN_TIMEOUT_MS.
+  const frozen = await rawConnect(srv.url, { perMessageDeflate: false });
+  const sessionId = "probes-drain";
+  frozen.emit("join_session", { sessionId, displayName: "frozen" });
+  await frozen.waitForEvent("snapshot", { timeoutMs: 3000 });
+  // A 2 KB snapshot, then thousands of idempotent re-joins, each answered
+  // with that snapshot, queue up behind the socket it no longer reads.
+  frozen.emit("update_message", { sessionId, message: "🎸".repeat(500) });
+  await frozen.waitForEvent("snapshot", { timeoutMs: 3000, where: (s) => s?.message?.length > 0 });
+  frozen._socket.pause();
+  const inBefore = (await httpGet(`${srv.url}/metrics`)).json().messages.in;
+  const N = 5000;
+  for (let i = 0; i < N; i++) frozen.emit("join_session", { sessionId });
+  await waitUntil(async () => (await httpGet(`${srv.url}/metrics`)).json().messages.in >= inBefore + N, 15_000, "the frozen client's events processed", 50);
+
+  const stopping = srv.stop("SIGTERM", { killAfterMs: TIMEOUT + 10_000 });
+  const seen = [];
+  const until = Date.now() + TIMEOUT;
+  while (Date.now() < until) {
+    const [ready, live] = await Promise.all([
+      httpGet(`${srv.url}/readyz`, { timeoutMs: 500 }).catch(() => null),
+      httpGet(`${srv.url}/livez`, { timeoutMs: 500 }).catch(() => null),
+    ]);
+    if (!ready || !live) break; // the listener is closed: the drain is over
+    seen.push({ ready: ready.status, live: live.status, body: ready.body });
+    await sleep(20);
+  }
+  frozen.terminate();
+  await stopping;
+  const draining = seen.filter((s) => s.ready === 503);
+  assert.ok(draining.length >= 3, `only ${draining.length} 503s from /readyz during a ${TIMEOUT} ms drain: ${JSON.stringify(seen.slice(0, 5))}`);
+  assert.ok(seen.every((s) => s.ready === 503), `/readyz answered 200 after SIGTERM: ${JSON.stringify(seen.filter((s) => s.ready !== 503).slice(0, 3))}`);
+  assert.match(draining[0].body, /"reason":"draining/);
+  assert.ok(seen.every((s) => s.live === 200), "/livez failed during the drain: the orchestrator would kill a pod that is shutting down cleanly");
 });
