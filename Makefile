@@ -3,7 +3,7 @@
 GO       ?= go
 FUZZTIME ?= 60s
 
-.PHONY: all run build test e2e fuzz bench loadtest floor redis-stall precision lint clean
+.PHONY: all run build test e2e fuzz bench loadtest floor redis-stall precision lint clean release image stack stack-down deploy-test
 
 all: build
 
@@ -48,9 +48,28 @@ floor:
 precision:
 	bash scripts/test.sh precision
 
+## release: static binaries (CGO_ENABLED=0, -trimpath, version stamped) for linux/amd64 and linux/arm64 in dist/, with SHA256SUMS
+release:
+	bash scripts/release.sh
+
+## image: container images from dist/ (bandsync:local, bandsync-lb:local, bandsync-redis:local); nothing is pulled
+image:
+	bash scripts/image.sh
+
+## stack: Redis, three instances and a load balancer on 127.0.0.1:8080 (BANDSYNC_PORT), see docs/deploy.md
+stack: release image
+	docker-compose -p bandsync -f deploy/compose/docker-compose.yml up -d
+
+stack-down:
+	docker-compose -p bandsync -f deploy/compose/docker-compose.yml down
+
+## deploy-test: the deployment checks of make test only (release, manifests, alert rules, image, compose stack)
+deploy-test:
+	bash scripts/test.sh deploy
+
 ## lint: gofmt -l (must print nothing), go vet, go mod tidy -diff, staticcheck
 lint:
 	bash scripts/test.sh lint
 
 clean:
-	rm -rf bin test/e2e/artifacts
+	rm -rf bin dist test/e2e/artifacts

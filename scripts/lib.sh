@@ -112,6 +112,25 @@ ensure_node() {
 	info "node $(node --version), npm $(npm --version)"
 }
 
+# ensure_e2e_modules makes Node usable and installs test/e2e's pinned npm
+# packages (npm ci) when package-lock.json changed since the last install.
+# Returns 2 like ensure_node when Node is missing outside CI.
+ensure_e2e_modules() {
+	local rc=0
+	ensure_node || rc=$?
+	((rc == 0)) || return "$rc"
+	local e2e="$ROOT/test/e2e" want have=""
+	want="$(sha256sum "$e2e/package-lock.json" | cut -d' ' -f1)" || return 1
+	[[ -f "$e2e/node_modules/.bandsync-lock.sha256" ]] && have="$(cat "$e2e/node_modules/.bandsync-lock.sha256")"
+	if [[ "$want" == "$have" ]]; then
+		info "test/e2e/node_modules is up to date with package-lock.json"
+	else
+		info "npm ci (test/e2e)"
+		(cd "$e2e" && npm ci --no-audit --no-fund) || return 1
+		printf '%s\n' "$want" >"$e2e/node_modules/.bandsync-lock.sha256"
+	fi
+}
+
 # ---- Redis (a PRIVATE server; never the machine's shared 127.0.0.1:6379) ----
 
 _have_redis() { command -v redis-server >/dev/null 2>&1; }
@@ -209,4 +228,71 @@ ensure_chromium() {
 		return 2
 	fi
 	info "$(/usr/bin/chromium --version 2>/dev/null || echo chromium)"
+}
+
+# ---- Docker (docker.io's dockerd and Debian's docker-compose) ----------------
+
+# ensure_docker makes `docker` and `docker-compose` usable: under CI it
+# installs docker.io and docker-compose when missing and starts dockerd when
+# no daemon answers (stopping it again when the script exits). Outside CI a
+# missing tool or daemon returns 2 (the caller skips loudly).
+ensure_docker() {
+	if in_ci; then
+		local pkgs=()
+		command -v dockerd >/dev/null 2>&1 || pkgs+=(docker.io)
+		command -v docker-compose >/dev/null 2>&1 || pkgs+=(docker-compose)
+		if ((${#pkgs[@]} > 0)); then
+			warn "${pkgs[*]} not found; installing from Debian"
+			apt_install "${pkgs[@]}" || true
+		fi
+	fi
+	if ! command -v docker >/dev/null 2>&1 || ! command -v docker-compose >/dev/null 2>&1; then
+		in_ci && die "docker and docker-compose are required (CI is set, so this is fatal)"
+		return 2
+	fi
+	if ! timeout 10 docker info >/dev/null 2>&1; then
+		if ! in_ci; then
+			warn "no Docker daemon answers (start one with: dockerd &)"
+			return 2
+		fi
+		command -v dockerd >/dev/null 2>&1 || die "dockerd not found (CI is set, so this is fatal)"
+		local log
+		log="$(mktemp "${TMPDIR:-/tmp}/bandsync-dockerd.XXXXXX.log")"
+		info "starting dockerd (log: $log)"
+		dockerd >"$log" 2>&1 &
+		local pid=$!
+		add_cleanup "_stop_dockerd $pid"
+		local i
+		for i in $(seq 1 60); do
+			timeout 5 docker info >/dev/null 2>&1 && break
+			kill -0 "$pid" 2>/dev/null || die "dockerd exited: $(tail -5 "$log")"
+			sleep 0.5
+		done
+		timeout 5 docker info >/dev/null 2>&1 || die "dockerd did not answer within 30 s: $(tail -5 "$log")"
+	fi
+	info "docker $(docker version --format '{{.Server.Version}}' 2>/dev/null), $(docker-compose version --short 2>/dev/null || echo docker-compose)"
+}
+
+_stop_dockerd() {
+	local pid="$1" i
+	kill "$pid" 2>/dev/null || return 0
+	for i in $(seq 1 100); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -9 "$pid" 2>/dev/null || true
+}
+
+# ---- promtool (Debian's prometheus package) ---------------------------------
+
+ensure_promtool() {
+	if ! command -v promtool >/dev/null 2>&1 && in_ci; then
+		warn "promtool not found; installing Debian's prometheus"
+		apt_install prometheus || true
+	fi
+	if ! command -v promtool >/dev/null 2>&1; then
+		in_ci && die "promtool is required to check the alert rules (CI is set, so this is fatal)"
+		return 2
+	fi
+	info "$(promtool --version 2>&1 | head -1)"
 }

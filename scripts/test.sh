@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # BandSync's test command (`make test` runs this; so does .ci/run).
 #
-#   scripts/test.sh            every stage: lint, unit, fuzz, e2e
-#   scripts/test.sh STAGE...   only the named stages (lint|unit|fuzz|e2e|precision)
+#   scripts/test.sh            every stage: lint, unit, fuzz, e2e, deploy
+#   scripts/test.sh STAGE...   only the named stages (lint|unit|fuzz|e2e|deploy|precision)
 #
 # The e2e stage ends with a CI-sized run of the sync-precision harness
 # (cmd/bandsync-precision: N(50,30) jitter and a 5 s stall, 20 s each); the
@@ -11,7 +11,9 @@
 #
 # Environment:
 #   CI=true            missing tools (Node.js, npm, redis-server) are installed
-#                      with apt-get, and a tool that is still missing FAILS the
+#                      with apt-get (docker.io, docker-compose and prometheus
+#                      for the deploy stage, whose dockerd it starts), and a
+#                      tool that is still missing FAILS the
 #                      run instead of skipping a suite
 #   FUZZTIME=10s       time per fuzz target (scripts/fuzz-targets.txt)
 #   BANDSYNC_E2E_RACE  1 (default) builds the e2e server binary with -race;
@@ -130,23 +132,13 @@ stage_fuzz() {
 stage_e2e() {
 	section "e2e: Node.js suite (test/e2e)"
 	local rc=0
-	ensure_node || rc=$?
+	ensure_e2e_modules || rc=$?
 	if ((rc == 2)); then
 		skipped "e2e suite: Node.js >= 20 / npm not found (set CI=true to install them, or install Node.js 20)"
 		return 0
 	fi
 	((rc == 0)) || return 1
-
-	local e2e="$ROOT/test/e2e" want have=""
-	want="$(sha256sum "$e2e/package-lock.json" | cut -d' ' -f1)" || return 1
-	[[ -f "$e2e/node_modules/.bandsync-lock.sha256" ]] && have="$(cat "$e2e/node_modules/.bandsync-lock.sha256")"
-	if [[ "$want" == "$have" ]]; then
-		info "test/e2e/node_modules is up to date with package-lock.json"
-	else
-		info "npm ci (test/e2e)"
-		(cd "$e2e" && npm ci --no-audit --no-fund) || return 1
-		printf '%s\n' "$want" >"$e2e/node_modules/.bandsync-lock.sha256"
-	fi
+	local e2e="$ROOT/test/e2e"
 
 	# Build the server once for every test file (the harness builds it itself
 	# when BANDSYNC_BIN is not set, e.g. when a file is run on its own).
@@ -205,14 +197,17 @@ stage_precision() {
 		-duration "${PRECISION_DURATION:-60s}" -json "$e2e/artifacts/precision.json" -check
 }
 
+# shellcheck source=scripts/deploy.sh
+source "$ROOT/scripts/deploy.sh"
+
 # ---- main -------------------------------------------------------------------
 
 stages=("$@")
-((${#stages[@]} > 0)) || stages=(lint unit fuzz e2e)
+((${#stages[@]} > 0)) || stages=(lint unit fuzz e2e deploy)
 for s in "${stages[@]}"; do
 	case "$s" in
-	lint | unit | fuzz | e2e | precision) ;;
-	*) die "unknown stage '$s' (want lint, unit, fuzz, e2e or precision)" ;;
+	lint | unit | fuzz | e2e | deploy | precision) ;;
+	*) die "unknown stage '$s' (want lint, unit, fuzz, e2e, deploy or precision)" ;;
 	esac
 done
 

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -28,14 +29,38 @@ import (
 	"github.com/bandsync/bandsync/internal/web"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// Set at build time by `make release`:
+// -ldflags "-X main.version=... -X main.commit=... -X main.date=...".
+var (
+	version = "dev"
+	commit  = "unknown"
+	date    = "unknown"
+)
 
 func main() {
+	showVersion := flag.Bool("version", false, "print the version and exit")
+	healthcheck := flag.Bool("healthcheck", false, "exit 0 if the server configured by the environment answers GET /readyz with 200, 1 otherwise (for a container HEALTHCHECK: a scratch image has no curl)")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "bandsync: unexpected arguments %q (configuration comes from the environment and .env)\n", flag.Args())
+		os.Exit(2)
+	}
+	if *showVersion {
+		fmt.Println(versionString())
+		return
+	}
+
 	cfg, err := config.Load()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bandsync: invalid configuration:\n%v\n", err)
 		os.Exit(2)
+	}
+	if *healthcheck {
+		if err := probe(cfg, 3*time.Second); err != nil {
+			fmt.Fprintf(os.Stderr, "bandsync: not ready: %v\n", err)
+			os.Exit(1)
+		}
+		return
 	}
 	log := config.NewLogger(cfg, os.Stderr)
 	slog.SetDefault(log)
@@ -122,6 +147,15 @@ func run(cfg config.Config, log *slog.Logger) error {
 				InstanceID: cfg.InstanceID, Version: version,
 			}
 		}),
+		// Ready while not draining. A Redis outage keeps the instance ready:
+		// it serves from memory (the fallback is accepted by design), and
+		// taking every instance out of rotation at once would drop the bands.
+		Ready: func() error {
+			if sio.Draining() {
+				return errors.New("draining: shutting down")
+			}
+			return nil
+		},
 		Sessions:   sessionsJSON{eng},
 		SocketIO:   sio,
 		Static:     web.Handler(),
@@ -155,7 +189,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("bandsync listening", "addr", ln.Addr().String(), "store", st.Mode(),
-		"note", storeNote(st, rs), "instanceId", cfg.InstanceID, "version", version,
+		"note", storeNote(st, rs), "instanceId", cfg.InstanceID, "version", version, "commit", commit, "built", date,
 		"tickInterval", cfg.ScrollTickInterval, "leaderPolicy", cfg.LeaderPolicy)
 
 	select {

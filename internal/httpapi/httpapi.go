@@ -99,6 +99,7 @@ func (a metricsAdapter[S, H]) History(ctx context.Context, since time.Time) (any
 // its routes answering 404 (Metrics is nil when ENABLE_METRICS=false).
 type Options struct {
 	Health   Health
+	Ready    Readiness // GET /readyz; nil is always ready
 	Sessions Sessions
 	Metrics  Metrics
 	SocketIO http.Handler // mounted at /socket.io/
@@ -165,6 +166,7 @@ func New(opts Options) http.Handler {
 		limiter.now = opts.now
 	}
 	h = limiter.middleware(h)
+	h = a.probes(h)
 	h = newCORS(opts.CORSOrigin).Handler(h)
 	h = securityHeaders(h, opts.TrustProxy)
 	return recoverPanics(log, h)
