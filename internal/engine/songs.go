@@ -310,6 +310,7 @@ func (c updateSongCmd) apply(s *sessionState, now time.Time, _ policy) (outcome,
 		return out, newError(CodeLibraryFull, "the session's charts would take more than %d bytes", MaxLibraryBytes)
 	}
 	if l.songs[i].text == c.song.text {
+		out.echo(s, c.member, now, "", nil)
 		return out, nil
 	}
 	s.touch(now)
@@ -362,6 +363,7 @@ func (c moveSongCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, e
 	}
 	to := max(0, min(c.index, len(l.songs)-1))
 	if to == i {
+		out.echo(s, c.member, now, "", nil)
 		return out, nil
 	}
 	s.touch(now)
@@ -417,6 +419,7 @@ func (c setTimeSignatureCmd) apply(s *sessionState, now time.Time, _ policy) (ou
 		return out, err
 	}
 	if s.lib.sig == c.sig {
+		out.echo(s, c.member, now, "", nil)
 		return out, nil
 	}
 	s.touch(now)
@@ -437,6 +440,7 @@ func (c setCountInCmd) apply(s *sessionState, now time.Time, _ policy) (outcome,
 		return out, err
 	}
 	if s.lib.countIn == c.bars {
+		out.echo(s, c.member, now, "", nil)
 		return out, nil
 	}
 	s.touch(now)
