@@ -527,10 +527,35 @@ func (e *Engine) GetSong(memberID, sessionID, songID string) (Song, error) {
 	if s == nil {
 		return Song{}, notInSession(sessionID)
 	}
+	song, err := s.song(memberID, songID)
+	if err != nil || song.ChordPro != "" {
+		return song, err
+	}
+	// A copy rebuilt from the shared store has no chart texts; the store
+	// has them (loaded outside the session lock).
+	cl, ok := e.store.(store.ChartLoader)
+	if !ok {
+		return song, nil
+	}
+	ctx, cancel := storeCtx()
+	defer cancel()
+	text, found, err := cl.LoadChart(ctx, sessionID, song.SongID, song.Version)
+	switch {
+	case err != nil:
+		e.log.Warn("loading a chart failed", "session", sessionID, "song", song.SongID, "err", err)
+		return Song{}, newError(CodeInternal, "the song store is unavailable; try again")
+	case !found:
+		return Song{}, newError(CodeInternal, "the chart of %s is missing from the store", song.SongID)
+	}
+	song.ChordPro = text
+	return song, nil
+}
+
+func (s *session) song(memberID, songID string) (Song, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return Song{}, notInSession(sessionID)
+		return Song{}, notInSession(s.st.id)
 	}
 	if _, err := requireMember(&s.st, memberID); err != nil {
 		return Song{}, err
