@@ -196,14 +196,18 @@ func libraryFromRecord(r store.Library) library {
 		l.countIn = *r.CountInBars
 	}
 	for _, g := range r.Songs {
-		l.songs = append(l.songs, song{id: g.SongID, title: g.Title, artist: g.Artist, key: g.Key, tempo: g.Tempo,
-			sig: TimeSignature{g.BeatsPerBar, g.BeatUnit}, version: g.Version, text: g.ChordPro})
+		l.songs = append(l.songs, songFromRecord(g))
 	}
 	if l.current != "" && l.find(l.current) < 0 {
 		l.current = ""
 	}
 	l.changed()
 	return l
+}
+
+func songFromRecord(g store.Song) song {
+	return song{id: g.SongID, title: g.Title, artist: g.Artist, key: g.Key, tempo: g.Tempo,
+		sig: TimeSignature{g.BeatsPerBar, g.BeatUnit}, version: g.Version, text: g.ChordPro}
 }
 
 func validateTimeSignature(sig TimeSignature) error {
@@ -540,6 +544,21 @@ func (e *Engine) GetSong(memberID, sessionID, songID string) (Song, error) {
 	ctx, cancel := storeCtx()
 	defer cancel()
 	text, found, err := cl.LoadChart(ctx, sessionID, song.SongID, song.Version)
+	if err == nil && !found {
+		// This copy lags behind a change that replaced or removed the
+		// chart; the stored record says which version is current.
+		var rec store.SessionRecord
+		var ok bool
+		if rec, ok, err = e.store.Load(ctx, sessionID); err == nil && ok {
+			i := slices.IndexFunc(rec.Songs, func(g store.Song) bool { return g.SongID == song.SongID })
+			if i < 0 {
+				return Song{}, songNotFound(song.SongID)
+			}
+			g := songFromRecord(rec.Songs[i])
+			song.SongSummary = g.summary()
+			text, found, err = cl.LoadChart(ctx, sessionID, g.id, g.version)
+		}
+	}
 	switch {
 	case err != nil:
 		e.log.Warn("loading a chart failed", "session", sessionID, "song", song.SongID, "err", err)
