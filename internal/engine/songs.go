@@ -227,7 +227,7 @@ func parseChart(text string) (song, error) {
 	if len(text) > MaxChartBytes {
 		return song{}, newError(CodePayloadTooLarge, "chordpro is %d bytes; a chart may have at most %d", len(text), MaxChartBytes)
 	}
-	p, err := chordpro.Parse(text)
+	p, err := chordpro.ParseMeta(text) // the chart is kept as text; only its meta matters here
 	if err != nil {
 		return song{}, newError(CodeInvalidPayload, "chordpro: %v", err)
 	}
