@@ -98,13 +98,26 @@ var environments = map[string]struct {
 
 // Parse parses a chart. The first {title} (and first of each meta
 // directive) wins, as ChordPro readers do.
-func Parse(text string) (*Song, error) {
-	p := parser{song: &Song{}}
-	text = strings.TrimPrefix(text, "\uFEFF")
-	for n, raw := range strings.Split(text, "\n") {
-		if err := p.line(n+1, strings.TrimRight(raw, "\r")); err != nil {
+func Parse(text string) (*Song, error) { return parse(text, false) }
+
+// ParseMeta is Parse without the sections: the meta directives and the
+// same refusals, for a caller that stores the chart as text and needs only
+// what it says about the song. It allocates almost nothing, where Parse
+// builds every line of the chart.
+func ParseMeta(text string) (*Song, error) { return parse(text, true) }
+
+func parse(text string, metaOnly bool) (*Song, error) {
+	p := parser{song: &Song{}, metaOnly: metaOnly}
+	rest := strings.TrimPrefix(text, "\uFEFF")
+	for n := 1; ; n++ {
+		raw, more, found := strings.Cut(rest, "\n")
+		if err := p.line(n, strings.TrimRight(raw, "\r")); err != nil {
 			return nil, err
 		}
+		if !found {
+			break
+		}
+		rest = more
 	}
 	p.closeSection()
 	if p.song.Title == "" {
@@ -114,14 +127,18 @@ func Parse(text string) (*Song, error) {
 }
 
 type parser struct {
-	song    *Song
-	cur     Section
-	hasMeta map[string]bool
+	song     *Song
+	cur      Section
+	hasMeta  map[string]bool
+	metaOnly bool // skip the sections (ParseMeta)
 }
 
 // closeSection ends the current section. Blank lines between
 // environments are spacing, not a section of their own.
 func (p *parser) closeSection() {
+	if p.metaOnly {
+		return
+	}
 	blank := true
 	for _, l := range p.cur.Lines {
 		blank = blank && l.Kind == LineEmpty
@@ -132,12 +149,19 @@ func (p *parser) closeSection() {
 	p.cur = Section{}
 }
 
-func (p *parser) add(l Line) { p.cur.Lines = append(p.cur.Lines, l) }
+func (p *parser) add(l Line) {
+	if !p.metaOnly {
+		p.cur.Lines = append(p.cur.Lines, l)
+	}
+}
 
 func (p *parser) line(n int, s string) error {
 	trimmed := strings.TrimSpace(s)
 	if name, value, ok := directive(trimmed); ok {
 		return p.directive(n, name, value)
+	}
+	if p.metaOnly {
+		return nil
 	}
 	if p.cur.Kind == KindTab {
 		p.add(Line{Kind: LineTab, Text: s})
@@ -170,6 +194,9 @@ func directive(s string) (name, value string, ok bool) {
 
 func (p *parser) directive(n int, name, value string) error {
 	if env, ok := environments[name]; ok {
+		if p.metaOnly {
+			return nil
+		}
 		if env.start {
 			p.closeSection()
 			p.cur = Section{Kind: env.kind, Label: value}

@@ -106,10 +106,18 @@ func FuzzParse(f *testing.F) {
 			if !errors.As(err, &pe) {
 				t.Fatalf("error %T is not a *Error", err)
 			}
+			if _, merr := ParseMeta(text); merr == nil || merr.Error() != err.Error() {
+				t.Fatalf("ParseMeta error %v, Parse error %v", merr, err)
+			}
 			return
 		}
 		if s.Title == "" {
 			t.Fatal("accepted a chart without a title")
+		}
+		m, merr := ParseMeta(text)
+		if merr != nil || m.Title != s.Title || m.Artist != s.Artist || m.Key != s.Key || m.Tempo != s.Tempo ||
+			m.BeatsPerBar != s.BeatsPerBar || m.BeatUnit != s.BeatUnit || len(m.Sections) != 0 {
+			t.Fatalf("ParseMeta = %+v, %v; Parse = %+v", m, merr, s)
 		}
 		for _, sec := range s.Sections {
 			for _, l := range sec.Lines {
@@ -124,4 +132,26 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("title is not valid UTF-8 from valid input")
 		}
 	})
+}
+
+// BenchmarkParse64KB parses a chart at the server's size limit: every
+// add_song and update_song pays it, before the leader check.
+func BenchmarkParse64KB(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString(wonderwall)
+	for sb.Len() < 64<<10-64 {
+		sb.WriteString("[Am7]Lights come [D]on and [G]all the [Em]roads\n")
+	}
+	text := sb.String()
+	for name, parse := range map[string]func(string) (*Song, error){"Parse": Parse, "ParseMeta": ParseMeta} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := parse(text); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

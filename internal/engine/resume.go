@@ -116,8 +116,7 @@ func (c resumeCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, err
 	}
 	out.room(effLeaveRoom, c.old)
 	out.room(effJoinRoom, c.member)
-	out.broadcast(EventRoomStats, s.roomStats(now))
-	out.broadcast(EventSnapshot, s.snapshot(now))
+	out.presenceChanged(s, now)
 	return out, nil
 }
 

@@ -196,14 +196,18 @@ func libraryFromRecord(r store.Library) library {
 		l.countIn = *r.CountInBars
 	}
 	for _, g := range r.Songs {
-		l.songs = append(l.songs, song{id: g.SongID, title: g.Title, artist: g.Artist, key: g.Key, tempo: g.Tempo,
-			sig: TimeSignature{g.BeatsPerBar, g.BeatUnit}, version: g.Version, text: g.ChordPro})
+		l.songs = append(l.songs, songFromRecord(g))
 	}
 	if l.current != "" && l.find(l.current) < 0 {
 		l.current = ""
 	}
 	l.changed()
 	return l
+}
+
+func songFromRecord(g store.Song) song {
+	return song{id: g.SongID, title: g.Title, artist: g.Artist, key: g.Key, tempo: g.Tempo,
+		sig: TimeSignature{g.BeatsPerBar, g.BeatUnit}, version: g.Version, text: g.ChordPro}
 }
 
 func validateTimeSignature(sig TimeSignature) error {
@@ -223,7 +227,7 @@ func parseChart(text string) (song, error) {
 	if len(text) > MaxChartBytes {
 		return song{}, newError(CodePayloadTooLarge, "chordpro is %d bytes; a chart may have at most %d", len(text), MaxChartBytes)
 	}
-	p, err := chordpro.Parse(text)
+	p, err := chordpro.ParseMeta(text) // the chart is kept as text; only its meta matters here
 	if err != nil {
 		return song{}, newError(CodeInvalidPayload, "chordpro: %v", err)
 	}
@@ -310,6 +314,7 @@ func (c updateSongCmd) apply(s *sessionState, now time.Time, _ policy) (outcome,
 		return out, newError(CodeLibraryFull, "the session's charts would take more than %d bytes", MaxLibraryBytes)
 	}
 	if l.songs[i].text == c.song.text {
+		out.echo(s, c.member, now, "", nil)
 		return out, nil
 	}
 	s.touch(now)
@@ -362,6 +367,7 @@ func (c moveSongCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, e
 	}
 	to := max(0, min(c.index, len(l.songs)-1))
 	if to == i {
+		out.echo(s, c.member, now, "", nil)
 		return out, nil
 	}
 	s.touch(now)
@@ -417,6 +423,7 @@ func (c setTimeSignatureCmd) apply(s *sessionState, now time.Time, _ policy) (ou
 		return out, err
 	}
 	if s.lib.sig == c.sig {
+		out.echo(s, c.member, now, "", nil)
 		return out, nil
 	}
 	s.touch(now)
@@ -437,6 +444,7 @@ func (c setCountInCmd) apply(s *sessionState, now time.Time, _ policy) (outcome,
 		return out, err
 	}
 	if s.lib.countIn == c.bars {
+		out.echo(s, c.member, now, "", nil)
 		return out, nil
 	}
 	s.touch(now)
@@ -523,10 +531,50 @@ func (e *Engine) GetSong(memberID, sessionID, songID string) (Song, error) {
 	if s == nil {
 		return Song{}, notInSession(sessionID)
 	}
+	song, err := s.song(memberID, songID)
+	if err != nil || song.ChordPro != "" {
+		return song, err
+	}
+	// A copy rebuilt from the shared store has no chart texts; the store
+	// has them (loaded outside the session lock).
+	cl, ok := e.store.(store.ChartLoader)
+	if !ok {
+		return song, nil
+	}
+	ctx, cancel := storeCtx()
+	defer cancel()
+	text, found, err := cl.LoadChart(ctx, sessionID, song.SongID, song.Version)
+	if err == nil && !found {
+		// This copy lags behind a change that replaced or removed the
+		// chart; the stored record says which version is current.
+		var rec store.SessionRecord
+		var ok bool
+		if rec, ok, err = e.store.Load(ctx, sessionID); err == nil && ok {
+			i := slices.IndexFunc(rec.Songs, func(g store.Song) bool { return g.SongID == song.SongID })
+			if i < 0 {
+				return Song{}, songNotFound(song.SongID)
+			}
+			g := songFromRecord(rec.Songs[i])
+			song.SongSummary = g.summary()
+			text, found, err = cl.LoadChart(ctx, sessionID, g.id, g.version)
+		}
+	}
+	switch {
+	case err != nil:
+		e.log.Warn("loading a chart failed", "session", sessionID, "song", song.SongID, "err", err)
+		return Song{}, newError(CodeInternal, "the song store is unavailable; try again")
+	case !found:
+		return Song{}, newError(CodeInternal, "the chart of %s is missing from the store", song.SongID)
+	}
+	song.ChordPro = text
+	return song, nil
+}
+
+func (s *session) song(memberID, songID string) (Song, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return Song{}, notInSession(sessionID)
+		return Song{}, notInSession(s.st.id)
 	}
 	if _, err := requireMember(&s.st, memberID); err != nil {
 		return Song{}, err

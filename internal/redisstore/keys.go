@@ -10,6 +10,7 @@ import "strings"
 //	<p>{<session>}:state      hash: rec (record JSON), v (version), term, lastid
 //	<p>{<session>}:log        stream: one entry per operation of each change
 //	<p>{<session>}:events     pub/sub channel of the session's batches
+//	<p>{<session>}:charts     hash: "<songId>:<version>" -> ChordPro text (charts.go)
 //	<p>instance:<id>          string, PX 3 heartbeats: the instance is alive
 //	<p>instance:<id>:sessions set: sessions the instance has followed
 //	<p>instances              sorted set: instance -> last heartbeat (ms)
@@ -22,6 +23,7 @@ type keys struct{ p string }
 func (k keys) state(session string) string   { return k.p + "{" + session + "}:state" }
 func (k keys) log(session string) string     { return k.p + "{" + session + "}:log" }
 func (k keys) channel(session string) string { return k.p + "{" + session + "}:events" }
+func (k keys) charts(session string) string  { return k.p + "{" + session + "}:charts" }
 func (k keys) instance(id string) string     { return k.p + "instance:" + id }
 func (k keys) instanceSessions(id string) string {
 	return k.p + "instance:" + id + ":sessions"

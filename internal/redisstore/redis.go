@@ -76,6 +76,7 @@ type Redis struct {
 
 	listener atomic.Pointer[listenerRef]
 	bus      *bus
+	charts   chartCache // which charts this instance stored (charts.go)
 
 	hooksMu sync.Mutex
 	onUp    []func() // run when Redis becomes available again
@@ -197,6 +198,7 @@ func (r *Redis) setUp(up bool, cause error) {
 	if !r.up.CompareAndSwap(!up, up) {
 		return
 	}
+	r.charts.reset()
 	if up {
 		down := time.UnixMilli(r.downSince.Swap(0))
 		if r.everUp.Swap(true) {
@@ -331,7 +333,7 @@ func (r *Redis) Delete(ctx context.Context, sessionID string) error {
 	if !r.up.Load() {
 		return errUnavailable
 	}
-	return r.check(r.c.Del(ctx, r.k.state(sessionID), r.k.log(sessionID)).Err())
+	return r.check(r.c.Del(ctx, r.k.state(sessionID), r.k.log(sessionID), r.k.charts(sessionID)).Err())
 }
 
 var errUnavailable = errors.New("redisstore: redis is unavailable")
@@ -374,6 +376,7 @@ func (r *Redis) write(ctx context.Context, mode string, rec store.SessionRecord,
 	if !r.up.Load() {
 		return store.Result{}, errUnavailable
 	}
+	rec, live, writes := r.charts.split(rec)
 	recJSON, err := json.Marshal(rec)
 	if err != nil {
 		return store.Result{}, err
@@ -388,13 +391,21 @@ func (r *Redis) write(ctx context.Context, mode string, rec store.SessionRecord,
 	if r.sharded {
 		pub = "SPUBLISH"
 	}
-	args := make([]any, 0, 11+4*len(ops))
+	args := make([]any, 0, 13+len(live)+len(writes)+4*len(ops))
 	args = append(args, mode, prev, term, rec.Version, rec.LeaderTerm, recJSON,
 		r.o.SessionTTL.Milliseconds(), r.o.LogMaxLen, pub, r.k.channel(rec.SessionID), body)
+	args = append(args, len(live))
+	for _, f := range live {
+		args = append(args, f)
+	}
+	args = append(args, len(writes)/2)
+	for _, v := range writes {
+		args = append(args, v)
+	}
 	for _, op := range ops {
 		args = append(args, string(op.Kind), op.Member, op.Event, []byte(op.Payload))
 	}
-	keys := []string{r.k.state(rec.SessionID), r.k.log(rec.SessionID)}
+	keys := []string{r.k.state(rec.SessionID), r.k.log(rec.SessionID), r.k.charts(rec.SessionID)}
 	reply, err := commitScript.Run(ctx, r.c, keys, args...).Slice()
 	if err != nil {
 		return store.Result{}, r.check(err)
@@ -413,6 +424,7 @@ func (r *Redis) write(ctx context.Context, mode string, rec store.SessionRecord,
 	if len(reply) < 4 {
 		return store.Result{}, fmt.Errorf("redisstore: unexpected commit reply %v", reply)
 	}
+	r.charts.wrote(rec.SessionID, writes)
 	last, _ := reply[1].(string)
 	prevID, _ := reply[2].(string)
 	joined, _ := reply[3].(string)
@@ -575,6 +587,7 @@ func (r *Redis) Follow(ctx context.Context, sessionID string) (store.SessionReco
 
 // Unfollow implements store.Shared.
 func (r *Redis) Unfollow(sessionID string) {
+	r.charts.forget(sessionID)
 	if r.bus.unfollow(sessionID) && r.up.Load() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()

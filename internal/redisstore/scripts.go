@@ -8,7 +8,7 @@ import "github.com/redis/go-redis/v9"
 // step, so the log's order, the publish order and the version order are
 // one and the same.
 //
-// KEYS[1] the state hash, KEYS[2] the log stream.
+// KEYS[1] the state hash, KEYS[2] the log stream, KEYS[3] the charts hash.
 // ARGV[1] mode: "cas" (stored version must be ARGV[2] and term ARGV[3]),
 //
 //	"newer" (stored must be absent, or older with a term no higher)
@@ -16,7 +16,9 @@ import "github.com/redis/go-redis/v9"
 // ARGV[4] new version, ARGV[5] new term, ARGV[6] record JSON,
 // ARGV[7] TTL ms, ARGV[8] log MAXLEN, ARGV[9] PUBLISH or SPUBLISH,
 // ARGV[10] channel, ARGV[11] body of the published message,
-// ARGV[12...] four per operation: kind, member, event, payload.
+// ARGV[12] L, then L chart fields the record refers to (every other field
+// of the charts hash is dropped), then W, then W pairs of chart field and
+// text to store, then four per operation: kind, member, event, payload.
 //
 // The published message is "<ids>\n<prev>\n<body>": the log ids of the
 // operations (comma-separated), the log id before them, and the body the
@@ -38,8 +40,12 @@ elseif cur[1] and (v >= nv or term > nt) then
   return {0, cur[4] or ''}
 end
 local prev = cur[3] or '0-0'
+local nlive = tonumber(ARGV[12])
+local w = 13 + nlive
+local nw = tonumber(ARGV[w])
+local first = w + 1 + 2 * nw
 local ids = {}
-for i = 12, #ARGV, 4 do
+for i = first, #ARGV, 4 do
   local args = {'XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', 'v', ARGV[4], 'k', ARGV[i]}
   if ARGV[i+1] ~= '' then args[#args+1] = 'm'; args[#args+1] = ARGV[i+1] end
   if ARGV[i+2] ~= '' then args[#args+1] = 'e'; args[#args+1] = ARGV[i+2] end
@@ -50,6 +56,15 @@ local last = ids[#ids] or prev
 redis.call('HSET', KEYS[1], 'v', ARGV[4], 'term', ARGV[5], 'rec', ARGV[6], 'lastid', last)
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('PEXPIRE', KEYS[2], ARGV[7])
+for j = w + 1, first - 1, 2 do
+  redis.call('HSET', KEYS[3], ARGV[j], ARGV[j + 1])
+end
+local live = {}
+for j = 13, 12 + nlive do live[ARGV[j]] = true end
+for _, f in ipairs(redis.call('HKEYS', KEYS[3])) do
+  if not live[f] then redis.call('HDEL', KEYS[3], f) end
+end
+redis.call('PEXPIRE', KEYS[3], ARGV[7])
 local joined = table.concat(ids, ',')
 if #ids > 0 then
   redis.call(ARGV[9], ARGV[10], joined .. '\n' .. prev .. '\n' .. ARGV[11])

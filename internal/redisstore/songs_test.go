@@ -1,6 +1,7 @@
 package redisstore_test
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -66,8 +67,30 @@ func TestSongsAreSharedThroughRedis(t *testing.T) {
 	if got, err := c.eng.GetSong("late", "s1", song.SongID); err != nil || got.ChordPro != songChart {
 		t.Fatalf("GetSong on C = %q, %v", got.ChordPro, err)
 	}
-	if rec := stored(t, a.rs, "s1"); len(rec.Songs) != 1 || rec.Songs[0].ChordPro != songChart {
+	// The record (written and published with every change) carries no
+	// chart; the charts hash has it, one version per song, and drops what
+	// the setlist no longer refers to.
+	if rec := stored(t, a.rs, "s1"); len(rec.Songs) != 1 || rec.Songs[0].ChordPro != "" || rec.Songs[0].Title != "Lights" {
 		t.Fatalf("stored songs: %+v", rec.Songs)
+	}
+	ctx := context.Background()
+	if text, found, err := a.rs.LoadChart(ctx, "s1", song.SongID, 1); err != nil || !found || text != songChart {
+		t.Fatalf("LoadChart = %q %v %v", text, found, err)
+	}
+	if _, err := a.eng.UpdateSong("lead", "s1", song.SongID, "{title: Lights 2}"); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, _ := a.rs.LoadChart(ctx, "s1", song.SongID, 1); found {
+		t.Fatal("the replaced version of the chart is still stored")
+	}
+	if got, err := c.eng.GetSong("late", "s1", song.SongID); err != nil || got.ChordPro != "{title: Lights 2}" || got.Version != 2 {
+		t.Fatalf("GetSong on C after the update = %+v, %v", got, err)
+	}
+	if _, err := a.eng.RemoveSong("lead", "s1", song.SongID); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, _ := a.rs.LoadChart(ctx, "s1", song.SongID, 2); found {
+		t.Fatal("the removed song's chart is still stored")
 	}
 }
 

@@ -1,6 +1,9 @@
 package store
 
-import "slices"
+import (
+	"context"
+	"slices"
+)
 
 // Library is the durable part of a session's songs (PROTOCOL.md section
 // 8): the setlist with each chart's text, the current song, and the
@@ -41,4 +44,14 @@ func (l Library) Clone() Library {
 		l.CountInBars = &n
 	}
 	return l
+}
+
+// ChartLoader is implemented by a Shared store that keeps chart texts apart
+// from the session record (Redis): records it returns or publishes carry
+// songs without ChordPro, and the engine asks for a chart's text when a
+// member wants it.
+type ChartLoader interface {
+	// LoadChart returns the text of version of song songID; found is
+	// false when the store does not have it.
+	LoadChart(ctx context.Context, sessionID, songID string, version uint64) (text string, found bool, err error)
 }
