@@ -186,6 +186,14 @@ func (r *Redis) OnDeadInstance(fn func(instance string, sessions []string)) {
 // memory instead of waiting for timeouts.
 func (r *Redis) check(err error) error {
 	if unavailable(err) {
+		// On a Cluster the failure may be one dead master: go-redis keeps
+		// routing its slots there until it reloads its slot map, which it
+		// does by itself only on a MOVED reply (a dead node sends none) or
+		// once a minute. Reloading now lets the commands reach the
+		// promoted replica as soon as the cluster has elected it.
+		if cc, ok := r.c.(*redis.ClusterClient); ok {
+			cc.ReloadState(context.Background())
+		}
 		r.setUp(false, err)
 	}
 	return err
