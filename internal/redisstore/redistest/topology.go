@@ -570,7 +570,10 @@ func trySentinel(dir string) (*Sentinel, error) {
 		conf := fmt.Sprintf("bind 127.0.0.1\nport %s\ndir %s\nlogfile %s\n"+
 			"sentinel monitor %s 127.0.0.1 %s 2\n"+
 			"sentinel down-after-milliseconds %s %d\n"+
-			"sentinel failover-timeout %s 10000\n"+
+			// A master is not failed over again within twice
+			// this: short, so that tests can fail over round after
+			// round.
+			"sentinel failover-timeout %s 3000\n"+
 			"sentinel parallel-syncs %s 1\n",
 			ps, dir, n.log, SentinelMaster, master, SentinelMaster, SentinelDownAfter.Milliseconds(),
 			SentinelMaster, SentinelMaster)
