@@ -247,7 +247,9 @@ func TestClusterMasterFailoverDuringPlay(t *testing.T) {
 	}
 	failedOver := time.Since(killed)
 	sk.end(t)
+	settled := time.Now()
 	sk.kept(t, bd.agree(5*time.Second))
+	t.Logf("instances agreed %v after the fault was over", time.Since(settled).Round(time.Millisecond))
 	took := bd.seekReachesAll(5 * time.Second)
 	t.Logf("master %s killed; replica %s took over after %v; the next seek reached every member %v later",
 		old, now, failedOver.Round(time.Millisecond), took.Round(time.Millisecond))
@@ -286,7 +288,9 @@ func TestSentinelMasterFailoverDuringPlay(t *testing.T) {
 	}
 	failedOver := time.Since(killed)
 	sk.end(t)
+	settled := time.Now()
 	sk.kept(t, bd.agree(5*time.Second))
+	t.Logf("instances agreed %v after the fault was over", time.Since(settled).Round(time.Millisecond))
 	took := bd.seekReachesAll(5 * time.Second)
 	t.Logf("master %s killed; sentinels promoted %s after %v; the next seek reached every member %v later",
 		old, now, failedOver.Round(time.Millisecond), took.Round(time.Millisecond))
@@ -311,7 +315,9 @@ func TestClusterSlotMoveDuringPlay(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // a few seeks after the move too
 	sk.end(t)
+	settled := time.Now()
 	sk.kept(t, bd.agree(5*time.Second))
+	t.Logf("instances agreed %v after the fault was over", time.Since(settled).Round(time.Millisecond))
 	took := bd.seekReachesAll(5 * time.Second)
 	t.Logf("slot moved from %s to %s; the next seek reached every member %v later", from, to, took.Round(time.Millisecond))
 	bd.agree(5 * time.Second)
