@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -327,9 +328,9 @@ func (c *Cluster) MasterOf(key string) (string, error) {
 		cl := quick(n.addr())
 		ctx, cancel := ctx1()
 		slot, err := cl.ClusterKeySlot(ctx, key).Result()
-		var slots []redis.ClusterSlot
+		var shards []redis.ClusterShard
 		if err == nil {
-			slots, err = cl.ClusterSlots(ctx).Result()
+			shards, err = cl.ClusterShards(ctx).Result()
 		}
 		cancel()
 		cl.Close()
@@ -337,10 +338,8 @@ func (c *Cluster) MasterOf(key string) (string, error) {
 			lastErr = err
 			continue
 		}
-		for _, s := range slots {
-			if int64(s.Start) <= slot && slot <= int64(s.End) && len(s.Nodes) > 0 {
-				return s.Nodes[0].Addr, nil
-			}
+		if m, ok := slotMaster(shards, slot); ok {
+			return nodeAddr(m), nil
 		}
 	}
 	if lastErr == nil {
@@ -348,6 +347,25 @@ func (c *Cluster) MasterOf(key string) (string, error) {
 	}
 	return "", fmt.Errorf("redistest: master of %q: %w", key, lastErr)
 }
+
+// slotMaster finds the online master serving slot in a CLUSTER SHARDS
+// reply.
+func slotMaster(shards []redis.ClusterShard, slot int64) (redis.Node, bool) {
+	for _, sh := range shards {
+		for _, r := range sh.Slots {
+			if r.Start <= slot && slot <= r.End {
+				for _, n := range sh.Nodes {
+					if n.Role == "master" && n.Health == "online" {
+						return n, true
+					}
+				}
+			}
+		}
+	}
+	return redis.Node{}, false
+}
+
+func nodeAddr(n redis.Node) string { return net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10)) }
 
 // Kill SIGKILLs the node at addr.
 func (c *Cluster) Kill(addr string) error {
@@ -409,27 +427,28 @@ func (c *Cluster) MoveSlot(key string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	srcID, err := sc.Do(ctx, "CLUSTER", "MYID").Text()
-	if err != nil {
-		return "", err
-	}
 	// Masters, from the source's view.
-	slots, err := sc.ClusterSlots(ctx).Result()
+	shards, err := sc.ClusterShards(ctx).Result()
 	if err != nil {
 		return "", err
 	}
-	var dst string
+	srcNode, ok := slotMaster(shards, slot)
+	if !ok || nodeAddr(srcNode) != src {
+		return "", fmt.Errorf("redistest: %s does not serve slot %d", src, slot)
+	}
+	srcID := srcNode.ID
+	var dst, dstID string
 	var masters []string
-	for _, s := range slots {
-		if len(s.Nodes) == 0 {
-			continue
-		}
-		a := s.Nodes[0].Addr
-		if !containsStr(masters, a) {
+	for _, sh := range shards {
+		for _, n := range sh.Nodes {
+			if n.Role != "master" || n.Health != "online" || len(sh.Slots) == 0 {
+				continue
+			}
+			a := nodeAddr(n)
 			masters = append(masters, a)
-		}
-		if dst == "" && a != src {
-			dst = a
+			if dst == "" && a != src {
+				dst, dstID = a, n.ID
+			}
 		}
 	}
 	if dst == "" {
@@ -437,10 +456,6 @@ func (c *Cluster) MoveSlot(key string) (string, error) {
 	}
 	dc := quick(dst)
 	defer dc.Close()
-	dstID, err := dc.Do(ctx, "CLUSTER", "MYID").Text()
-	if err != nil {
-		return "", err
-	}
 	if err := dc.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", srcID).Err(); err != nil {
 		return "", fmt.Errorf("SETSLOT IMPORTING: %w", err)
 	}
@@ -468,7 +483,7 @@ func (c *Cluster) MoveSlot(key string) (string, error) {
 	// redis-cli uses, so no node ever answers with a loop of redirections.
 	order := []string{dst, src}
 	for _, m := range masters {
-		if m != dst && m != src {
+		if m != dst && m != src && !slices.Contains(order, m) {
 			order = append(order, m)
 		}
 	}
@@ -481,15 +496,6 @@ func (c *Cluster) MoveSlot(key string) (string, error) {
 		}
 	}
 	return dst, nil
-}
-
-func containsStr(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Stop kills every node.
