@@ -1,6 +1,7 @@
 package redisstore_test
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"testing"
@@ -118,24 +119,36 @@ func (bd *band) agree(within time.Duration) engine.State {
 	return sa
 }
 
-// maxTickGap is the longest pause between two ticks each instance sent
-// for the session since from.
-func (bd *band) maxTickGap(from time.Time) (gap time.Duration, n int) {
-	for _, in := range []*instance{bd.a, bd.b} {
-		var prev time.Time
-		for _, at := range in.out.tickTimes(bd.id) {
-			if at.Before(from) {
-				prev = at
-				continue
-			}
-			n++
-			if !prev.IsZero() {
-				gap = max(gap, at.Sub(prev))
-			}
-			prev = at
+// tickGap is the longest pause between two ticks one instance sent for
+// the session since from, and when it ended.
+func tickGap(in *instance, id string, from time.Time) (gap time.Duration, at time.Time, n int) {
+	var prev time.Time
+	for _, t := range in.out.tickTimes(id) {
+		if t.Before(from) {
+			prev = t
+			continue
 		}
+		n++
+		if !prev.IsZero() && t.Sub(prev) > gap {
+			gap, at = t.Sub(prev), t
+		}
+		prev = t
 	}
-	return gap, n
+	return gap, at, n
+}
+
+// maxTickGap is the longest pause between two ticks either instance sent
+// for the session since from. It also describes each instance's longest
+// pause, to tell a stall of the whole test process (both at once: the
+// machine) from one instance's.
+func (bd *band) maxTickGap(from time.Time) (gap time.Duration, n int, detail string) {
+	for _, in := range []*instance{bd.a, bd.b} {
+		g, at, k := tickGap(in, bd.id, from)
+		n += k
+		gap = max(gap, g)
+		detail += fmt.Sprintf(" %s: %v ending at +%v;", in.rs.Instance(), g.Round(time.Millisecond), at.Sub(from).Round(time.Millisecond))
+	}
+	return gap, n, detail
 }
 
 // checkTicks fails when either instance stopped ticking for a second or
@@ -143,8 +156,8 @@ func (bd *band) maxTickGap(from time.Time) (gap time.Duration, n int) {
 // derived from the local copy), and reports the longest pause.
 func (bd *band) checkTicks(from time.Time) {
 	bd.t.Helper()
-	gap, n := bd.maxTickGap(from)
-	bd.t.Logf("ticks since the fault: %d, longest pause %v", n, gap.Round(time.Millisecond))
+	gap, n, detail := bd.maxTickGap(from)
+	bd.t.Logf("ticks since the fault: %d, longest pause %v (%s)", n, gap.Round(time.Millisecond), detail)
 	if n == 0 || gap >= time.Second {
 		bd.t.Fatalf("ticks stopped during the failover: %d ticks, longest pause %v", n, gap)
 	}
