@@ -279,24 +279,19 @@ func (b *bus) rehome() {
 			b.mu.Unlock()
 			return
 		}
+		pending := make([]string, 0, len(b.orphans))
+		for ch := range b.orphans {
+			pending = append(pending, ch)
+		}
+		b.mu.Unlock()
 		var failed error
 		failedNodes := map[string]bool{}
-		for ch := range b.orphans {
-			if b.refs[ch] == 0 {
-				delete(b.orphans, ch)
-				continue
+		for _, ch := range pending {
+			if err := b.rehomeOne(ch, failedNodes); err != nil && !errors.Is(err, errNodeFailed) {
+				failed = err
 			}
-			ctx, cancel := context.WithTimeout(b.ctx, time.Second)
-			err := b.subscribeLocked(ctx, ch, failedNodes)
-			cancel()
-			if err != nil {
-				if !errors.Is(err, errNodeFailed) {
-					failed = err
-				}
-				continue
-			}
-			delete(b.orphans, ch)
 		}
+		b.mu.Lock()
 		left := len(b.orphans)
 		if left == 0 {
 			b.rehoming = false
@@ -317,6 +312,58 @@ func (b *bus) rehome() {
 		}
 		wait = min(wait*2, rehomeMaxWait)
 	}
+}
+
+// rehomeOne subscribes one orphaned channel where its slot map says. The
+// subscription itself (a dial, if the node is new) is made without b.mu,
+// so that a node that does not answer holds up neither the other
+// connections' deliveries nor Follow; what changed meanwhile is checked
+// after. failedNodes is the pass's list of nodes that could not be
+// reached.
+func (b *bus) rehomeOne(ch string, failedNodes map[string]bool) error {
+	ctx, cancel := context.WithTimeout(b.ctx, time.Second)
+	defer cancel()
+	b.mu.Lock()
+	if b.closed || !b.orphans[ch] {
+		b.mu.Unlock()
+		return nil
+	}
+	if b.refs[ch] == 0 {
+		delete(b.orphans, ch)
+		b.mu.Unlock()
+		return nil
+	}
+	sh, err := b.shardFor(ctx, ch, failedNodes)
+	b.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	err = sh.ps.SSubscribe(ctx, ch)
+	b.mu.Lock()
+	current := b.shards[sh.addr] == sh
+	switch {
+	case err != nil:
+		failedNodes[sh.addr] = true
+		if current {
+			b.retireLocked(sh)
+		}
+	case !current || b.closed:
+		// The connection broke meanwhile; the channel stays orphaned
+		// for the next pass.
+		err = errNodeFailed
+	case b.refs[ch] == 0:
+		// Unfollowed meanwhile: take the subscription back (below,
+		// without the lock).
+		delete(b.orphans, ch)
+		b.mu.Unlock()
+		_ = sh.ps.SUnsubscribe(ctx, ch)
+		return nil
+	default:
+		b.home[ch] = sh
+		delete(b.orphans, ch)
+	}
+	b.mu.Unlock()
+	return err
 }
 
 // receive reads one connection's messages until the bus closes or, on a
