@@ -237,6 +237,51 @@ func (sk *seeker) kept(t *testing.T, st engine.State) {
 	}
 }
 
+// availability watches whether each instance considers Redis available
+// (what /health reports as ok or degraded) while a fault lasts.
+type availability struct {
+	stop  chan struct{}
+	done  chan struct{}
+	downs [2]int // times A, B went from available to unavailable
+}
+
+func (bd *band) watchAvailability() *availability {
+	av := &availability{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(av.done)
+		was := [2]bool{true, true}
+		for {
+			for i, in := range []*instance{bd.a, bd.b} {
+				up := in.rs.Available()
+				if was[i] && !up {
+					av.downs[i]++
+				}
+				was[i] = up
+			}
+			select {
+			case <-av.stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	return av
+}
+
+// end stops watching and fails when an instance went down more than once:
+// a health that flaps between ok and degraded during one failover (and
+// resyncs every session at each return) instead of staying degraded until
+// Redis can serve again.
+func (av *availability) end(t *testing.T) {
+	t.Helper()
+	close(av.stop)
+	<-av.done
+	t.Logf("Redis became unavailable %d times on A, %d on B", av.downs[0], av.downs[1])
+	if av.downs[0] > 1 || av.downs[1] > 1 {
+		t.Fatalf("availability flapped during one failover: down %d times on A, %d on B", av.downs[0], av.downs[1])
+	}
+}
+
 // During play, the Cluster master owning the session's slot is SIGKILLed.
 // Once its replica has taken over, the leader's next seek reaches the
 // followers on both instances within 5 s, ticks went on throughout, and
@@ -250,6 +295,7 @@ func TestClusterMasterFailoverDuringPlay(t *testing.T) {
 		t.Fatal(err)
 	}
 	sk := bd.seekDuringFault()
+	av := bd.watchAvailability()
 	killed := time.Now()
 	if err := c.Kill(old); err != nil {
 		t.Fatal(err)
@@ -263,6 +309,7 @@ func TestClusterMasterFailoverDuringPlay(t *testing.T) {
 	settled := time.Now()
 	sk.kept(t, bd.agree(5*time.Second))
 	t.Logf("instances agreed %v after the fault was over", time.Since(settled).Round(time.Millisecond))
+	av.end(t)
 	took := bd.seekReachesAll(5 * time.Second)
 	t.Logf("master %s killed; replica %s took over after %v; the next seek reached every member %v later",
 		old, now, failedOver.Round(time.Millisecond), took.Round(time.Millisecond))
@@ -291,6 +338,7 @@ func TestSentinelMasterFailoverDuringPlay(t *testing.T) {
 		t.Fatal(err)
 	}
 	sk := bd.seekDuringFault()
+	av := bd.watchAvailability()
 	killed := time.Now()
 	if err := s.Kill(old); err != nil {
 		t.Fatal(err)
@@ -304,6 +352,7 @@ func TestSentinelMasterFailoverDuringPlay(t *testing.T) {
 	settled := time.Now()
 	sk.kept(t, bd.agree(5*time.Second))
 	t.Logf("instances agreed %v after the fault was over", time.Since(settled).Round(time.Millisecond))
+	av.end(t)
 	took := bd.seekReachesAll(5 * time.Second)
 	t.Logf("master %s killed; sentinels promoted %s after %v; the next seek reached every member %v later",
 		old, now, failedOver.Round(time.Millisecond), took.Round(time.Millisecond))
