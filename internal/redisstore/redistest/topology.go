@@ -47,6 +47,7 @@ func (n *node) start() error {
 	}
 	args = append(args, n.args...)
 	cmd := exec.Command("redis-server", args...)
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return err
 	}
