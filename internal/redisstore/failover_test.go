@@ -232,8 +232,11 @@ func (sk *seeker) kept(t *testing.T, st engine.State) {
 	}
 	want := sk.lastPos + float64(time.Since(sk.lastAt).Milliseconds())
 	if st.Version < sk.lastVer || st.Position < want-1000 || st.Position > want+1000 {
-		t.Fatalf("the last seek acknowledged during the fault (to %.0f ms, version %d) was lost: agreed state is version %d at %.0f ms, want about %.0f",
-			sk.lastPos, sk.lastVer, st.Version, st.Position, want)
+		// The anchor times say whether the agreed state is another
+		// evaluation of the same command or another state altogether.
+		t.Fatalf("the last seek acknowledged during the fault (to %.0f ms, version %d, acknowledged at epoch %d ms) was lost: "+
+			"agreed state is version %d at %.0f ms (serverTimestamp %.0f), want about %.0f\nagreed state: %+v",
+			sk.lastPos, sk.lastVer, sk.lastAt.UnixMilli(), st.Version, st.Position, st.ServerTimestamp, want, st)
 	}
 }
 
