@@ -94,7 +94,7 @@ func (b *bus) follow(ctx context.Context, sessionID string) error {
 	if wait == nil {
 		wait = make(chan struct{})
 		b.ready[ch] = wait
-		err = b.subscribeLocked(ctx, ch, nil)
+		err = b.subscribeLocked(ctx, ch)
 	}
 	b.mu.Unlock()
 	if err == nil {
@@ -115,13 +115,11 @@ func (b *bus) follow(ctx context.Context, sessionID string) error {
 }
 
 // subscribeLocked subscribes ch on the connection of the node that serves
-// it now. b.mu is held. On a Cluster, a connection that cannot even be
-// established (its node is dead, and the slot map not yet reloaded) is
-// retired at once, and its address added to failed (when not nil); a
-// channel whose node is in failed is not tried again, so that one pass
-// over many channels waits for a dead node's dial timeout once.
-func (b *bus) subscribeLocked(ctx context.Context, ch string, failed map[string]bool) error {
-	sh, err := b.shardFor(ctx, ch, failed)
+// it now (Follow's first subscription; re-homing is rehomeOne). b.mu is
+// held. On a Cluster, a connection that cannot even be established (its
+// node is dead, and the slot map not yet reloaded) is retired at once.
+func (b *bus) subscribeLocked(ctx context.Context, ch string) error {
+	sh, err := b.shardFor(ctx, ch, nil)
 	if err != nil {
 		return err
 	}
@@ -132,9 +130,6 @@ func (b *bus) subscribeLocked(ctx context.Context, ch string, failed map[string]
 	}
 	if err != nil {
 		if _, ok := b.clustered(); ok {
-			if failed != nil {
-				failed[sh.addr] = true
-			}
 			b.retireLocked(sh)
 		}
 		return err
