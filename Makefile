@@ -3,7 +3,7 @@
 GO       ?= go
 FUZZTIME ?= 60s
 
-.PHONY: all run build test e2e fuzz bench loadtest floor redis-stall precision lint clean release image stack stack-down deploy-test
+.PHONY: all run build test e2e fuzz bench loadtest floor redis-stall precision lint chaos clean release image stack stack-down deploy-test
 
 all: build
 
@@ -27,6 +27,10 @@ e2e:
 ## fuzz: longer fuzzing of every target in scripts/fuzz-targets.txt (FUZZTIME=60s)
 fuzz:
 	FUZZTIME=$(FUZZTIME) bash scripts/test.sh fuzz
+
+## chaos: the long Redis fault scenarios (repeated Cluster and Sentinel failovers during play; CHAOS_ROUNDS=6), on private redis-servers
+chaos:
+	CHAOS_ROUNDS=$(or $(CHAOS_ROUNDS),6) $(GO) test -race -count=1 -tags chaos -run '^TestChaos' -timeout 20m -v ./internal/redisstore/
 
 ## bench: Go benchmarks
 bench:

@@ -170,6 +170,18 @@ ensure_redis() {
 		fi
 		return 2
 	fi
+	# The Cluster failover tests (internal/redisstore/failover_test.go) build
+	# their cluster with redis-cli --cluster create; Sentinel runs as
+	# redis-server --sentinel, so no redis-sentinel package is needed.
+	if ! command -v redis-cli >/dev/null 2>&1; then
+		if in_ci; then
+			warn "redis-cli not found; installing Debian's redis-tools"
+			apt_install redis-tools || true
+			command -v redis-cli >/dev/null 2>&1 || die "redis-cli is required for the Redis Cluster tests (CI is set, so this is fatal)"
+		else
+			skipped "Redis Cluster tests: redis-cli not found (set CI=true to install it, or apt-get install redis-tools)"
+		fi
+	fi
 
 	local dir port attempt pid=""
 	dir="$(mktemp -d "${TMPDIR:-/tmp}/bandsync-redis.XXXXXX")"

@@ -10,7 +10,7 @@
 # matrix of docs/sync.md, 60 s per scenario.
 #
 # Environment:
-#   CI=true            missing tools (Node.js, npm, redis-server) are installed
+#   CI=true            missing tools (Node.js, npm, redis-server, redis-cli) are installed
 #                      with apt-get (docker.io, docker-compose and prometheus
 #                      for the deploy stage, whose dockerd it starts), and a
 #                      tool that is still missing FAILS the
@@ -219,7 +219,10 @@ in_ci && info "CI=$CI: missing tools are installed, and a missing tool fails the
 # One private redis-server for the whole run (never the machine's shared
 # Redis): the Go integration tests in internal/redisstore and the e2e suite's
 # redis.test.mjs use it through BANDSYNC_TEST_REDIS_URL; it is stopped on
-# exit. Without redis-server (outside CI) those tests skip loudly.
+# exit. The Cluster and Sentinel failover tests start their own topologies
+# (internal/redisstore/redistest) with redis-server and redis-cli. Without
+# them (outside CI) those tests skip loudly. The longer fault scenarios are
+# `make chaos`.
 if [[ " ${stages[*]} " == *" unit "* || " ${stages[*]} " == *" e2e "* ]]; then
 	redis_rc=0
 	ensure_redis || redis_rc=$?

@@ -188,9 +188,21 @@ func unavailable(err error) bool {
 // pingTimeout bounds the supervisor's PING.
 const pingTimeout = time.Second
 
+// ping checks that Redis can serve. On a Cluster that means every master
+// (from a freshly read slot map), not whichever node answers first: while
+// one master is down and not yet replaced, its slots' commands fail, and a
+// PING that reached a live node would flip the instance back to
+// "available" only for the next command to flip it down again, a full
+// resync of every session each time. So the instance stays degraded until
+// the failover is over, then resyncs once.
 func ping(ctx context.Context, c redis.UniversalClient) error {
 	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			return m.Ping(ctx).Err()
+		})
+	}
 	return c.Ping(ctx).Err()
 }
 

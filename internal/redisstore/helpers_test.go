@@ -82,6 +82,7 @@ type recorder struct {
 	mu    sync.Mutex
 	rooms map[string]map[string]bool // session -> members in the room
 	got   map[string][]delivery      // member -> events received
+	ticks map[string][]time.Time     // session -> when each scroll_tick was sent
 }
 
 type delivery struct {
@@ -91,7 +92,7 @@ type delivery struct {
 }
 
 func newRecorder() *recorder {
-	return &recorder{rooms: map[string]map[string]bool{}, got: map[string][]delivery{}}
+	return &recorder{rooms: map[string]map[string]bool{}, got: map[string][]delivery{}, ticks: map[string][]time.Time{}}
 }
 
 func raw(p any) json.RawMessage {
@@ -119,7 +120,18 @@ func (r *recorder) LeaveRoom(m, s string) {
 
 func (r *recorder) ToSession(s, e string, p any) { r.ToSessionAt(s, e, raw(p), "") }
 
-func (r *recorder) ToSessionVolatile(string, string, any) {}
+func (r *recorder) ToSessionVolatile(s, _ string, _ any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ticks[s] = append(r.ticks[s], time.Now())
+}
+
+// tickTimes returns when the session's ticks were sent.
+func (r *recorder) tickTimes(session string) []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Time(nil), r.ticks[session]...)
+}
 
 func (r *recorder) ToMember(m, e string, p any) { r.ToMemberAt(m, e, raw(p), "") }
 

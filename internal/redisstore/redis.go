@@ -186,6 +186,14 @@ func (r *Redis) OnDeadInstance(fn func(instance string, sessions []string)) {
 // memory instead of waiting for timeouts.
 func (r *Redis) check(err error) error {
 	if unavailable(err) {
+		// On a Cluster the failure may be one dead master: go-redis keeps
+		// routing its slots there until it reloads its slot map, which it
+		// does by itself only on a MOVED reply (a dead node sends none) or
+		// once a minute. Reloading now lets the commands reach the
+		// promoted replica as soon as the cluster has elected it.
+		if cc, ok := r.c.(*redis.ClusterClient); ok {
+			cc.ReloadState(context.Background())
+		}
 		r.setUp(false, err)
 	}
 	return err
@@ -261,9 +269,13 @@ func (r *Redis) Close() error {
 }
 
 // supervise pings Redis: every few hundred ms while it is available, and
-// with exponential backoff (250 ms up to 5 s) while it is not.
+// with exponential backoff (250 ms up to 1 s) while it is not. The cap is
+// low because a Sentinel or Cluster failover is over in 2-4 s: a longer
+// backoff would keep the instance serving from memory, its members cut off
+// from the other instances', for seconds after Redis is back, and one PING
+// a second costs nothing.
 func (r *Redis) supervise(ctx context.Context) {
-	const minWait, maxWait = 250 * time.Millisecond, 5 * time.Second
+	const minWait, maxWait = 250 * time.Millisecond, time.Second
 	upEvery := min(max(r.o.Heartbeat/4, 100*time.Millisecond), time.Second)
 	wait := minWait
 	for {

@@ -133,6 +133,7 @@ func (s *Server) Start() error {
 	cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(s.Port),
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
 		"--logfile", filepath.Join(s.dir, "redis-"+strconv.Itoa(s.Port)+".log"))
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return err
 	}
