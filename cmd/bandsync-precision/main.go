@@ -34,7 +34,10 @@ import (
 	"github.com/bandsync/bandsync/internal/precision"
 )
 
-func main() {
+func main() { os.Exit(run()) }
+
+// run is main without os.Exit, so that the deferred server stop runs.
+func run() int {
 	var (
 		bin       = flag.String("bin", "", "server binary to start (required unless -url)")
 		url       = flag.String("url", "", "an already running server instead of -bin")
@@ -45,6 +48,7 @@ func main() {
 		sample    = flag.Duration("sample", 50*time.Millisecond, "sampling period of each device")
 		names     = flag.String("scenarios", "clean,jitter,asym,stall,change", "comma-separated scenarios")
 		jsonOut   = flag.String("json", "", "write the results as JSON to this file")
+		samples   = flag.String("samples", "", "write each device's samples (error over time) as CSV into this directory")
 		check     = flag.Bool("check", false, "exit 1 when an acceptance target (docs/sync.md) is missed")
 		seed      = flag.Uint64("seed", 1, "seed of the delay draws")
 		verbosity = flag.String("log", "info", "log level: debug, info, warn")
@@ -86,7 +90,7 @@ func main() {
 
 	cfg := precision.Config{
 		Node: *node, DeviceScript: *device, ServerURL: serverURL, Duration: *duration,
-		Warmup: *warmup, SampleMs: float64(sample.Milliseconds()), Seed: *seed, Log: log,
+		Warmup: *warmup, SampleMs: float64(sample.Milliseconds()), Seed: *seed, SamplesDir: *samples, Log: log,
 	}
 	var results []precision.Result
 	failed := false
@@ -121,8 +125,9 @@ func main() {
 		}
 	}
 	if failed {
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 func printTable(w io.Writer, rs []precision.Result) {

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -57,6 +59,7 @@ type Config struct {
 	Warmup       time.Duration // joined and syncing before the leader plays
 	SampleMs     float64
 	Seed         uint64
+	SamplesDir   string // when set, each device's samples are written here as CSV
 	Log          *slog.Logger
 }
 
@@ -286,6 +289,11 @@ func RunScenario(ctx context.Context, cfg Config, sc Scenario) (Result, error) {
 		res.Sync[d.name] = d.final
 		d.mu.Unlock()
 		res.Devices = append(res.Devices, ScoreDevice(d.name, samples[d.name], truth, w, cfg.SampleMs))
+		if cfg.SamplesDir != "" {
+			if err := writeSamples(filepath.Join(cfg.SamplesDir, sc.Name+"-"+d.name+".csv"), samples[d.name], truth); err != nil {
+				cfg.Log.Warn("samples", "err", err)
+			}
+		}
 	}
 	devs = nil
 	for i := range names {
@@ -294,6 +302,16 @@ func RunScenario(ctx context.Context, cfg Config, sc Scenario) (Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// writeSamples writes T (ms from the start), the error and errorMs.
+func writeSamples(path string, ss []Sample, tr Truth) error {
+	var b strings.Builder
+	b.WriteString("t_ms,error_ms,error_est_ms\n")
+	for _, s := range ss {
+		fmt.Fprintf(&b, "%.0f,%.4f,%.4f\n", s.T-tr.StartsAt, s.Pos-tr.At(s.T), s.ErrEst)
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -25,7 +25,7 @@ const DEFAULTS = {
   samplesPerRound: 8, // clock_sync exchanges per round (a round ends with a `sync` event)
   minSampleIntervalMs: 150, // background exchanges this often while the estimate is unsure...
   maxSampleIntervalMs: 1000, // ...and this often once it is within 1 ms
-  windowMs: 60_000, // the offset comes from the bounds seen over this window
+  windowMs: 10 * 60_000, // the offset comes from the bounds seen over this window (each loosened by its age)
   minDriftSpanMs: 60_000, // drift is fitted only over at least this baseline
   maxDriftPpm: 100, // and bounded by what real oscillators do
   slewRate: 0.01, // corrections are slewed at 1% (10 ms per second)...
@@ -150,10 +150,12 @@ const TS_RE = /"serverTimestamp":(-?[0-9.eE+-]+)/;
  * playing), so a jittery downlink is searched for its lucky frames far
  * faster than round trips alone could.
  *
- * Bounds are kept per bucket of `bucketMs` and carried forward along the
- * drift estimate; drift is fitted over a long baseline only, bounded by what
- * real oscillators do, and may never move the estimate by more than the
- * estimate's own uncertainty.
+ * Bounds are kept per bucket of `bucketMs`, carried forward along the drift
+ * estimate and loosened by its uncertainty (20 ppm until it is fitted), so
+ * `errorMs` grows honestly with the age of the evidence. Drift is fitted
+ * over a long baseline only, bounded by what real oscillators do, and may
+ * never pull the estimate outside the interval the bounds allow for any
+ * drift within that bound.
  *
  * What it cannot see: a path whose minimum delay differs between the two
  * directions biases the middle by half the difference (docs/sync.md).
@@ -162,7 +164,7 @@ export class ClockModel {
   constructor(opts = {}) {
     this.opts = {
       bucketMs: 2000, // bounds are kept per bucket of this much local time
-      windowMs: 60_000, // the offset comes from the buckets of this window
+      windowMs: 10 * 60_000, // the offset comes from the buckets of this window
       driftWindowMs: 10 * 60_000, // the drift from the buckets of this one
       minDriftSpanMs: 60_000, // a drift fit needs at least this baseline
       maxDriftPpm: 100, // real crystals are within tens of ppm
@@ -260,34 +262,28 @@ export class ClockModel {
    */
   estimate(at) {
     const minKey = Math.floor((at - this.opts.windowMs) / this.opts.bucketMs);
-    const carried = (d) => {
+    // Each bound carried to `at` along drift d, and loosened by what a drift
+    // error of `unc` could have done since: a fresh bound beats an old one
+    // unless the old one is tighter by more than the clock could have
+    // wandered.
+    const carried = (d, unc) => {
       let up = Infinity;
-      let upAt = at;
       let lo = -Infinity;
-      let loAt = at;
       for (const b of this._buckets) {
         if (b.key < minKey) continue;
-        if (b.up !== undefined) {
-          const v = b.up + d * (at - b.upAt);
-          if (v < up) [up, upAt] = [v, b.upAt];
-        }
-        if (b.lo !== undefined) {
-          const v = b.lo + d * (at - b.loAt);
-          if (v > lo) [lo, loAt] = [v, b.loAt];
-        }
+        if (b.up !== undefined) up = Math.min(up, b.up + d * (at - b.upAt) + unc * Math.abs(at - b.upAt));
+        if (b.lo !== undefined) lo = Math.max(lo, b.lo + d * (at - b.loAt) - unc * Math.abs(at - b.loAt));
       }
-      return { up, upAt, lo, loAt };
+      return { up, lo };
     };
-    const plain = carried(0);
-    if (!Number.isFinite(plain.up) || !Number.isFinite(plain.lo)) return null;
-    const c = this.drift ? carried(this.drift) : plain;
-    const half = Math.abs(c.up - c.lo) / 2;
-    // Stale bounds widen by what an unknown drift could have done since.
-    const age = Math.max(0, at - Math.min(c.upAt, c.loAt));
-    const errorMs = half + this.driftUncertainty * age;
-    const mid0 = (plain.up + plain.lo) / 2;
-    // The drift may not pull the estimate further than it is sure of.
-    const offset = mid0 + clamp((c.up + c.lo) / 2 - mid0, -errorMs, errorMs);
+    const c = carried(this.drift, this.driftUncertainty);
+    if (!Number.isFinite(c.up) || !Number.isFinite(c.lo)) return null;
+    let offset = (c.up + c.lo) / 2;
+    const errorMs = Math.abs(c.up - c.lo) / 2;
+    // The drift may never pull the estimate outside what the bounds allow
+    // for any drift a real crystal can have.
+    const hard = carried(0, this.opts.maxDriftPpm / 1e6);
+    if (hard.lo <= hard.up) offset = clamp(offset, hard.lo, hard.up);
     return { offset, errorMs, lower: c.lo, upper: c.up };
   }
 
@@ -329,8 +325,16 @@ export class ClockModel {
     const slope = num / den;
     const se = Math.sqrt(1 / den); // with each bucket's half-width as its sigma
     const max = o.maxDriftPpm / 1e6;
-    this.drift = Math.abs(slope) > 2 * se ? clamp(slope, -max, max) : 0;
-    this.driftUncertainty = Math.min(max, Math.max(se, 1e-6));
+    const prior = o.priorDriftPpm / 1e6;
+    if (Math.abs(slope) > 2 * se) {
+      this.drift = clamp(slope, -max, max);
+      this.driftUncertainty = clamp(2 * se, 2e-6, max);
+    } else {
+      // The data say less than what is known of crystals anyway: keep the
+      // prior (a noisy link must not make old bounds look worse than that).
+      this.drift = 0;
+      this.driftUncertainty = clamp(2 * se, 2e-6, prior);
+    }
   }
 }
 
@@ -464,6 +468,9 @@ export class BandSyncClient extends Emitter {
         if (typeof data !== "string") return;
         if (data.indexOf('"t2"') >= 0) {
           const m = T0_RE.exec(data);
+          // Answers that come after their request timed out are never
+          // collected: keep the map from growing through a long stall.
+          if (this._arrivals.size > 64) this._arrivals.clear();
           if (m) this._arrivals.set(Number(m[1]), this.now());
         } else if (data.length < 1024 && data.indexOf('"scroll_tick"') >= 0) {
           // Every tick was stamped by the server before it was sent: one
