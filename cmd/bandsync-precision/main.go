@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -43,6 +44,7 @@ func run() int {
 		url       = flag.String("url", "", "an already running server instead of -bin")
 		node      = flag.String("node", "node", "Node.js 20+ binary")
 		device    = flag.String("device", "test/e2e/precision/device.mjs", "the device script")
+		browser   = flag.Bool("wifi-browser", false, "run the wifi device in headless Chromium (browser-device.mjs beside -device) instead of Node")
 		duration  = flag.Duration("duration", 60*time.Second, "song length scored per scenario")
 		warmup    = flag.Duration("warmup", 10*time.Second, "time the devices sync before the leader plays")
 		sample    = flag.Duration("sample", 50*time.Millisecond, "sampling period of each device")
@@ -88,9 +90,13 @@ func run() int {
 		serverURL = u
 	}
 
+	wifiScript := ""
+	if *browser {
+		wifiScript = filepath.Join(filepath.Dir(*device), "browser-device.mjs")
+	}
 	cfg := precision.Config{
 		Node: *node, DeviceScript: *device, ServerURL: serverURL, Duration: *duration,
-		Warmup: *warmup, SampleMs: float64(sample.Milliseconds()), Seed: *seed, SamplesDir: *samples, Log: log,
+		Warmup: *warmup, WifiScript: wifiScript, SampleMs: float64(sample.Milliseconds()), Seed: *seed, SamplesDir: *samples, Log: log,
 	}
 	var results []precision.Result
 	failed := false

@@ -54,6 +54,7 @@ func Scenarios(d time.Duration) []Scenario {
 type Config struct {
 	Node         string        // node binary
 	DeviceScript string        // test/e2e/precision/device.mjs
+	WifiScript   string        // another script for the "wifi" device (browser-device.mjs), or ""
 	ServerURL    string        // the server, http://host:port
 	Duration     time.Duration // of play, scored
 	Warmup       time.Duration // joined and syncing before the leader plays
@@ -84,7 +85,11 @@ type device struct {
 }
 
 func startDevice(ctx context.Context, cfg Config, name, url, session, role string) (*device, error) {
-	cmd := exec.CommandContext(ctx, cfg.Node, cfg.DeviceScript, url, session, name, role, fmt.Sprint(cfg.SampleMs))
+	script := cfg.DeviceScript
+	if name == "wifi" && cfg.WifiScript != "" {
+		script = cfg.WifiScript
+	}
+	cmd := exec.CommandContext(ctx, cfg.Node, script, url, session, name, role, fmt.Sprint(cfg.SampleMs))
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -187,6 +192,9 @@ func (d *device) stop() {
 // RunScenario plays one song with three devices and scores them.
 func RunScenario(ctx context.Context, cfg Config, sc Scenario) (Result, error) {
 	res := Result{Scenario: sc.Name, Desc: sc.Desc}
+	if cfg.WifiScript != "" {
+		res.Desc += "; wifi device: " + filepath.Base(cfg.WifiScript)
+	}
 	host := strings.TrimPrefix(strings.TrimPrefix(cfg.ServerURL, "http://"), "https://")
 	net := NewNetwork(cfg.Seed)
 	lanLink, err := net.Link(sc.Name+"-lan", host)
