@@ -152,7 +152,7 @@ export interface ConnectOptions {
   minSampleIntervalMs?: number;
   /** ...and this often once errorMs is within 1 ms (default 1000); a quarter of it in between. */
   maxSampleIntervalMs?: number;
-  /** The offset comes from the bounds seen over this window, ms (default 60000). */
+  /** The offset comes from the bounds seen over this window, each loosened by its age, ms (default 600000). */
   windowMs?: number;
   /** Drift is fitted only over at least this baseline, ms (default 60000). */
   minDriftSpanMs?: number;
