@@ -222,7 +222,11 @@ export declare class BandSyncClient {
   isCountingIn(localMs?: number): boolean;
   /** Local instant of a grid beat, or null while paused. */
   localTimeOfBeat(beat: number): number | null;
-  /** Calls cb on each beat while playing (count-in included). Returns an unsubscribe function. */
+  /**
+   * Calls cb on each beat while playing (count-in included), `lookaheadMs`
+   * (default 0) before it, so audio can be scheduled at `localTime`; each
+   * listener on its own lookahead. Returns an unsubscribe function.
+   */
   onBeat(cb: (beat: BeatInfo) => void, opts?: { beatsPerBar?: number; lookaheadMs?: number }): () => void;
 
   join(sessionId: string, opts?: JoinOptions): Promise<SessionState>;
