@@ -427,6 +427,7 @@ export class BandSyncClient extends Emitter {
     this._slew = new SlewedClock({ rate: this.opts.slewRate, stepMs: this.opts.stepMs });
     this._round = [];
     this._burstLeft = 0;
+    this._fastUntil = 0;
     this._lastRefresh = -Infinity;
     this._beatPlannedOffset = NaN;
     this._sync = { synced: false, offsetMs: 0, errorMs: Infinity, rttMs: NaN, rttMinMs: NaN, jitterMs: NaN, driftPpm: 0, rounds: 0, lastSyncAt: null, samples: 0 };
@@ -685,10 +686,15 @@ export class BandSyncClient extends Emitter {
     let d = o.maxSampleIntervalMs;
     if (!(err <= 1)) d = Math.max(o.minSampleIntervalMs, o.maxSampleIntervalMs / 4);
     if (!(err <= 3)) d = o.minSampleIntervalMs;
+    // Catching a quick trip through a jittery link is a numbers game, and
+    // the first seconds after joining are when it matters (the song may
+    // start soon): try three times as often then, for a bounded while.
+    if (!(err <= 3) && this.now() < this._fastUntil) d = Math.max(50, o.minSampleIntervalMs / 3);
     return d * (0.9 + 0.2 * Math.random());
   }
 
   _startSampling() {
+    this._fastUntil = this.now() + 20_000;
     this._burstLeft = this.opts.samplesPerRound;
     this._round = [];
     this._scheduleSync(0);
