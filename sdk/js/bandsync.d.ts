@@ -162,6 +162,12 @@ export interface ConnectOptions {
   slewRate?: number;
   /** A correction larger than this, ms, is stepped rather than slewed (default 250). */
   stepMs?: number;
+  /**
+   * scroll_tick rate to ask the server for at join: 0 none, N at most one
+   * per N ms (default: not asked, every tick). The clock model takes a
+   * downlink bound from every tick; docs/sync.md measures what fewer cost.
+   */
+  tickIntervalMs?: number | null;
   /** Acknowledgement timeout, ms (default 5000). */
   ackTimeoutMs?: number;
   /** Send `sync_quality` after each round (default true). */

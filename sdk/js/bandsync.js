@@ -31,6 +31,7 @@ const DEFAULTS = {
   slewRate: 0.01, // corrections are slewed at 1% (10 ms per second)...
   stepMs: 250, // ...unless larger than this (first sync, a clock that was set)
   ackTimeoutMs: 5000,
+  tickIntervalMs: null, // scroll_tick rate asked for at join (null: the server's default, every tick)
   reportSyncQuality: true,
   reconnectionDelay: 250,
   reconnectionDelayMax: 3000,
@@ -538,6 +539,7 @@ export class BandSyncClient extends Emitter {
     const wantRole = this.recovered ? role : this._wantLeader ? "leader" : role;
     if (wantRole) payload.role = wantRole;
     if (!this.recovered && this.memberToken) payload.memberToken = this.memberToken;
+    if (this.opts.tickIntervalMs != null) payload.tickIntervalMs = this.opts.tickIntervalMs;
     try {
       const st = await this._request("join_session", payload, { requireConnected: true });
       this._acceptState(st);
@@ -986,6 +988,7 @@ export class BandSyncClient extends Emitter {
     if (memberToken) payload.memberToken = this.memberToken = memberToken;
     if (displayName) payload.displayName = displayName;
     if (role) payload.role = role;
+    if (this.opts.tickIntervalMs != null) payload.tickIntervalMs = this.opts.tickIntervalMs;
     if (this.sessionId && this.sessionId !== sessionId) this._reset();
     this._join = { sessionId, displayName, role };
     this._wantLeader = role === "leader";
