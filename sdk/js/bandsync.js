@@ -205,10 +205,10 @@ export class ClockModel {
     return b;
   }
 
-  /** A request sent at local `at` reached the server `upper - ...`: theta <= upper. */
+  /** theta <= upper: from a request sent at local `at` (upper = t1 - t0). Returns whether a bound tightened. */
   addUpper(upper, at) {
     if (!Number.isFinite(upper) || !Number.isFinite(at)) return false;
-    if (this._contradicts(upper, at, +1)) this._stepped(at);
+    if (this._contradicts(upper, at, +1)) this._stepped();
     const b = this._bucket(at);
     if (!b) return false;
     if (b.up === undefined || upper + this.drift * (b.upAt - at) < b.up) {
@@ -219,10 +219,10 @@ export class ClockModel {
     return false;
   }
 
-  /** A frame stamped by the server arrived at local `at`: theta >= lower. */
+  /** theta >= lower: from a server-stamped frame that arrived at local `at` (lower = stamp - at). */
   addLower(lower, at) {
     if (!Number.isFinite(lower) || !Number.isFinite(at)) return false;
-    if (this._contradicts(lower, at, -1)) this._stepped(at);
+    if (this._contradicts(lower, at, -1)) this._stepped();
     const b = this._bucket(at);
     if (!b) return false;
     if (b.lo === undefined || lower + this.drift * (b.loAt - at) > b.lo) {
@@ -243,18 +243,17 @@ export class ClockModel {
   // A bound on the wrong side of the opposite bound by more than noise can
   // explain is proof that the offset itself changed (a clock was set).
   _contradicts(v, at, side) {
-    if (!this.ready) return false;
     const e = this.estimate(at);
+    if (!e) return false;
     const margin = this.opts.contradictionMs;
     return side > 0 ? v < e.lower - margin : v > e.upper + margin;
   }
 
-  _stepped(at) {
+  _stepped() {
     this._buckets = [];
     this.drift = 0;
     this.driftUncertainty = this.opts.priorDriftPpm / 1e6;
     this.steps += 1;
-    void at;
   }
 
   /**

@@ -128,6 +128,16 @@ describe("ClockModel", () => {
     assert.ok(after.errorMs - before.errorMs < 0.2, `the fit loosened errorMs ${before.errorMs} -> ${after.errorMs}`);
   });
 
+  test("a device back after 11 minutes offline: its old evidence has expired, the new is taken", () => {
+    const m = new ClockModel();
+    for (let t = 0; t < 10_000; t += 500) m.addExchange({ t0: t, t1: t + 1800 + 1, t2: t + 1800 + 1.05, t3: t + 2.05 });
+    const back = 11 * 60_000;
+    assert.equal(m.estimate(back), null, "evidence older than the window still used");
+    m.addExchange({ t0: back, t1: back + 1800 + 1, t2: back + 1800 + 1.05, t3: back + 2.05 });
+    const e = m.estimate(back + 3);
+    assert.ok(e && Math.abs(e.offset - 1800) < 1.1, JSON.stringify(e));
+  });
+
   test("drift is bounded by what crystals do, whatever the data say", () => {
     const r = rng(3);
     const oneWay = () => Math.max(0, r.normal(3, 1));
