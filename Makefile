@@ -48,7 +48,7 @@ redis-stall:
 floor:
 	$(GO) run ./cmd/bandsync-bench -scenario floor -sessions $(or $(S),625) -members $(or $(M),8)
 
-## precision: the full sync-precision matrix (clean, N(50,30), asymmetric, stall, link change; 60 s each, ~7 min) against a fresh server; docs/sync.md
+## precision: the full sync-precision matrix (clean, N(50,30), asymmetric, stall, link change; 60 s each, ~7 min) against a fresh server; PRECISION_BROWSER=1 puts the jittery device in Chromium; docs/sync.md
 precision:
 	bash scripts/test.sh precision
 

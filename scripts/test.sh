@@ -20,6 +20,8 @@
 #                      0 builds it without
 #   STATICCHECK_VERSION=v0.8.2  the staticcheck the lint stage runs
 #   PRECISION_DURATION song length per scenario of the precision stage (60s)
+#   PRECISION_BROWSER=1 the precision stage runs its "wifi" device in headless
+#                      Chromium (the web app's SDK file) instead of Node
 #   GO_TEST_TIMEOUT=4m go test's -timeout (a hung test fails instead of eating
 #                      CI's time); E2E_TEST_TIMEOUT=180000 ms does the same for
 #                      each Node test
@@ -187,13 +189,24 @@ stage_precision() {
 	fi
 	((rc == 0)) || return 1
 	local e2e="$ROOT/test/e2e"
-	[[ -d "$e2e/node_modules/socket.io-client" ]] || (cd "$e2e" && npm ci --no-audit --no-fund) || return 1
+	local want have=""
+	want="$(sha256sum "$e2e/package-lock.json" | cut -d' ' -f1)" || return 1
+	[[ -f "$e2e/node_modules/.bandsync-lock.sha256" ]] && have="$(cat "$e2e/node_modules/.bandsync-lock.sha256")"
+	if [[ "$want" != "$have" ]]; then
+		(cd "$e2e" && npm ci --no-audit --no-fund) || return 1
+		printf '%s\n' "$want" >"$e2e/node_modules/.bandsync-lock.sha256"
+	fi
 	local bindir
 	bindir="$(mktemp -d "${TMPDIR:-/tmp}/bandsync-precision-bin.XXXXXX")"
 	add_cleanup "rm -rf '$bindir'"
 	go build -o "$bindir/bandsync" ./cmd/bandsync || return 1
+	local browser=()
+	if [[ -n "${PRECISION_BROWSER:-}" ]]; then
+		ensure_chromium || return 1
+		browser=(-wifi-browser)
+	fi
 	mkdir -p "$e2e/artifacts"
-	go run ./cmd/bandsync-precision -bin "$bindir/bandsync" -device "$e2e/precision/device.mjs" \
+	go run ./cmd/bandsync-precision -bin "$bindir/bandsync" -device "$e2e/precision/device.mjs" "${browser[@]}" \
 		-duration "${PRECISION_DURATION:-60s}" -json "$e2e/artifacts/precision.json" -check
 }
 

@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -34,17 +35,22 @@ import (
 	"github.com/bandsync/bandsync/internal/precision"
 )
 
-func main() {
+func main() { os.Exit(run()) }
+
+// run is main without os.Exit, so that the deferred server stop runs.
+func run() int {
 	var (
 		bin       = flag.String("bin", "", "server binary to start (required unless -url)")
 		url       = flag.String("url", "", "an already running server instead of -bin")
 		node      = flag.String("node", "node", "Node.js 20+ binary")
 		device    = flag.String("device", "test/e2e/precision/device.mjs", "the device script")
+		browser   = flag.Bool("wifi-browser", false, "run the wifi device in headless Chromium (browser-device.mjs beside -device) instead of Node")
 		duration  = flag.Duration("duration", 60*time.Second, "song length scored per scenario")
 		warmup    = flag.Duration("warmup", 10*time.Second, "time the devices sync before the leader plays")
 		sample    = flag.Duration("sample", 50*time.Millisecond, "sampling period of each device")
 		names     = flag.String("scenarios", "clean,jitter,asym,stall,change", "comma-separated scenarios")
 		jsonOut   = flag.String("json", "", "write the results as JSON to this file")
+		samples   = flag.String("samples", "", "write each device's samples (error over time) as CSV into this directory")
 		check     = flag.Bool("check", false, "exit 1 when an acceptance target (docs/sync.md) is missed")
 		seed      = flag.Uint64("seed", 1, "seed of the delay draws")
 		verbosity = flag.String("log", "info", "log level: debug, info, warn")
@@ -84,9 +90,13 @@ func main() {
 		serverURL = u
 	}
 
+	wifiScript := ""
+	if *browser {
+		wifiScript = filepath.Join(filepath.Dir(*device), "browser-device.mjs")
+	}
 	cfg := precision.Config{
 		Node: *node, DeviceScript: *device, ServerURL: serverURL, Duration: *duration,
-		Warmup: *warmup, SampleMs: float64(sample.Milliseconds()), Seed: *seed, Log: log,
+		Warmup: *warmup, WifiScript: wifiScript, SampleMs: float64(sample.Milliseconds()), Seed: *seed, SamplesDir: *samples, Log: log,
 	}
 	var results []precision.Result
 	failed := false
@@ -121,8 +131,9 @@ func main() {
 		}
 	}
 	if failed {
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 func printTable(w io.Writer, rs []precision.Result) {

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -52,11 +54,13 @@ func Scenarios(d time.Duration) []Scenario {
 type Config struct {
 	Node         string        // node binary
 	DeviceScript string        // test/e2e/precision/device.mjs
+	WifiScript   string        // another script for the "wifi" device (browser-device.mjs), or ""
 	ServerURL    string        // the server, http://host:port
 	Duration     time.Duration // of play, scored
 	Warmup       time.Duration // joined and syncing before the leader plays
 	SampleMs     float64
 	Seed         uint64
+	SamplesDir   string // when set, each device's samples are written here as CSV
 	Log          *slog.Logger
 }
 
@@ -81,7 +85,11 @@ type device struct {
 }
 
 func startDevice(ctx context.Context, cfg Config, name, url, session, role string) (*device, error) {
-	cmd := exec.CommandContext(ctx, cfg.Node, cfg.DeviceScript, url, session, name, role, fmt.Sprint(cfg.SampleMs))
+	script := cfg.DeviceScript
+	if name == "wifi" && cfg.WifiScript != "" {
+		script = cfg.WifiScript
+	}
+	cmd := exec.CommandContext(ctx, cfg.Node, script, url, session, name, role, fmt.Sprint(cfg.SampleMs))
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -184,6 +192,9 @@ func (d *device) stop() {
 // RunScenario plays one song with three devices and scores them.
 func RunScenario(ctx context.Context, cfg Config, sc Scenario) (Result, error) {
 	res := Result{Scenario: sc.Name, Desc: sc.Desc}
+	if cfg.WifiScript != "" {
+		res.Desc += "; wifi device: " + filepath.Base(cfg.WifiScript)
+	}
 	host := strings.TrimPrefix(strings.TrimPrefix(cfg.ServerURL, "http://"), "https://")
 	net := NewNetwork(cfg.Seed)
 	lanLink, err := net.Link(sc.Name+"-lan", host)
@@ -286,6 +297,11 @@ func RunScenario(ctx context.Context, cfg Config, sc Scenario) (Result, error) {
 		res.Sync[d.name] = d.final
 		d.mu.Unlock()
 		res.Devices = append(res.Devices, ScoreDevice(d.name, samples[d.name], truth, w, cfg.SampleMs))
+		if cfg.SamplesDir != "" {
+			if err := writeSamples(filepath.Join(cfg.SamplesDir, sc.Name+"-"+d.name+".csv"), samples[d.name], truth); err != nil {
+				cfg.Log.Warn("samples", "err", err)
+			}
+		}
 	}
 	devs = nil
 	for i := range names {
@@ -294,6 +310,16 @@ func RunScenario(ctx context.Context, cfg Config, sc Scenario) (Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// writeSamples writes T (ms from the start), the error and errorMs.
+func writeSamples(path string, ss []Sample, tr Truth) error {
+	var b strings.Builder
+	b.WriteString("t_ms,error_ms,error_est_ms\n")
+	for _, s := range ss {
+		fmt.Fprintf(&b, "%.0f,%.4f,%.4f\n", s.T-tr.StartsAt, s.Pos-tr.At(s.T), s.ErrEst)
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

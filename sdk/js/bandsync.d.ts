@@ -152,7 +152,7 @@ export interface ConnectOptions {
   minSampleIntervalMs?: number;
   /** ...and this often once errorMs is within 1 ms (default 1000); a quarter of it in between. */
   maxSampleIntervalMs?: number;
-  /** The offset comes from the bounds seen over this window, ms (default 60000). */
+  /** The offset comes from the bounds seen over this window, each loosened by its age, ms (default 600000). */
   windowMs?: number;
   /** Drift is fitted only over at least this baseline, ms (default 60000). */
   minDriftSpanMs?: number;
@@ -162,6 +162,12 @@ export interface ConnectOptions {
   slewRate?: number;
   /** A correction larger than this, ms, is stepped rather than slewed (default 250). */
   stepMs?: number;
+  /**
+   * scroll_tick rate to ask the server for at join: 0 none, N at most one
+   * per N ms (default: not asked, every tick). The clock model takes a
+   * downlink bound from every tick; docs/sync.md measures what fewer cost.
+   */
+  tickIntervalMs?: number | null;
   /** Acknowledgement timeout, ms (default 5000). */
   ackTimeoutMs?: number;
   /** Send `sync_quality` after each round (default true). */
@@ -222,7 +228,11 @@ export declare class BandSyncClient {
   isCountingIn(localMs?: number): boolean;
   /** Local instant of a grid beat, or null while paused. */
   localTimeOfBeat(beat: number): number | null;
-  /** Calls cb on each beat while playing (count-in included). Returns an unsubscribe function. */
+  /**
+   * Calls cb on each beat while playing (count-in included), `lookaheadMs`
+   * (default 0) before it, so audio can be scheduled at `localTime`; each
+   * listener on its own lookahead. Returns an unsubscribe function.
+   */
   onBeat(cb: (beat: BeatInfo) => void, opts?: { beatsPerBar?: number; lookaheadMs?: number }): () => void;
 
   join(sessionId: string, opts?: JoinOptions): Promise<SessionState>;

@@ -25,12 +25,13 @@ const DEFAULTS = {
   samplesPerRound: 8, // clock_sync exchanges per round (a round ends with a `sync` event)
   minSampleIntervalMs: 150, // background exchanges this often while the estimate is unsure...
   maxSampleIntervalMs: 1000, // ...and this often once it is within 1 ms
-  windowMs: 60_000, // the offset comes from the bounds seen over this window
+  windowMs: 10 * 60_000, // the offset comes from the bounds seen over this window (each loosened by its age)
   minDriftSpanMs: 60_000, // drift is fitted only over at least this baseline
   maxDriftPpm: 100, // and bounded by what real oscillators do
   slewRate: 0.01, // corrections are slewed at 1% (10 ms per second)...
   stepMs: 250, // ...unless larger than this (first sync, a clock that was set)
   ackTimeoutMs: 5000,
+  tickIntervalMs: null, // scroll_tick rate asked for at join (null: the server's default, every tick)
   reportSyncQuality: true,
   reconnectionDelay: 250,
   reconnectionDelayMax: 3000,
@@ -150,10 +151,12 @@ const TS_RE = /"serverTimestamp":(-?[0-9.eE+-]+)/;
  * playing), so a jittery downlink is searched for its lucky frames far
  * faster than round trips alone could.
  *
- * Bounds are kept per bucket of `bucketMs` and carried forward along the
- * drift estimate; drift is fitted over a long baseline only, bounded by what
- * real oscillators do, and may never move the estimate by more than the
- * estimate's own uncertainty.
+ * Bounds are kept per bucket of `bucketMs`, carried forward along the drift
+ * estimate and loosened by its uncertainty (20 ppm until it is fitted), so
+ * `errorMs` grows honestly with the age of the evidence. Drift is fitted
+ * over a long baseline only, bounded by what real oscillators do, and may
+ * never pull the estimate outside the interval the bounds allow for any
+ * drift within that bound.
  *
  * What it cannot see: a path whose minimum delay differs between the two
  * directions biases the middle by half the difference (docs/sync.md).
@@ -162,7 +165,7 @@ export class ClockModel {
   constructor(opts = {}) {
     this.opts = {
       bucketMs: 2000, // bounds are kept per bucket of this much local time
-      windowMs: 60_000, // the offset comes from the buckets of this window
+      windowMs: 10 * 60_000, // the offset comes from the buckets of this window
       driftWindowMs: 10 * 60_000, // the drift from the buckets of this one
       minDriftSpanMs: 60_000, // a drift fit needs at least this baseline
       maxDriftPpm: 100, // real crystals are within tens of ppm
@@ -202,10 +205,10 @@ export class ClockModel {
     return b;
   }
 
-  /** A request sent at local `at` reached the server `upper - ...`: theta <= upper. */
+  /** theta <= upper: from a request sent at local `at` (upper = t1 - t0). Returns whether a bound tightened. */
   addUpper(upper, at) {
     if (!Number.isFinite(upper) || !Number.isFinite(at)) return false;
-    if (this._contradicts(upper, at, +1)) this._stepped(at);
+    if (this._contradicts(upper, at, +1)) this._stepped();
     const b = this._bucket(at);
     if (!b) return false;
     if (b.up === undefined || upper + this.drift * (b.upAt - at) < b.up) {
@@ -216,10 +219,10 @@ export class ClockModel {
     return false;
   }
 
-  /** A frame stamped by the server arrived at local `at`: theta >= lower. */
+  /** theta >= lower: from a server-stamped frame that arrived at local `at` (lower = stamp - at). */
   addLower(lower, at) {
     if (!Number.isFinite(lower) || !Number.isFinite(at)) return false;
-    if (this._contradicts(lower, at, -1)) this._stepped(at);
+    if (this._contradicts(lower, at, -1)) this._stepped();
     const b = this._bucket(at);
     if (!b) return false;
     if (b.lo === undefined || lower + this.drift * (b.loAt - at) > b.lo) {
@@ -240,18 +243,17 @@ export class ClockModel {
   // A bound on the wrong side of the opposite bound by more than noise can
   // explain is proof that the offset itself changed (a clock was set).
   _contradicts(v, at, side) {
-    if (!this.ready) return false;
     const e = this.estimate(at);
+    if (!e) return false;
     const margin = this.opts.contradictionMs;
     return side > 0 ? v < e.lower - margin : v > e.upper + margin;
   }
 
-  _stepped(at) {
+  _stepped() {
     this._buckets = [];
     this.drift = 0;
     this.driftUncertainty = this.opts.priorDriftPpm / 1e6;
     this.steps += 1;
-    void at;
   }
 
   /**
@@ -260,34 +262,28 @@ export class ClockModel {
    */
   estimate(at) {
     const minKey = Math.floor((at - this.opts.windowMs) / this.opts.bucketMs);
-    const carried = (d) => {
+    // Each bound carried to `at` along drift d, and loosened by what a drift
+    // error of `unc` could have done since: a fresh bound beats an old one
+    // unless the old one is tighter by more than the clock could have
+    // wandered.
+    const carried = (d, unc) => {
       let up = Infinity;
-      let upAt = at;
       let lo = -Infinity;
-      let loAt = at;
       for (const b of this._buckets) {
         if (b.key < minKey) continue;
-        if (b.up !== undefined) {
-          const v = b.up + d * (at - b.upAt);
-          if (v < up) [up, upAt] = [v, b.upAt];
-        }
-        if (b.lo !== undefined) {
-          const v = b.lo + d * (at - b.loAt);
-          if (v > lo) [lo, loAt] = [v, b.loAt];
-        }
+        if (b.up !== undefined) up = Math.min(up, b.up + d * (at - b.upAt) + unc * Math.abs(at - b.upAt));
+        if (b.lo !== undefined) lo = Math.max(lo, b.lo + d * (at - b.loAt) - unc * Math.abs(at - b.loAt));
       }
-      return { up, upAt, lo, loAt };
+      return { up, lo };
     };
-    const plain = carried(0);
-    if (!Number.isFinite(plain.up) || !Number.isFinite(plain.lo)) return null;
-    const c = this.drift ? carried(this.drift) : plain;
-    const half = Math.abs(c.up - c.lo) / 2;
-    // Stale bounds widen by what an unknown drift could have done since.
-    const age = Math.max(0, at - Math.min(c.upAt, c.loAt));
-    const errorMs = half + this.driftUncertainty * age;
-    const mid0 = (plain.up + plain.lo) / 2;
-    // The drift may not pull the estimate further than it is sure of.
-    const offset = mid0 + clamp((c.up + c.lo) / 2 - mid0, -errorMs, errorMs);
+    const c = carried(this.drift, this.driftUncertainty);
+    if (!Number.isFinite(c.up) || !Number.isFinite(c.lo)) return null;
+    let offset = (c.up + c.lo) / 2;
+    const errorMs = Math.abs(c.up - c.lo) / 2;
+    // The drift may never pull the estimate outside what the bounds allow
+    // for any drift a real crystal can have.
+    const hard = carried(0, this.opts.maxDriftPpm / 1e6);
+    if (hard.lo <= hard.up) offset = clamp(offset, hard.lo, hard.up);
     return { offset, errorMs, lower: c.lo, upper: c.up };
   }
 
@@ -329,8 +325,16 @@ export class ClockModel {
     const slope = num / den;
     const se = Math.sqrt(1 / den); // with each bucket's half-width as its sigma
     const max = o.maxDriftPpm / 1e6;
-    this.drift = Math.abs(slope) > 2 * se ? clamp(slope, -max, max) : 0;
-    this.driftUncertainty = Math.min(max, Math.max(se, 1e-6));
+    const prior = o.priorDriftPpm / 1e6;
+    if (Math.abs(slope) > 2 * se) {
+      this.drift = clamp(slope, -max, max);
+      this.driftUncertainty = clamp(2 * se, 2e-6, max);
+    } else {
+      // The data say less than what is known of crystals anyway: keep the
+      // prior (a noisy link must not make old bounds look worse than that).
+      this.drift = 0;
+      this.driftUncertainty = clamp(2 * se, 2e-6, prior);
+    }
   }
 }
 
@@ -423,6 +427,7 @@ export class BandSyncClient extends Emitter {
     this._slew = new SlewedClock({ rate: this.opts.slewRate, stepMs: this.opts.stepMs });
     this._round = [];
     this._burstLeft = 0;
+    this._fastUntil = 0;
     this._lastRefresh = -Infinity;
     this._beatPlannedOffset = NaN;
     this._sync = { synced: false, offsetMs: 0, errorMs: Infinity, rttMs: NaN, rttMinMs: NaN, jitterMs: NaN, driftPpm: 0, rounds: 0, lastSyncAt: null, samples: 0 };
@@ -464,6 +469,9 @@ export class BandSyncClient extends Emitter {
         if (typeof data !== "string") return;
         if (data.indexOf('"t2"') >= 0) {
           const m = T0_RE.exec(data);
+          // Answers that come after their request timed out are never
+          // collected: keep the map from growing through a long stall.
+          if (this._arrivals.size > 64) this._arrivals.clear();
           if (m) this._arrivals.set(Number(m[1]), this.now());
         } else if (data.length < 1024 && data.indexOf('"scroll_tick"') >= 0) {
           // Every tick was stamped by the server before it was sent: one
@@ -530,6 +538,7 @@ export class BandSyncClient extends Emitter {
     const wantRole = this.recovered ? role : this._wantLeader ? "leader" : role;
     if (wantRole) payload.role = wantRole;
     if (!this.recovered && this.memberToken) payload.memberToken = this.memberToken;
+    if (this.opts.tickIntervalMs != null) payload.tickIntervalMs = this.opts.tickIntervalMs;
     try {
       const st = await this._request("join_session", payload, { requireConnected: true });
       this._acceptState(st);
@@ -678,10 +687,15 @@ export class BandSyncClient extends Emitter {
     let d = o.maxSampleIntervalMs;
     if (!(err <= 1)) d = Math.max(o.minSampleIntervalMs, o.maxSampleIntervalMs / 4);
     if (!(err <= 3)) d = o.minSampleIntervalMs;
+    // Catching a quick trip through a jittery link is a numbers game, and
+    // the first seconds after joining are when it matters (the song may
+    // start soon): try three times as often then, for a bounded while.
+    if (!(err <= 3) && this.now() < this._fastUntil) d = Math.max(50, o.minSampleIntervalMs / 3);
     return d * (0.9 + 0.2 * Math.random());
   }
 
   _startSampling() {
+    this._fastUntil = this.now() + 20_000;
     this._burstLeft = this.opts.samplesPerRound;
     this._round = [];
     this._scheduleSync(0);
@@ -973,6 +987,7 @@ export class BandSyncClient extends Emitter {
     if (memberToken) payload.memberToken = this.memberToken = memberToken;
     if (displayName) payload.displayName = displayName;
     if (role) payload.role = role;
+    if (this.opts.tickIntervalMs != null) payload.tickIntervalMs = this.opts.tickIntervalMs;
     if (this.sessionId && this.sessionId !== sessionId) this._reset();
     this._join = { sessionId, displayName, role };
     this._wantLeader = role === "leader";

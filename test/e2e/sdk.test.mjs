@@ -373,6 +373,26 @@ describe("SDK: session control and clock", () => {
     await lead.stop();
   });
 
+  test("tickIntervalMs: 0 — no scroll_tick reaches the device, and its position still runs with the band's", T, async () => {
+    const id = room("noticks");
+    const lead = client(srv.url);
+    const quiet = client(srv.url, { tickIntervalMs: 0 });
+    await lead.join(id, { displayName: "Drums" });
+    await quiet.join(id, { displayName: "Keys (no ticks)" });
+    await Promise.all([synced(lead), synced(quiet)]);
+    const ticks = { lead: 0, quiet: 0 };
+    lead.on("tick", () => ticks.lead++);
+    quiet.on("tick", () => ticks.quiet++);
+    await lead.play();
+    await sleep(1500);
+    assert.ok(ticks.lead > 30, `the leader, asking for nothing, got ${ticks.lead} ticks in 1.5 s`);
+    assert.equal(ticks.quiet, 0, "a device that asked for no ticks got some");
+    const T = localNow();
+    const d = Math.abs(lead.positionAt(T) - quiet.positionAt(T));
+    assert.ok(quiet.positionAt(T) > 1000 && d < 1, `positions ${lead.positionAt(T)} / ${quiet.positionAt(T)}`);
+    await lead.stop();
+  });
+
   test("playOnNextBar starts on a bar of the shared grid, far enough ahead for everyone to hear of it", T, async () => {
     const id = room("nextbar");
     const lead = client(srv.url);

@@ -54,7 +54,10 @@ function machineMinusLocal() {
   return best;
 }
 
-const c = connect(url, { reconnectionDelayMax: 1000 });
+// BANDSYNC_TICK_INTERVAL_MS: the scroll_tick rate the device asks for
+// (unset: every tick), to measure what ticks are worth to the clock.
+const tickEnv = process.env.BANDSYNC_TICK_INTERVAL_MS;
+const c = connect(url, { reconnectionDelayMax: 1000, tickIntervalMs: tickEnv ? Number(tickEnv) : null });
 c.on("error", (err) => out({ ev: "error", code: err.code, message: err.message }));
 c.on("sync", (s) => out({ ev: "sync", sync: s }));
 c.on("connection", (s) => out({ ev: "connection", state: s.state }));
