@@ -12,6 +12,110 @@ const SESSION_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const client = connect(location.origin);
 window.bandsyncClient = client; // for the curious, from the devtools console
 
+// ---------------------------------------------------------------- liveness
+
+// A device that hears nothing must not look live. The server pings every
+// 2.5 s and Socket.IO notices a dead link only after pingInterval +
+// pingTimeout (7.5 s), far too late on stage; so the page asks for a
+// heartbeat every PROBE_MS, counts every packet it receives (ticks, pings,
+// answers) as a sign of life, and calls the link stale after STALE_MS of
+// silence: two lost probes plus a round trip on a poor network.
+const PROBE_MS = 400;
+const STALE_MS = 1000;
+// How long the chart keeps moving on its own after the last word from the
+// server. The clock model and the tempo stay right for that long unless the
+// leader changed something; past it the chart would be a guess, so it
+// stops where it is and says so.
+const FREEZE_MS = 8000;
+const conn = $("conn");
+const link = { lastHeard: performance.timeOrigin + performance.now(), state: "live", since: 0, backUntil: 0 };
+
+function heard() {
+  link.lastHeard = client.now();
+}
+
+function hookEngine() {
+  const engine = client.socket.io.engine;
+  if (!engine || engine.__bandsyncLive) return;
+  engine.__bandsyncLive = true;
+  engine.on("packet", heard);
+}
+client.socket.io.on("open", hookEngine);
+hookEngine();
+
+setInterval(() => {
+  if (client.socket.connected) client.socket.emit("heartbeat", { timestamp: Date.now() });
+  updateLink();
+}, PROBE_MS / 2);
+
+/** The instant up to which the local clock may be trusted to draw the band. */
+function honestNow() {
+  const t = client.now();
+  return link.state === "live" ? t : Math.min(t, link.lastHeard + FREEZE_MS);
+}
+const frozen = () => link.state !== "live" && client.now() > link.lastHeard + FREEZE_MS;
+
+function updateLink() {
+  if (document.body.dataset.view !== "session") {
+    // Nothing on screen to be stale yet (joining is its own feedback).
+    link.state = "live";
+    link.backUntil = 0;
+    renderLink();
+    return;
+  }
+  const now = client.now();
+  const silent = now - link.lastHeard;
+  const connected = client.connectionState === "connected";
+  const stale = !connected || silent > STALE_MS;
+  if (stale && link.state === "live") {
+    link.state = "stale";
+    link.since = link.lastHeard;
+  } else if (!stale && link.state === "stale") {
+    // Heard again: take a fresh clock reading before saying all is well
+    // (the snapshots and ticks queued during the stall arrive with it).
+    link.state = "resyncing";
+    const done = () => {
+      if (link.state !== "resyncing") return;
+      link.state = "live";
+      link.backUntil = client.now() + 3000;
+      renderLink();
+    };
+    Promise.resolve(client.syncClock?.()).then(done, done);
+  }
+  renderLink();
+}
+
+function renderLink() {
+  const view = link.state !== "live" ? "offline" : client.now() < link.backUntil ? "back" : "live";
+  document.body.dataset.link = link.state === "live" ? "live" : link.state;
+  const connState = client.connectionState;
+  const shownConn = connState === "connected" && link.state === "stale" ? "stale" : connState;
+  if (conn.dataset.state !== shownConn) {
+    conn.dataset.state = shownConn;
+    $("conn-text").textContent =
+      shownConn === "connected" ? "Connected" : shownConn === "stale" ? "No signal" : shownConn === "reconnecting" ? "Reconnecting…" : shownConn === "disconnected" ? "Offline" : "Connecting…";
+  }
+  const banner = $("link-banner");
+  banner.dataset.view = view;
+  banner.hidden = view === "live" || document.body.dataset.view !== "session";
+  if (view === "live") return;
+  const secs = Math.max(0, (client.now() - link.lastHeard) / 1000);
+  if (view === "back") {
+    $("link-title").textContent = "Back in sync";
+    $("link-detail").textContent = "";
+  } else if (link.state === "resyncing") {
+    $("link-title").textContent = "Resyncing…";
+    $("link-detail").textContent = "";
+  } else {
+    $("link-title").textContent = client.connectionState === "connected" ? "NO SIGNAL" : "OFFLINE";
+    $("link-detail").textContent = frozen()
+      ? `· chart stopped, last heard ${Math.round(secs)} s ago`
+      : client.state?.isPlaying
+        ? `· ${Math.round(secs)} s · chart runs on at ${fmtTempo(client.state.tempoBpm)} BPM, may be wrong`
+        : `· ${Math.round(secs)} s since the server was heard`;
+  }
+}
+
 // ---------------------------------------------------------------- chart
 
 const chart = buildChart($("chart-inner"), SONG);
@@ -40,6 +144,9 @@ function buildChart(root, song) {
         const cell = document.createElement("div");
         cell.className = "bar";
         cell.textContent = c;
+        // Long names shrink instead of being cut (a phone's bar is ~6
+        // characters wide at full size).
+        if (c.length > 5) cell.classList.add(c.length > 8 ? "longer" : "long");
         cell.dataset.bar = String(bar + j);
         bars.appendChild(cell);
         return cell;
@@ -56,6 +163,15 @@ function buildChart(root, song) {
   }
   return { root, lines, sections, totalBars: bar, tops: [], currentBar: -1 };
 }
+
+// Focus (Tab, a pedal, a screen reader) scrolls the nearest scrollable box
+// to show the focused label; the chart is positioned by transform only, so
+// any scroll would leave it showing the wrong lines. overflow: clip stops
+// that in CSS; this catches browsers without it.
+$("chart").addEventListener("scroll", (ev) => {
+  ev.currentTarget.scrollTop = 0;
+  ev.currentTarget.scrollLeft = 0;
+});
 
 function measureChart() {
   chart.tops = chart.lines.map((l) => l.el.offsetTop);
@@ -113,7 +229,7 @@ function frame() {
   requestAnimationFrame(frame);
   const st = client.state;
   if (!st || document.body.dataset.view !== "session") return;
-  const t = client.now();
+  const t = honestNow();
   const playing = Boolean(st.isPlaying);
   const countIn = client.isCountingIn(t);
   const pos = client.positionAt(t);
@@ -139,26 +255,38 @@ function frame() {
   metronome.dataset.beatInBar = playing ? String(inBar) : "";
   metronome.dataset.countIn = String(countIn);
   dots.forEach((d, i) => d.classList.toggle("on", playing && i === inBar));
+  // The glow is drawn by the frame that shows the beat, from the same beat
+  // position as the lit dot: a timer-driven glow came with the audio's
+  // lookahead, 60 ms early, and lit the previous beat's dot.
+  const beatMs = 60000 / (st.tempoBpm || 120);
+  const glow = playing && !frozen() && (grid - beatIdx) * beatMs < GLOW_MS;
+  metronome.classList.toggle("flash", glow);
+  if (glow && metronome.dataset.flash !== String(beatIdx)) metronome.dataset.flash = String(beatIdx);
   renderChart(grid, playing && !countIn);
 }
+const GLOW_MS = 110;
 requestAnimationFrame(frame);
 
-// The metronome flash (and optional click) comes from the SDK's beat
-// callbacks, scheduled on the synced clock.
+// The optional click comes from the SDK's beat callbacks, early enough to
+// be scheduled on the audio clock.
 let audio = null;
 client.onBeat(
   (b) => {
-    metronome.classList.add("flash");
-    metronome.dataset.flash = String(b.beat);
-    setTimeout(() => metronome.classList.remove("flash"), 110);
-    if (audio) click(b);
+    if (audio && !frozen()) click(b);
   },
-  { beatsPerBar: BPB, lookaheadMs: 60 },
+  { beatsPerBar: BPB, lookaheadMs: 120 },
 );
 
 function click(b) {
-  const delay = Math.max(0, (b.localTime - client.now()) / 1000);
-  const at = audio.currentTime + delay;
+  // A sound scheduled at audio time T leaves the speaker baseLatency +
+  // outputLatency later (40 ms in Chromium on Linux, more over Bluetooth):
+  // schedule it that much earlier.
+  const latency = (audio.baseLatency || 0) + (audio.outputLatency || 0);
+  const localNow = client.now();
+  const ctxNow = audio.currentTime;
+  const at = ctxNow + (b.localTime - localNow) / 1000 - latency;
+  if (at < ctxNow) return; // too late to be on the beat: silence beats a late click
+  $("sound-btn").dataset.lastClick = JSON.stringify({ beatAt: b.localTime, localNow, ctxNow, ctxAt: at });
   const osc = audio.createOscillator();
   const gain = audio.createGain();
   osc.frequency.value = b.beatInBar === 0 ? 1760 : 1175;
@@ -176,8 +304,9 @@ $("sound-btn").addEventListener("click", (ev) => {
     audio = null;
   } else {
     const Ctx = window.AudioContext || window.webkitAudioContext;
-    if (Ctx) audio = new Ctx();
+    if (Ctx) audio = new Ctx({ latencyHint: "interactive" });
   }
+  window.bandsyncAudio = audio;
   ev.currentTarget.textContent = audio ? "Click: on" : "Click: off";
   ev.currentTarget.setAttribute("aria-pressed", String(Boolean(audio)));
 });
@@ -198,12 +327,26 @@ function renderState(st) {
   $("tempo-display").textContent = `${fmtTempo(st.tempoBpm)} BPM`;
   const ti = $("tempo-input");
   if (document.activeElement !== ti) ti.value = fmtTempo(st.tempoBpm);
+  // The message sits over the foot of the chart (nothing moves when it
+  // comes or goes); anyone may hide it on their device, the leader may
+  // clear it for everyone; a new message shows again.
   const msg = $("message");
-  msg.hidden = !st.message;
-  msg.textContent = st.message || "";
+  msg.hidden = !st.message || st.message === dismissedMessage;
+  $("message-text").textContent = st.message || "";
+  $("message-clear").hidden = client.role !== "leader";
   $("session-name").textContent = st.sessionId;
   updateWakeLock(st.isPlaying);
 }
+
+let dismissedMessage = null;
+$("message-clear").addEventListener(
+  "click",
+  act(() => client.updateMessage("")),
+);
+$("message-close").addEventListener("click", () => {
+  dismissedMessage = client.state?.message ?? null;
+  $("message").hidden = true;
+});
 
 function leaderName(st) {
   const m = (st.members || []).find((x) => x.socketId === st.leaderSocketId);
@@ -217,12 +360,10 @@ client.on("role", () => renderState(client.state));
 
 // ---------------------------------------------------------------- connection
 
-const conn = $("conn");
 client.on("connection", (c) => {
-  conn.dataset.state = c.state;
+  if (c.state === "connected") heard();
   document.body.dataset.connection = c.state;
-  $("conn-text").textContent =
-    c.state === "connected" ? "Connected" : c.state === "reconnecting" ? "Reconnecting…" : c.state === "disconnected" ? "Offline" : "Connecting…";
+  updateLink();
 });
 client.on("sync", (s) => {
   const q = $("quality");
@@ -256,13 +397,14 @@ document.addEventListener("visibilitychange", () => updateWakeLock(Boolean(clien
 // ---------------------------------------------------------------- join
 
 const params = new URLSearchParams(location.search);
-$("session-input").value = params.get("session") || "";
+$("session-input").value = canonicalSession(params.get("session") || "");
 $("name-input").value = params.get("name") || safeStorage("get", "bandsync.name") || "";
 if (params.get("role") === "leader") document.querySelector('input[name="role"][value="leader"]').checked = true;
 
 $("join-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
-  const sessionId = $("session-input").value.trim();
+  const typed = $("session-input").value.trim();
+  const sessionId = canonicalSession(typed);
   const displayName = $("name-input").value.trim();
   const role = new FormData(ev.currentTarget).get("role");
   $("join-error").textContent = "";
@@ -274,6 +416,9 @@ $("join-form").addEventListener("submit", async (ev) => {
   $("join-btn").disabled = true;
   try {
     await client.join(sessionId, { displayName: displayName || undefined, role: role === "leader" ? "leader" : undefined });
+    if (role === "leader" && client.role !== "leader") {
+      showAlert(`${leaderName(client.state)} leads this session, so you joined as a follower. Ask them to hand you the lead.`, "info");
+    }
     safeStorage("set", "bandsync.name", displayName);
     safeStorage("set", "bandsync.session", sessionId, sessionStorage);
     const url = new URL(location.href);
@@ -288,11 +433,34 @@ $("join-form").addEventListener("submit", async (ev) => {
   }
 });
 
+// The server matches session names exactly, as the original did; the
+// mobile app relies on that contract, so it cannot change there. But
+// "Friday" and "friday" would be two bands, and a typo in capitals leaves
+// someone leading an empty session. The web app therefore always uses the
+// lowercase name, and lowercases as you type so nobody is surprised. (A
+// phone app must type the name in lowercase to meet web users.)
+function canonicalSession(typed) {
+  return typed.toLowerCase();
+}
+$("session-input").addEventListener("input", (ev) => {
+  const el = ev.currentTarget;
+  const lower = el.value.toLowerCase();
+  if (lower !== el.value) {
+    const at = el.selectionStart;
+    el.value = lower;
+    el.setSelectionRange(at, at);
+  }
+});
+
 function showView(v) {
   document.body.dataset.view = v;
   $("join-view").hidden = v !== "join";
   $("session-view").hidden = v !== "session";
-  if (v === "session") requestAnimationFrame(measureChart);
+  if (v === "session") {
+    // The join button may have scrolled the page; the session starts at the top.
+    window.scrollTo(0, 0);
+    requestAnimationFrame(measureChart);
+  }
 }
 
 // Reloading the page during a gig puts you straight back in (this tab
@@ -309,27 +477,40 @@ $("leave-btn").addEventListener("click", async () => {
 
 // ---------------------------------------------------------------- leader
 
-function act(fn) {
+function act(fn, { onError } = {}) {
   return async (ev) => {
     const btn = ev?.currentTarget;
     if (btn) btn.disabled = true;
     try {
       await fn(ev);
-      $("action-error").textContent = "";
+      // Doing something that works is acting on the refusal.
+      if ($("alert").dataset.kind === "error") hideAlert();
     } catch (err) {
-      flashError(describe(err));
+      onError?.(err);
+      showAlert(describe(err), "error");
     } finally {
       if (btn) btn.disabled = false;
     }
   };
 }
 
-let errTimer = null;
-function flashError(text) {
-  $("action-error").textContent = text;
-  clearTimeout(errTimer);
-  errTimer = setTimeout(() => ($("action-error").textContent = ""), 5000);
+// Refusals and notices appear at the top of the window, over whatever the
+// user looks at, and stay until they press OK or do something that works:
+// a message below the fold that vanished after 5 s was never seen.
+function showAlert(text, kind = "error") {
+  const el = $("alert");
+  $("alert-text").textContent = text;
+  el.dataset.kind = kind;
+  el.hidden = false;
 }
+function hideAlert() {
+  $("alert").hidden = true;
+  $("alert").dataset.kind = "";
+}
+$("alert-close").addEventListener("click", hideAlert);
+client.on("error", (err) => {
+  if (document.body.dataset.view === "session") showAlert(describe(err), "error");
+});
 
 function describe(err) {
   switch (err?.code) {
@@ -365,13 +546,20 @@ for (const b of document.querySelectorAll("[data-tempo-step]")) {
     }),
   );
 }
+// A refused tempo must not stay in the box while the band plays another.
+const showBandTempo = () => {
+  $("tempo-input").value = fmtTempo(client.state?.tempoBpm ?? 120);
+};
 $("tempo-input").addEventListener(
   "change",
-  act(() => {
-    const v = Number($("tempo-input").value);
-    if (!(v >= 1 && v <= 300)) throw new Error("Tempo must be 1-300 BPM.");
-    return client.setTempo(v);
-  }),
+  act(
+    () => {
+      const v = Number($("tempo-input").value);
+      if (!(v >= 1 && v <= 300)) throw new Error(`Tempo must be 1-300 BPM; ${$("tempo-input").value || "nothing"} was not sent.`);
+      return client.setTempo(v);
+    },
+    { onError: showBandTempo },
+  ),
 );
 
 /** Position (ms) at which the current beat grid reaches `beat`. */
@@ -381,19 +569,68 @@ function positionOfBeat(beat) {
   return Math.min(MAX_POSITION_MS, Math.max(0, pos));
 }
 
+/**
+ * Jumps to the start of `bar`. While playing, the band's pulse must not
+ * stumble: the jump keeps the place within the bar, so the bar lines stay
+ * where they were in time (a jump pressed on beat 3 lands on beat 3 of the
+ * target bar) and the server applies it half a round trip after it is sent.
+ */
+function jumpToBar(bar) {
+  const st = client.state;
+  if (!st) return Promise.resolve();
+  bar = Math.max(0, Math.min(chart.totalBars - 1, bar));
+  if (!st.isPlaying || client.isCountingIn()) return client.seek(positionOfBeat(bar * BPB));
+  const oneWay = Number.isFinite(client.sync?.rttMs) ? client.sync.rttMs / 2 : 0;
+  const arrives = client.now() + oneWay;
+  const beatThen = client.gridBeatAt(arrives);
+  const into = mod(beatThen, BPB);
+  // Measured from where the band will be when the seek arrives, so that the
+  // server's re-anchoring at its own now keeps the grid.
+  const pos = client.positionAt(arrives) + ((bar * BPB + into - beatThen) * 60000) / st.tempoBpm;
+  return client.seek(Math.min(MAX_POSITION_MS, Math.max(0, pos)));
+}
+const currentBar = () => Math.floor(client.gridBeatAt() / BPB + 1e-9);
+
 for (const b of document.querySelectorAll("[data-seek-bars]")) {
   b.addEventListener(
     "click",
-    act(() => {
-      const bar = Math.floor(client.gridBeatAt() / BPB) + Number(b.dataset.seekBars);
-      return client.seek(positionOfBeat(Math.max(0, bar) * BPB));
-    }),
+    act(() => jumpToBar(currentBar() + Number(b.dataset.seekBars))),
   );
 }
 $("chart-inner").addEventListener("click", (ev) => {
   const label = ev.target.closest(".section-label");
   if (!label || client.role !== "leader") return;
-  act(() => client.seek(positionOfBeat(Number(label.dataset.bar) * BPB)))();
+  act(() => jumpToBar(Number(label.dataset.bar)))();
+});
+
+/** The first bar of the chart line `delta` lines from the current one. */
+function lineStart(delta) {
+  const bar = Math.max(0, currentBar());
+  const li = chart.lines.findLastIndex((l) => l.firstBar <= bar);
+  const to = Math.max(0, Math.min(chart.lines.length - 1, li + delta));
+  return chart.lines[to].firstBar;
+}
+
+// Keys for the leader: Space plays and pauses; the arrows and PageUp /
+// PageDown (what Bluetooth page-turn pedals send) move a line. Typing in a
+// field is left alone.
+const PAGE_KEYS = { ArrowRight: 1, ArrowDown: 1, PageDown: 1, ArrowLeft: -1, ArrowUp: -1, PageUp: -1 };
+document.addEventListener("keydown", (ev) => {
+  if (client.role !== "leader" || document.body.dataset.view !== "session") return;
+  if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  const t = ev.target;
+  if (t instanceof HTMLInputElement || t instanceof HTMLTextAreaElement || t?.isContentEditable) return;
+  if (ev.key === " " || ev.key === "Spacebar") {
+    ev.preventDefault();
+    if (!ev.repeat) act(() => (client.state?.isPlaying ? client.pause() : client.play()))();
+  } else if (ev.key in PAGE_KEYS) {
+    ev.preventDefault();
+    act(() => jumpToBar(lineStart(PAGE_KEYS[ev.key])))();
+  }
+});
+// A focused button would also "click" on Space's keyup.
+document.addEventListener("keyup", (ev) => {
+  if (ev.key === " " && client.role === "leader" && ev.target instanceof HTMLButtonElement) ev.preventDefault();
 });
 
 $("message-form").addEventListener(
