@@ -10,7 +10,7 @@ import net from "node:net";
 import path from "node:path";
 import { chromium } from "playwright-core";
 import { startServer, assertCleanLogs, artifactsDir } from "./lib/server.mjs";
-import { sleep } from "./lib/client.mjs";
+import { sleep, connect, closeAllClients } from "./lib/client.mjs";
 
 const CHROMIUM = process.env.BANDSYNC_CHROMIUM || "/usr/bin/chromium";
 const ARGS = [
@@ -100,7 +100,7 @@ describe("the web app on stage", () => {
     if (!existsSync(CHROMIUM)) {
       throw new Error(`${CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium; scripts/test.sh does it under CI=true)`);
     }
-    srv = await startServer({ name: "browser-stage" });
+    srv = await startServer({ name: "browser-stage", env: { METRICS_INTERVAL: "1000" } });
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
     mkdirSync(artifactsDir, { recursive: true });
     for (const f of readdirSync(artifactsDir)) if (/^stage-\d+-.*\.png$/.test(f)) rmSync(path.join(artifactsDir, f));
@@ -115,6 +115,7 @@ describe("the web app on stage", () => {
   });
 
   after(async () => {
+    closeAllClients();
     await browser?.close();
     if (srv) {
       const { logs } = await srv.stop();
@@ -448,5 +449,36 @@ describe("the web app on stage", () => {
     } finally {
       await proxy.close();
     }
+  });
+
+  test("the dashboard shows each session (who leads, members, playing) and names its alerts; device sync is charted as an error bound", { timeout: 60_000 }, async () => {
+    const sessionId = newSession();
+    const leader = await device("desktop", "leader");
+    await join(leader, sessionId, "Drums", "leader");
+    const follower = await device("phone", "follower");
+    await join(follower, sessionId, "Keys");
+    await leader.click("#play-btn");
+    const dash = await device("desktop", "dashboard", `${srv.url}/dashboard`);
+    // A client that floods the server trips the rate-limit alert.
+    const flooder = await connect(srv.url);
+    for (let i = 0; i < 160; i++) flooder.emit("heartbeat", { timestamp: Date.now() });
+    const row = `tr[data-session="${sessionId}"]`;
+    await dash.waitForSelector(row, { timeout: 5000 });
+    await dash.waitForFunction((r) => document.querySelector(r)?.dataset.playing === "true", row, { timeout: 5000 });
+    const text = await dash.textContent(row);
+    assert.match(text, /Drums/, "the leader is named");
+    assert.match(text, /2: Drums, Keys/, "the members are listed");
+    assert.match(text, /playing · 120 BPM/);
+    await dash.waitForSelector('#alert-history li[data-alert-type="rate_limit_violations"]', { timeout: 12_000 });
+    assert.match(await dash.textContent('#alert-history li[data-alert-type="rate_limit_violations"]'), /^Rate limit · /);
+    const legend = await dash.textContent('[data-legend="clients"]');
+    assert.doesNotMatch(legend, /offset/, "raw clock offsets are not plotted as if they were errors");
+    await dash.waitForFunction(() => Number(document.querySelector('canvas[data-chart="alerts"]').dataset.points) > 0);
+    await sleep(1000);
+    await dash.screenshot({ path: path.join(artifactsDir, "stage-dashboard-desktop.png"), fullPage: true });
+    const phoneDash = await device("phone", "dashboard phone", `${srv.url}/dashboard`);
+    await phoneDash.waitForSelector(row, { timeout: 5000 });
+    await phoneDash.screenshot({ path: path.join(artifactsDir, "stage-dashboard-phone.png"), fullPage: true });
+    flooder.close();
   });
 });
