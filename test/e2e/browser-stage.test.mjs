@@ -6,11 +6,11 @@
 import { describe, test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { chromium } from "playwright-core";
 import { startServer, assertCleanLogs, artifactsDir } from "./lib/server.mjs";
 import { sleep, connect, closeAllClients } from "./lib/client.mjs";
+import { startProxy } from "./lib/proxy.mjs";
 
 const CHROMIUM = process.env.BANDSYNC_CHROMIUM || "/usr/bin/chromium";
 const ARGS = [
@@ -36,58 +36,6 @@ const percentile = (xs, p) => {
   return s.length ? s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] : NaN;
 };
 const newSession = () => `stage-${Math.random().toString(36).slice(2, 8)}`;
-
-/**
- * A TCP proxy on a free loopback port that can stop forwarding without
- * closing anything: both directions stop being read, as when Wi-Fi stalls.
- */
-async function startProxy(targetPort) {
-  const pairs = new Set();
-  let cut = false;
-  const server = net.createServer((down) => {
-    const up = net.connect(targetPort, "127.0.0.1");
-    const pair = { down, up };
-    pairs.add(pair);
-    down.on("data", (d) => up.write(d));
-    up.on("data", (d) => down.write(d));
-    const end = () => {
-      down.destroy();
-      up.destroy();
-      pairs.delete(pair);
-    };
-    down.on("error", end).on("close", end);
-    up.on("error", end).on("close", end);
-    if (cut) {
-      down.pause();
-      up.pause();
-    }
-  });
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    cut() {
-      cut = true;
-      for (const { down, up } of pairs) {
-        down.pause();
-        up.pause();
-      }
-    },
-    restore() {
-      cut = false;
-      for (const { down, up } of pairs) {
-        down.resume();
-        up.resume();
-      }
-    },
-    close() {
-      for (const { down, up } of pairs) {
-        down.destroy();
-        up.destroy();
-      }
-      return new Promise((r) => server.close(r));
-    },
-  };
-}
 
 describe("the web app on stage", () => {
   let srv;
