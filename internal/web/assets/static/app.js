@@ -4,9 +4,9 @@
 // bar at the same moment.
 import { connect, MAX_POSITION_MS } from "../sdk/bandsync.js";
 import { SONG } from "./song.js";
+import { parseChordPro, transposeChord } from "./chordpro.js";
 
 const $ = (id) => document.getElementById(id);
-const BPB = SONG.beatsPerBar;
 const SESSION_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
 const client = connect(location.origin);
@@ -118,17 +118,57 @@ function renderLink() {
 
 // ---------------------------------------------------------------- chart
 
-const chart = buildChart($("chart-inner"), SONG);
+// The chart on screen: the demo until the leader selects a song, then the
+// song's ChordPro. One bar per chord (see chordpro.js); the current bar is
+// what every device agrees on.
+let BPB = SONG.beatsPerBar;
+const DEMO = {
+  title: SONG.title,
+  grid: true,
+  sections: SONG.sections.map((sec) => ({
+    name: sec.name,
+    lines: sec.lines.map((ln) => ({ bars: ln.chords.map((c) => ({ chord: c, text: "" })), lyric: ln.lyric })),
+  })),
+};
+/** This device's view of the chart (never sent anywhere): transpose and capo per song, text size. */
+const view = loadView();
+function loadView() {
+  try {
+    return { size: 1, songs: {}, ...JSON.parse(safeStorage("get", "bandsync.view") || "{}") };
+  } catch {
+    return { size: 1, songs: {} };
+  }
+}
+function saveView() {
+  safeStorage("set", "bandsync.view", JSON.stringify(view));
+}
+const songView = (id) => (view.songs[id || "demo"] ??= { transpose: 0, capo: 0 });
+
+let chart = buildChart($("chart-inner"), DEMO);
 
 function buildChart(root, song) {
+  root.replaceChildren();
   const lines = [];
   const sections = [];
+  const sv = songView(song.songId);
+  const shift = sv.transpose - sv.capo;
   let bar = 0;
+  let pending = []; // comments and tab lines, shown before the next line of bars
   for (const sec of song.sections) {
-    sec.lines.forEach((ln, i) => {
+    let labelled = false;
+    sec.lines.forEach((ln) => {
+      if (!ln.bars?.length) {
+        const el = document.createElement("div");
+        el.className = ln.tab != null ? "chart-tab" : "chart-comment";
+        el.textContent = ln.tab ?? ln.comment;
+        pending.push(el);
+        return;
+      }
       const el = document.createElement("div");
-      el.className = "chart-line";
-      if (i === 0) {
+      el.className = song.grid ? "chart-line" : "chart-line cp";
+      el.append(...pending);
+      pending = [];
+      if (!labelled && sec.name) {
         const label = document.createElement("button");
         label.type = "button";
         label.className = "section-label";
@@ -137,31 +177,61 @@ function buildChart(root, song) {
         label.title = `Jump to ${sec.name}`;
         el.appendChild(label);
         sections.push({ name: sec.name, bar });
+        labelled = true;
       }
       const bars = document.createElement("div");
-      bars.className = "bars";
-      const cells = ln.chords.map((c, j) => {
+      bars.className = song.grid ? "bars" : "bars cp";
+      const cells = ln.bars.map((b, j) => {
         const cell = document.createElement("div");
         cell.className = "bar";
-        cell.textContent = c;
+        const name = transposeChord(b.chord, shift);
         // Long names shrink instead of being cut (a phone's bar is ~6
         // characters wide at full size).
-        if (c.length > 5) cell.classList.add(c.length > 8 ? "longer" : "long");
+        if (name.length > 5) cell.classList.add(name.length > 8 ? "longer" : "long");
+        if (song.grid) {
+          cell.textContent = name;
+        } else {
+          const c = document.createElement("span");
+          c.className = "chord";
+          c.textContent = name || "\u00a0";
+          const w = document.createElement("span");
+          w.className = "words";
+          w.textContent = b.text || "\u00a0";
+          cell.append(c, w);
+        }
         cell.dataset.bar = String(bar + j);
         bars.appendChild(cell);
         return cell;
       });
       el.appendChild(bars);
-      const lyric = document.createElement("div");
-      lyric.className = "lyric";
-      lyric.textContent = ln.lyric || "\u00a0";
-      el.appendChild(lyric);
+      if (song.grid) {
+        const lyric = document.createElement("div");
+        lyric.className = "lyric";
+        lyric.textContent = ln.lyric || "\u00a0";
+        el.appendChild(lyric);
+      }
       root.appendChild(el);
       lines.push({ el, cells, firstBar: bar });
-      bar += ln.chords.length;
+      bar += ln.bars.length;
     });
   }
-  return { root, lines, sections, totalBars: bar, tops: [], currentBar: -1 };
+  if (pending.length && lines.length) lines[lines.length - 1].el.append(...pending);
+  if (!lines.length) {
+    // A song of comments only still needs one bar to stand on.
+    const el = document.createElement("div");
+    el.className = "chart-line";
+    root.appendChild(el);
+    lines.push({ el, cells: [], firstBar: 0 });
+    bar = 1;
+  }
+  root.style.setProperty("--chart-size", String(view.size));
+  return { root, song, lines, sections, totalBars: bar, tops: [], currentBar: -1 };
+}
+
+function redrawChart() {
+  chart = buildChart(chart.root, chart.song);
+  requestAnimationFrame(measureChart);
+  renderViewControls();
 }
 
 // Focus (Tab, a pedal, a screen reader) scrolls the nearest scrollable box
@@ -214,7 +284,16 @@ function renderChart(gridBeat, playing) {
 
 const readout = $("readout");
 const metronome = $("metronome");
-const dots = [...metronome.querySelectorAll(".beat-dot")];
+let dots = [...metronome.querySelectorAll(".beat-dot")];
+function setBeatsPerBar(n) {
+  if (n === BPB) return;
+  BPB = n;
+  metronome.replaceChildren(
+    ...Array.from({ length: n }, (_, i) => Object.assign(document.createElement("span"), { className: i === 0 ? "beat-dot accent" : "beat-dot" })),
+  );
+  dots = [...metronome.querySelectorAll(".beat-dot")];
+  chart.currentBar = -1;
+}
 
 function fmtTime(ms) {
   const s = Math.max(0, ms) / 1000;
@@ -289,7 +368,7 @@ function click(b) {
   $("sound-btn").dataset.lastClick = JSON.stringify({ beatAt: b.localTime, localNow, ctxNow, ctxAt: at });
   const osc = audio.createOscillator();
   const gain = audio.createGain();
-  osc.frequency.value = b.beatInBar === 0 ? 1760 : 1175;
+  osc.frequency.value = mod(b.beat, BPB) === 0 ? 1760 : 1175;
   gain.gain.setValueAtTime(0.0001, at);
   gain.gain.exponentialRampToValueAtTime(0.6, at + 0.002);
   gain.gain.exponentialRampToValueAtTime(0.0001, at + 0.05);
@@ -335,6 +414,12 @@ function renderState(st) {
   $("message-text").textContent = st.message || "";
   $("message-clear").hidden = client.role !== "leader";
   $("session-name").textContent = st.sessionId;
+  setBeatsPerBar(clampInt(st.timeSignature?.beatsPerBar, 1, 16) || chart.song.time?.beatsPerBar || SONG.beatsPerBar);
+  $("countin-btn").textContent = (st.countInBars ?? 1) > 0 ? `Count-in ${st.countInBars ?? 1} ▶` : "Play ▶";
+  if (document.activeElement !== $("countin-bars")) $("countin-bars").value = String(st.countInBars ?? 1);
+  renderSetlist(st);
+  renderMembers(st);
+  showSong(st);
   updateWakeLock(st.isPlaying);
 }
 
@@ -415,7 +500,11 @@ $("join-form").addEventListener("submit", async (ev) => {
   }
   $("join-btn").disabled = true;
   try {
-    await client.join(sessionId, { displayName: displayName || undefined, role: role === "leader" ? "leader" : undefined });
+    await client.join(sessionId, {
+      displayName: displayName || undefined,
+      role: role === "leader" ? "leader" : undefined,
+      memberToken: savedToken(sessionId),
+    });
     if (role === "leader" && client.role !== "leader") {
       showAlert(`${leaderName(client.state)} leads this session, so you joined as a follower. Ask them to hand you the lead.`, "info");
     }
@@ -472,6 +561,7 @@ if (params.get("session") && params.get("session") === safeStorage("get", "bands
 $("leave-btn").addEventListener("click", async () => {
   await client.leave().catch(() => {});
   safeStorage("set", "bandsync.session", "", sessionStorage);
+  safeStorage("set", "bandsync.member", "", sessionStorage);
   showView("join");
 });
 
@@ -529,7 +619,13 @@ function describe(err) {
   }
 }
 
-$("countin-btn").addEventListener("click", act(() => client.countIn({ bars: 1, beatsPerBar: BPB })));
+$("countin-btn").addEventListener(
+  "click",
+  act(() => {
+    const bars = client.state?.countInBars ?? 1;
+    return bars > 0 ? client.countIn({ bars, beatsPerBar: BPB }) : client.play();
+  }),
+);
 $("nextbar-btn").addEventListener("click", act(() => client.playOnNextBar({ beatsPerBar: BPB })));
 $("play-btn").addEventListener("click", act(() => client.play()));
 $("pause-btn").addEventListener("click", act(() => client.pause()));
@@ -651,4 +747,171 @@ function safeStorage(op, key, value, store) {
     return null;
   }
   return null;
+}
+
+// ---------------------------------------------------------------- songs
+
+const clampInt = (v, lo, hi) => (Number.isInteger(v) && v >= lo && v <= hi ? v : 0);
+
+let songKey = "demo"; // which chart is on screen: songId@version
+async function showSong(st) {
+  const id = st.songId ?? null;
+  const entry = id ? (st.setlist || []).find((x) => x.songId === id) : null;
+  const key = id ? `${id}@${entry?.version ?? ""}` : "demo";
+  if (key === songKey) return;
+  songKey = key;
+  if (!id) {
+    chart = buildChart(chart.root, DEMO);
+  } else {
+    let song;
+    try {
+      song = await client.getSong(id);
+    } catch (err) {
+      songKey = null; // try again with the next snapshot
+      showAlert(`Could not load the song: ${describe(err)}`, "error");
+      return;
+    }
+    if (songKey !== key) return; // another song was selected meanwhile
+    const parsed = parseChordPro(song.chordpro);
+    parsed.songId = id;
+    parsed.title ||= song.title;
+    chart = buildChart(chart.root, parsed);
+  }
+  $("song-title").textContent = chart.song.songId ? [chart.song.title, chart.song.artist].filter(Boolean).join(" · ") : "";
+  requestAnimationFrame(measureChart);
+  renderViewControls();
+}
+
+function renderSetlist(st) {
+  const list = $("setlist");
+  const leader = client.role === "leader";
+  const songs = st.setlist || [];
+  $("songs-panel").hidden = !leader && !songs.length;
+  $("song-import").hidden = !leader;
+  list.replaceChildren(
+    ...songs.map((song, i) => {
+      const li = document.createElement("li");
+      li.dataset.songId = song.songId;
+      li.classList.toggle("current", song.songId === st.songId);
+      const pick = document.createElement("button");
+      pick.type = "button";
+      pick.className = "btn song-pick";
+      pick.disabled = !leader;
+      const ts = song.timeSignature ? ` · ${song.timeSignature.beatsPerBar}/${song.timeSignature.beatUnit}` : "";
+      pick.textContent = `${i + 1}. ${song.title}${song.key ? ` · ${song.key}` : ""}${song.tempo ? ` · ${song.tempo} BPM` : ""}${ts}`;
+      pick.title = leader ? "Play this song next: every device follows" : "";
+      pick.addEventListener("click", act(() => client.selectSong(song.songId)));
+      li.append(pick);
+      if (leader) {
+        for (const [label, title, fn] of [
+          ["↑", "Earlier in the set", () => client.moveSong(song.songId, i - 1)],
+          ["↓", "Later in the set", () => client.moveSong(song.songId, i + 1)],
+          ["✕", `Remove ${song.title}`, () => client.removeSong(song.songId)],
+        ]) {
+          const b = document.createElement("button");
+          b.type = "button";
+          b.className = "btn small";
+          b.textContent = label;
+          b.title = title;
+          b.setAttribute("aria-label", title);
+          b.addEventListener("click", act(fn));
+          li.append(b);
+        }
+      }
+      return li;
+    }),
+  );
+}
+
+async function addChordPro(text) {
+  if (!text.trim()) throw new Error("That chart is empty.");
+  if (!/\{\s*(title|t)\s*:/i.test(text)) throw new Error("A ChordPro chart needs a {title: …} line.");
+  const song = await client.addSong(text);
+  return song;
+}
+
+$("song-file").addEventListener("change", async (ev) => {
+  const files = [...(ev.currentTarget.files || [])];
+  ev.currentTarget.value = "";
+  for (const f of files) {
+    if (f.size > 64 * 1024) {
+      showAlert(`${f.name} is over 64 KB; a chart must be smaller.`, "error");
+      continue;
+    }
+    await act(async () => addChordPro(await f.text()))();
+  }
+});
+$("song-add").addEventListener(
+  "click",
+  act(async () => {
+    await addChordPro($("song-paste").value);
+    $("song-paste").value = "";
+  }),
+);
+$("countin-bars").addEventListener(
+  "change",
+  act(() => client.setCountIn(Number($("countin-bars").value))),
+);
+
+// ---------------------------------------------------------------- this device's view
+
+function renderViewControls() {
+  const sv = songView(chart.song.songId);
+  $("transpose-value").textContent = sv.transpose > 0 ? `+${sv.transpose}` : String(sv.transpose);
+  $("capo-value").textContent = String(sv.capo);
+  $("size-value").textContent = `${Math.round(view.size * 100)}%`;
+}
+for (const b of document.querySelectorAll("[data-view-step]")) {
+  b.addEventListener("click", () => {
+    const [what, step] = b.dataset.viewStep.split(":");
+    const sv = songView(chart.song.songId);
+    if (what === "transpose") sv.transpose = Math.max(-11, Math.min(11, sv.transpose + Number(step)));
+    if (what === "capo") sv.capo = Math.max(0, Math.min(11, sv.capo + Number(step)));
+    if (what === "size") view.size = Math.max(0.6, Math.min(2, Math.round((view.size + Number(step)) * 10) / 10));
+    saveView();
+    redrawChart();
+  });
+}
+renderViewControls();
+
+// ---------------------------------------------------------------- members and handover
+
+function renderMembers(st) {
+  const leader = client.role === "leader";
+  const list = $("member-list");
+  list.replaceChildren(
+    ...(st.members || []).map((m) => {
+      const li = document.createElement("li");
+      li.dataset.socketId = m.socketId;
+      const name = document.createElement("span");
+      name.textContent = `${m.displayName || "anonymous"}${m.socketId === st.leaderSocketId ? " · leads" : ""}${m.socketId === client.socket.id ? " (you)" : ""}${m.connected === false ? " · offline" : ""}`;
+      li.append(name);
+      if (leader && m.socketId !== client.socket.id && m.connected !== false) {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.className = "btn small";
+        b.textContent = "Hand the lead";
+        b.addEventListener("click", act(() => client.transferLeadership(m.socketId)));
+        li.append(b);
+      }
+      return li;
+    }),
+  );
+}
+
+// ---------------------------------------------------------------- resume after a reload
+
+// The server gives each join a private member token; with it a reloaded
+// page takes its own place back (a leader keeps the lead). Kept for this
+// tab only, like the session itself.
+client.on("memberToken", ({ sessionId, memberToken }) => {
+  safeStorage("set", "bandsync.member", JSON.stringify({ sessionId, memberToken }), sessionStorage);
+});
+function savedToken(sessionId) {
+  try {
+    const t = JSON.parse(safeStorage("get", "bandsync.member", undefined, sessionStorage) || "null");
+    return t?.sessionId === sessionId ? t.memberToken : undefined;
+  } catch {
+    return undefined;
+  }
 }
