@@ -134,7 +134,7 @@ describe("songs on stage", () => {
     return xs.reduce((a, b) => a + b, 0) / xs.length;
   }
 
-  const chartShows = (page, text) => page.waitForFunction((t) => document.getElementById("chart-inner").textContent.includes(t), text, { timeout: 3000 });
+  const chartShows = (page, text) => page.waitForFunction((t) => document.getElementById("chart-inner").textContent.includes(t), text, { timeout: 5000 });
 
   test("import, setlist, select: every device follows; transpose is per device; the lead is handed over and survives a reload", { timeout: 150_000 }, async () => {
     const sessionId = `songs-${Math.random().toString(36).slice(2, 8)}`;
@@ -154,7 +154,9 @@ describe("songs on stage", () => {
     writeFileSync(file, WALTZ);
     await leader.setInputFiles("#song-file", file);
     rmSync(file);
-    await leader.waitForFunction(() => document.querySelectorAll("#setlist li").length === 2, null, { timeout: 3000 });
+    await leader.waitForFunction(() => document.querySelectorAll("#setlist li").length === 2, null, { timeout: 3000 }).catch(async (e) => {
+      throw new Error(`${e.message}; alert: ${await leader.textContent("#alert-text")}; problems: ${problems.join(" / ")}`);
+    });
     for (const p of followers) await p.waitForFunction(() => document.querySelectorAll("#setlist li").length === 2, null, { timeout: 3000 });
     await shot(leader, "setlist-desktop-leader", { fullPage: true });
 
