@@ -399,6 +399,40 @@ describe("the web app on stage", () => {
     }
   });
 
+  test("when the leader's page closes, followers are told at once, and the new leader is told and keeps the layout mid-song", { timeout: 60_000 }, async () => {
+    const sessionId = newSession();
+    const leader = await device("desktop", "leader");
+    await join(leader, sessionId, "Drums", "leader");
+    const next = await device("desktop", "next");
+    await join(next, sessionId, "Keys");
+    const phone = await device("phone", "phone");
+    await join(phone, sessionId, "Bass");
+    await leader.click("#play-btn");
+    await next.waitForFunction(() => document.getElementById("readout").dataset.playing === "true");
+    const chartBox = () => next.evaluate(() => JSON.stringify(document.getElementById("chart").getBoundingClientRect()));
+    const before = await chartBox();
+
+    await leader.context().close();
+    contexts.splice(contexts.indexOf(leader.context()), 1);
+    const closedAt = Date.now();
+    for (const p of [next, phone]) {
+      await p.waitForSelector('#claim-btn[data-leader-offline="true"]', { timeout: 3000 });
+      assert.match(await p.textContent("#claim-btn"), /Drums is offline/);
+    }
+    console.log(`# leader offline shown ${Date.now() - closedAt} ms after its page closed`);
+    await shot(phone, "leader-gone-phone");
+    await next.waitForSelector('body[data-role="leader"]', { timeout: 10_000 });
+    await next.waitForSelector("#alert:not([hidden])", { timeout: 2000 });
+    assert.match(await next.textContent("#alert-text"), /Drums dropped out: you lead/);
+    assert.ok(await inViewport(next, "#alert"));
+    await sleep(300);
+    assert.equal(await chartBox(), before, "the chart did not move while the band plays");
+    await shot(next, "new-leader-desktop");
+    // Stopped, the new leader gets the leader's layout.
+    await next.click("#pause-btn");
+    await next.waitForFunction(() => document.body.dataset.layout === "leader");
+  });
+
   test("the dashboard shows each session (who leads, members, playing) and names its alerts; device sync is charted as an error bound", { timeout: 60_000 }, async () => {
     const sessionId = newSession();
     const leader = await device("desktop", "leader");

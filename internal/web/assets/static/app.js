@@ -395,11 +395,21 @@ $("sound-btn").addEventListener("click", (ev) => {
 function renderState(st) {
   if (!st) return;
   document.body.dataset.role = client.role || "";
+  applyLayout(st);
   $("role-badge").textContent = client.role === "leader" ? "leader" : "follower";
   $("leader-controls").hidden = client.role !== "leader";
   $("follower-controls").hidden = client.role === "leader";
   $("claim-btn").disabled = Boolean(st.leaderSocketId);
-  $("claim-btn").textContent = st.leaderSocketId ? `${leaderName(st)} leads` : "Take the lead";
+  const leaderMember = (st.members || []).find((m) => m.socketId === st.leaderSocketId);
+  // While a leader who dropped keeps the lead for the grace period, say so:
+  // nobody can stop the band until it passes on.
+  $("claim-btn").textContent = !st.leaderSocketId
+    ? "Take the lead"
+    : leaderMember?.connected === false
+      ? `${leaderName(st)} is offline: the lead passes on in a few seconds`
+      : `${leaderName(st)} leads`;
+  $("claim-btn").dataset.leaderOffline = String(leaderMember?.connected === false);
+  if (client.role !== "leader") shownLeader = leaderName(st);
   const n = st.members?.length ?? 0;
   $("members").textContent = `${n} member${n === 1 ? "" : "s"}`;
   $("members").title = (st.members || []).map((m) => `${m.displayName || "anonymous"}${m.role === "leader" ? " (leader)" : ""}${m.connected === false ? " (offline)" : ""}`).join(", ");
@@ -441,7 +451,23 @@ function leaderName(st) {
 const fmtTempo = (t) => (Number.isInteger(t) ? String(t) : t.toFixed(1));
 
 client.on("state", renderState);
-client.on("role", () => renderState(client.state));
+let shownLeader = null;
+client.on("role", ({ role, previous, reason }) => {
+  if (role === "leader" && previous === "follower") {
+    const who = shownLeader || "The leader";
+    if (reason === "handover") showAlert(`${who} handed you the lead.`, "info");
+    else if (reason === "leader_disconnected" || reason === "leader_left") showAlert(`${who} dropped out: you lead the band now.`, "info");
+  }
+  renderState(client.state);
+});
+
+/** Sets the page's layout to the role, unless the band is playing (see app.css). */
+function applyLayout(st, force = false) {
+  const want = client.role === "leader" ? "leader" : "follower";
+  if (document.body.dataset.layout === want || (!force && st?.isPlaying && document.body.dataset.layout)) return;
+  document.body.dataset.layout = want;
+  requestAnimationFrame(measureChart);
+}
 
 // ---------------------------------------------------------------- connection
 
@@ -548,6 +574,7 @@ function showView(v) {
   if (v === "session") {
     // The join button may have scrolled the page; the session starts at the top.
     window.scrollTo(0, 0);
+    applyLayout(client.state, true);
     requestAnimationFrame(measureChart);
   }
 }
