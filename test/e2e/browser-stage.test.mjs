@@ -399,6 +399,53 @@ describe("the web app on stage", () => {
     }
   });
 
+  test("while reconnecting the chart says so, stops once it can no longer be trusted, and comes back in sync", { timeout: 60_000 }, async () => {
+    const proxy = await startProxy(srv.port);
+    try {
+      const sessionId = newSession();
+      const leader = await device("desktop", "leader");
+      await join(leader, sessionId, "Drums", "leader");
+      const follower = await device("phone", "follower", `${proxy.url}/`);
+      await join(follower, sessionId, "Keys");
+      await leader.click("#play-btn");
+      await follower.waitForFunction(() => document.getElementById("readout").dataset.playing === "true");
+
+      proxy.drop();
+      const dropAt = Date.now();
+      await follower.waitForFunction(() => document.body.dataset.link !== "live", null, { timeout: 3000, polling: 50 });
+      const toOffline = Date.now() - dropAt;
+      assert.ok(toOffline <= 2000, `offline shown ${toOffline} ms after the network went`);
+      assert.match(await follower.textContent("#link-banner"), /OFFLINE|NO SIGNAL/);
+      assert.ok(await inViewport(follower, "#link-banner"));
+      // Some seconds on, the local clock still draws the song (with the
+      // warning); past 8 s without a word it stops where it is.
+      const early = await readout(follower);
+      await sleep(9500 - (Date.now() - dropAt));
+      const a = await readout(follower);
+      await sleep(500);
+      const b = await readout(follower);
+      await shot(follower, "reconnecting-stopped-phone");
+      assert.ok(a.pos > early.pos, "the chart ran on for a while");
+      assert.equal(b.pos, a.pos, "then it stopped");
+      assert.match(await follower.textContent("#link-banner"), /chart stopped/);
+
+      proxy.restore();
+      const backAt = Date.now();
+      await follower.waitForFunction(() => document.body.dataset.link === "live", null, { timeout: 8000, polling: 50 });
+      await follower.waitForFunction(
+        () => document.getElementById("link-banner").textContent.includes("Back in sync") && !document.getElementById("link-banner").hidden,
+      );
+      const [l, f] = [await readout(leader), await readout(follower)];
+      console.log(`# reconnected and live ${Date.now() - backAt} ms after the network returned`);
+      assert.ok(Math.abs(l.pos - l.at - (f.pos - f.at)) < 20, "back on the band's position");
+    } finally {
+      await proxy.close();
+      // Chromium itself logs each failed reconnection attempt while the
+      // network is gone; those are the outage, not the app's errors.
+      problems = problems.filter((p) => !/^follower console: WebSocket connection to '\S+' failed: /.test(p));
+    }
+  });
+
   test("when the leader's page closes, followers are told at once, and the new leader is told and keeps the layout mid-song", { timeout: 60_000 }, async () => {
     const sessionId = newSession();
     const leader = await device("desktop", "leader");

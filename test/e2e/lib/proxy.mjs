@@ -7,12 +7,17 @@ import net from "node:net";
 export async function startProxy(targetPort, { delayMs = 0 } = {}) {
   const pairs = new Set();
   let cut = false;
+  let dropped = false;
   const forward = (from, to) =>
     from.on("data", (d) => {
       if (delayMs > 0) setTimeout(() => to.writable && to.write(d), delayMs);
       else to.write(d);
     });
   const server = net.createServer((down) => {
+    if (dropped) {
+      down.destroy();
+      return;
+    }
     const up = net.connect(targetPort, "127.0.0.1");
     down.setNoDelay(true);
     up.setNoDelay(true);
@@ -43,9 +48,18 @@ export async function startProxy(targetPort, { delayMs = 0 } = {}) {
         up.pause();
       }
     },
-    /** Forwards again, what was held first. */
+    /** Closes every connection and refuses new ones: the network is gone. */
+    drop() {
+      dropped = true;
+      for (const { down, up } of pairs) {
+        down.destroy();
+        up.destroy();
+      }
+    },
+    /** Forwards again, what was held first; accepts connections again. */
     restore() {
       cut = false;
+      dropped = false;
       for (const { down, up } of pairs) {
         down.resume();
         up.resume();
