@@ -239,6 +239,7 @@ describe("songs on stage", () => {
     await sleep(6000); // past LEADER_GRACE_MS: the lead must not move
     assert.equal(await phone.getAttribute("body", "data-role"), "leader", "the reloaded leader still leads");
     assert.equal(roleChanges.length, 1, `role_changed after the reload: ${JSON.stringify(roleChanges.slice(1))}`);
+    assert.equal(await tablet.textContent("#members"), "3 members", "no ghost member left by the reload");
     const after_ = await readout(tablet);
     assert.ok(after_.playing, "the band kept playing");
     assert.equal(await phone.textContent('.bar[data-bar="2"] .chord'), "C#7sus4/G#", "the reloaded phone kept its capo");
