@@ -153,10 +153,10 @@ describe("songs on stage", () => {
     const file = path.join(os.tmpdir(), `waltz-${process.pid}.cho`);
     writeFileSync(file, WALTZ);
     await leader.setInputFiles("#song-file", file);
-    rmSync(file);
     await leader.waitForFunction(() => document.querySelectorAll("#setlist li").length === 2, null, { timeout: 3000 }).catch(async (e) => {
       throw new Error(`${e.message}; alert: ${await leader.textContent("#alert-text")}; problems: ${problems.join(" / ")}`);
     });
+    rmSync(file); // the page reads it asynchronously: only once it is in the setlist
     for (const p of followers) await p.waitForFunction(() => document.querySelectorAll("#setlist li").length === 2, null, { timeout: 3000 });
     await shot(leader, "setlist-desktop-leader", { fullPage: true });
 
@@ -204,9 +204,16 @@ describe("songs on stage", () => {
     await phone.click('[data-view-step="capo:1"]');
     await phone.waitForFunction(() => document.querySelector('.bar[data-bar="2"] .chord').textContent === "C#7sus4/G#");
     const [skewL, skewP, skewT] = [await clockSkew(leader), await clockSkew(phone), await clockSkew(tablet)];
+    // Two bars of count-in, in the song's 3/4.
+    await leader.selectOption("#countin-bars", "2");
+    for (const p of followers) await p.waitForFunction(() => window.bandsyncClient.state.countInBars === 2);
+    assert.match(await leader.textContent("#countin-btn"), /Count-in 2/);
     await leader.click("#countin-btn");
+    await leader.waitForFunction(() => window.bandsyncClient.state.isPlaying);
+    const lead = await leader.evaluate(() => window.bandsyncClient.state.startsAt - window.bandsyncClient.state.serverTimestamp);
+    assert.ok(lead > 3950 && lead < 4400, `count-in of ${lead.toFixed(0)} ms, want 2 bars of 3/4 at 90 BPM (4 s) and a short lead`);
     const samples = [];
-    const until = Date.now() + 2000 + 8000;
+    const until = Date.now() + 4300 + 7000;
     while (Date.now() < until) {
       samples.push(await Promise.all([readout(leader), readout(phone), readout(tablet)]));
       await sleep(60 + Math.random() * 40);

@@ -28,7 +28,7 @@ const STALE_MS = 1000;
 // stops where it is and says so.
 const FREEZE_MS = 8000;
 const conn = $("conn");
-const link = { lastHeard: performance.timeOrigin + performance.now(), state: "live", since: 0, backUntil: 0 };
+const link = { lastHeard: performance.timeOrigin + performance.now(), lastProbe: 0, state: "live", backUntil: 0 };
 
 function heard() {
   link.lastHeard = client.now();
@@ -43,8 +43,13 @@ function hookEngine() {
 client.socket.io.on("open", hookEngine);
 hookEngine();
 
+// Checked twice per probe, so a stall shows within STALE_MS + PROBE_MS / 2.
 setInterval(() => {
-  if (client.socket.connected) client.socket.emit("heartbeat", { timestamp: Date.now() });
+  const now = client.now();
+  if (client.socket.connected && now - link.lastProbe >= PROBE_MS - 1) {
+    link.lastProbe = now;
+    client.socket.emit("heartbeat", { timestamp: Date.now() });
+  }
   updateLink();
 }, PROBE_MS / 2);
 
@@ -67,9 +72,8 @@ function updateLink() {
   const silent = now - link.lastHeard;
   const connected = client.connectionState === "connected";
   const stale = !connected || silent > STALE_MS;
-  if (stale && link.state === "live") {
-    link.state = "stale";
-    link.since = link.lastHeard;
+  if (stale && link.state !== "stale") {
+    link.state = "stale"; // also from "resyncing": a new stall cancels the resync
   } else if (!stale && link.state === "stale") {
     // Heard again: take a fresh clock reading before saying all is well
     // (the snapshots and ticks queued during the stall arrive with it).
