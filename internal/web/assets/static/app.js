@@ -645,6 +645,12 @@ function describe(err) {
       return "That session is full.";
     case "INVALID_SESSION_ID":
       return "Session names are 1-64 letters, digits, - or _.";
+    case "LIBRARY_FULL":
+      return "The setlist is full (100 songs): remove one first.";
+    case "PAYLOAD_TOO_LARGE":
+      return "That chart is too large (64 KB at most).";
+    case "SONG_NOT_FOUND":
+      return "That song is no longer in the setlist.";
     default:
       return err?.message || String(err);
   }
