@@ -864,6 +864,8 @@ async function addChordPro(text) {
   if (!text.trim()) throw new Error("That chart is empty.");
   if (!/\{\s*(title|t)\s*:/i.test(text)) throw new Error("A ChordPro chart needs a {title: …} line.");
   const song = await client.addSong(text);
+  // The first chart of an empty set goes straight onto every screen.
+  if (!client.state?.songId && song?.songId) await client.selectSong(song.songId);
   return song;
 }
 
