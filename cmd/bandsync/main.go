@@ -266,12 +266,24 @@ func redisDownSince(rs *redisstore.Redis) func() time.Time {
 	return rs.DownSince
 }
 
-// sessionsJSON serves /sessions/:id from the engine.
+// sessionsJSON serves /sessions and /sessions/:id from the engine.
 type sessionsJSON struct{ eng *engine.Engine }
 
 func (s sessionsJSON) SessionJSON(id string) (any, bool) {
 	st, ok := s.eng.Session(id)
 	return st, ok
+}
+
+func (s sessionsJSON) SessionList(limit int) ([]any, int) {
+	ids, total := s.eng.SessionIDs(limit)
+	states := make([]any, 0, len(ids))
+	for _, id := range ids {
+		// A session swept between the listing and here is left out.
+		if st, ok := s.eng.Session(id); ok {
+			states = append(states, st)
+		}
+	}
+	return states, total
 }
 
 // servePprof serves the profiler on its own listener, apart from the

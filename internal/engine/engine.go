@@ -29,6 +29,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -618,6 +619,22 @@ func (e *Engine) Session(sessionID string) (State, bool) {
 		return State{}, false
 	}
 	return s.snapshot(e.clk.Now())
+}
+
+// SessionIDs lists the sessions this instance holds, sorted, at most limit
+// of them (limit <= 0: all), and how many there are.
+func (e *Engine) SessionIDs(limit int) (ids []string, total int) {
+	e.mu.Lock()
+	ids = make([]string, 0, len(e.sessions))
+	for id := range e.sessions {
+		ids = append(ids, id)
+	}
+	e.mu.Unlock()
+	slices.Sort(ids)
+	if limit > 0 && len(ids) > limit {
+		return ids[:limit], len(ids)
+	}
+	return ids, len(ids)
 }
 
 // Stats counts sessions, playing sessions and members (connected or

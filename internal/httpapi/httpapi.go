@@ -61,6 +61,17 @@ type Sessions interface {
 	SessionJSON(id string) (state any, ok bool)
 }
 
+// SessionLister is what a Sessions may also do: list the sessions, for
+// GET /sessions (the dashboard's per-session view). At most limit states,
+// and how many sessions there are in all.
+type SessionLister interface {
+	SessionList(limit int) (states []any, total int)
+}
+
+// maxListedSessions bounds GET /sessions: a dashboard shows a few dozen
+// bands; a server with thousands answers with the first ones and the total.
+const maxListedSessions = 200
+
 // Metrics serves /metrics and /metrics/history. Snapshot and History results
 // are encoded as JSON as they are; Gatherer feeds the Prometheus exposition.
 // MetricsFrom adapts a concretely typed monitor to it.
@@ -148,6 +159,7 @@ func New(opts Options) http.Handler {
 	a.route(mux, "/health", a.health)
 	a.route(mux, "/metrics", a.metrics)
 	a.route(mux, "/metrics/history", a.metricsHistory)
+	a.route(mux, "/sessions", a.sessionList)
 	a.route(mux, "/sessions/{sessionId...}", a.session)
 	if opts.SocketIO != nil {
 		mux.Handle(socketIOPrefix, opts.SocketIO)
@@ -280,6 +292,22 @@ func (a *api) session(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.respond(w, r, http.StatusOK, state)
+}
+
+func (a *api) sessionList(w http.ResponseWriter, r *http.Request) {
+	lister, ok := a.opts.Sessions.(SessionLister)
+	if !ok {
+		writeError(w, http.StatusNotFound, "NOT_FOUND", "listing sessions is not configured")
+		return
+	}
+	states, total := lister.SessionList(maxListedSessions)
+	if states == nil {
+		states = []any{}
+	}
+	a.respond(w, r, http.StatusOK, struct {
+		Sessions []any `json:"sessions"`
+		Total    int   `json:"total"`
+	}{states, total})
 }
 
 // respond writes v as JSON, or a logged 500 when v cannot be encoded (a NaN

@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,6 +65,19 @@ func newFakeMonitor(t *testing.T) *fakeMonitor {
 type fakeSessions map[string]any
 
 func (s fakeSessions) SessionJSON(id string) (any, bool) { v, ok := s[id]; return v, ok }
+
+func (s fakeSessions) SessionList(limit int) ([]any, int) {
+	ids := slices.Sorted(maps.Keys(s))
+	total := len(ids)
+	if len(ids) > limit {
+		ids = ids[:limit]
+	}
+	out := make([]any, len(ids))
+	for i, id := range ids {
+		out[i] = s[id]
+	}
+	return out, total
+}
 
 type server struct {
 	h       http.Handler
@@ -185,6 +201,42 @@ func TestSessions(t *testing.T) {
 				t.Errorf("error code = %q, want %q", got, tt.code)
 			}
 		})
+	}
+}
+
+func TestSessionList(t *testing.T) {
+	s := newServer(t, nil)
+	rec := s.do("GET", "/sessions")
+	if rec.Code != 200 {
+		t.Fatalf("status = %d; body %q", rec.Code, rec.Body)
+	}
+	got := decode(t, rec)
+	list, _ := got["sessions"].([]any)
+	if got["total"] != 1.0 || len(list) != 1 || list[0].(map[string]any)["sessionId"] != "band-1" {
+		t.Errorf("GET /sessions = %v, want band-1's state and total 1", got)
+	}
+	if rec := s.do("POST", "/sessions"); rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST /sessions: status %d, want 405", rec.Code)
+	}
+}
+
+func TestSessionListBounded(t *testing.T) {
+	many := fakeSessions{}
+	for i := range maxListedSessions + 5 {
+		many[fmt.Sprintf("band-%04d", i)] = map[string]any{"sessionId": fmt.Sprintf("band-%04d", i)}
+	}
+	h := New(Options{Sessions: many})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/sessions", nil))
+	var got struct {
+		Sessions []any `json:"sessions"`
+		Total    int   `json:"total"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Sessions) != maxListedSessions || got.Total != maxListedSessions+5 {
+		t.Errorf("listed %d of total %d, want %d of %d", len(got.Sessions), got.Total, maxListedSessions, maxListedSessions+5)
 	}
 }
 

@@ -6,8 +6,7 @@
 // written to test/e2e/artifacts/ for a person to look at.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, existsSync, mkdirSync } from "node:fs";
-import os from "node:os";
+import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
 import { startServer, httpGet, assertCleanLogs, artifactsDir } from "./lib/server.mjs";
@@ -34,8 +33,8 @@ const fmt = (x) => (Number.isFinite(x) ? x.toFixed(3) : String(x));
 
 describe("web app in Chromium", () => {
   let srv;
-  let ctx;
-  let userDataDir;
+  let browser;
+  const contexts = [];
   const problems = []; // console errors, page errors, failed requests
 
   before(async () => {
@@ -50,19 +49,16 @@ describe("web app in Chromium", () => {
           "cmd/bandsync/main.go must set httpapi.Options.Static = web.Handler() (package internal/web).",
       );
     }
-    userDataDir = mkdtempSync(path.join(os.tmpdir(), "bandsync-chromium-"));
-    ctx = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ARGS,
-      ...PHONE,
-    });
+    // Each device is its own window (a browser context), as on a band's
+    // phones: tabs of one window are in the background but for one, and a
+    // background tab draws frames only now and then.
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
     mkdirSync(artifactsDir, { recursive: true });
   });
 
   after(async () => {
-    await ctx?.close();
-    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+    for (const c of contexts) await c.close();
+    await browser?.close();
     if (srv) {
       const { logs } = await srv.stop();
       assertCleanLogs(logs, "server 'browser'");
@@ -70,6 +66,8 @@ describe("web app in Chromium", () => {
   });
 
   async function openPage(url, label) {
+    const ctx = await browser.newContext(PHONE);
+    contexts.push(ctx);
     const page = await ctx.newPage();
     page.on("console", (m) => {
       if (m.type() === "error") problems.push(`${label} console: ${m.text()}`);
@@ -154,7 +152,7 @@ describe("web app in Chromium", () => {
     await follower.waitForFunction(() => document.getElementById("tempo-display").textContent === "100 BPM");
     await leader.fill("#message-input", "Count-in, then verse");
     await leader.click('#message-form button[type="submit"]');
-    await follower.waitForFunction(() => document.getElementById("message").textContent === "Count-in, then verse");
+    await follower.waitForFunction(() => document.getElementById("message-text").textContent === "Count-in, then verse");
 
     // Let a second sync round land (the SDK re-syncs 2 s after connecting).
     await sleep(2500);

@@ -1,10 +1,12 @@
 // BandSync server dashboard: polls GET /metrics (every 2 s) and
-// GET /metrics/history (every 15 s) and draws the series on canvases.
+// GET /metrics/history (every 5 s) and draws the series on canvases.
 // No chart library: a small line/bar renderer below.
 
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 2000;
-const HISTORY_MS = 15000;
+// The history is what shows an alert that lasted one interval: the live
+// poll can fall between two.
+const HISTORY_MS = 5000;
 const WINDOW_MS = 30 * 60_000; // at most the last 30 minutes on screen
 
 const COLORS = { a: "#ffd23f", b: "#5cc8ff", c: "#ff5a5f", d: "#3ddc84", e: "#c792ea" };
@@ -34,11 +36,16 @@ const CHARTS = {
       { label: "p99", color: COLORS.c, v: (p) => (p.sync?.samples ? p.sync.p99Ms : undefined) },
     ],
   },
+  // What limits how far apart two devices can be: a device's clock offset
+  // (1.8 s on a phone whose clock is wrong) is measured and corrected, so
+  // it is no error and plotting it jumped between 0 and 1,800 ms as devices
+  // took turns reporting. The error left is bounded by half the round trip
+  // of the clock-sync samples, and jitter shows how steady that is.
   clients: {
     connectGaps: true,
     series: [
-      { label: "|offset| p99", color: COLORS.a, v: (p) => (p.client?.reports ? p.client.absOffset?.p99Ms : undefined) },
-      { label: "RTT p50", color: COLORS.b, v: (p) => (p.client?.reports ? p.client.rtt?.p50Ms : undefined) },
+      { label: "error bound p95 (RTT/2)", color: COLORS.a, v: (p) => (p.client?.reports ? p.client.rtt?.p95Ms / 2 : undefined) },
+      { label: "error bound p50", color: COLORS.b, v: (p) => (p.client?.reports ? p.client.rtt?.p50Ms / 2 : undefined) },
       { label: "jitter p95", color: COLORS.e, v: (p) => (p.client?.reports ? p.client.jitter?.p95Ms : undefined) },
     ],
   },
@@ -51,7 +58,7 @@ const CHARTS = {
   cpu: { series: [{ label: "CPU %", color: COLORS.d, v: (p) => p.cpu }] },
   alerts: {
     series: [
-      { label: "active alerts", color: COLORS.c, v: (p) => p.alerts, bars: true },
+      { label: "active alerts (named above each bar)", color: COLORS.c, v: (p) => p.alerts, bars: true, names: (p) => p.alertTypes },
       { label: "errors/interval", color: COLORS.a, v: (p) => p.errors },
       { label: "rate-limited", color: COLORS.e, v: (p) => p.rateLimited },
     ],
@@ -73,6 +80,9 @@ function fromSample(s) {
     rss: s.rssBytes,
     cpu: s.cpuPercent,
     alerts: (s.alerts || []).length,
+    // A history sample names its alerts' types only.
+    alertTypes: s.alerts || [],
+    alertList: (s.alerts || []).map((type) => ({ type, severity: type === "high_memory" || type === "store_unavailable" ? "critical" : "warning" })),
     errors: s.errors,
     rateLimited: s.rateLimitViolations,
   };
@@ -92,6 +102,8 @@ function fromSnapshot(m) {
     rss: m.memory?.rssBytes,
     cpu: m.cpu?.percent,
     alerts: (m.alerts || []).length,
+    alertTypes: (m.alerts || []).map((a) => a.type),
+    alertList: m.alerts || [],
     errors: undefined,
     rateLimited: m.rateLimit?.violationsLastInterval,
   };
@@ -180,10 +192,12 @@ function renderCards(m) {
   // intervals have none: show the latest interval that had reports.
   const withReports = [...points()].reverse().find((p) => p.client?.reports > 0);
   const cs = withReports?.client;
-  setMetric("client-offset", cs ? `${fmt(cs.absOffset?.p99Ms, 2)} ms` : "–");
+  setMetric("client-offset", cs ? `${fmt(cs.rtt?.p95Ms / 2, 2)} ms` : "–");
   setMetric(
     "client-offset-sub",
-    cs ? `RTT p50 ${fmt(cs.rtt?.p50Ms, 2)} · ${fmtInt(cs.reports)} reports · ${new Date(withReports.t).toLocaleTimeString()}` : "no device reports yet",
+    cs
+      ? `p95 of RTT/2 · jitter p95 ${fmt(cs.jitter?.p95Ms, 2)} ms · clocks up to ${fmtOffset(cs.absOffset?.maxMs)} off, corrected · ${fmtInt(cs.reports)} reports at ${new Date(withReports.t).toLocaleTimeString()}`
+      : "no device reports yet",
   );
   setMetric("cpu", `${fmt(m.cpu?.percent)} %`);
   setMetric("cpu-sub", `${fmtInt(m.cpu?.numCpu)} CPUs · ${fmtInt(m.runtime?.goroutines)} goroutines`);
@@ -207,6 +221,99 @@ function renderCards(m) {
   );
 }
 
+const fmtOffset = (ms) => (ms == null ? "–" : ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${fmt(ms, 1)} ms`);
+
+const ALERT_NAMES = {
+  high_latency: "High sync latency",
+  high_memory: "High memory",
+  high_cpu: "High CPU",
+  connection_errors: "Connection errors",
+  rate_limit_violations: "Rate limit",
+  store_unavailable: "Redis unavailable",
+};
+const alertName = (type) => ALERT_NAMES[type] || type;
+
+/** Every alert that fired in the charts' window, newest first, once per run. */
+function renderAlertHistory() {
+  const runs = [];
+  let open = new Map();
+  // From the history alone: it has every interval, where the live polls
+  // (every 2 s) miss an alert that lasted one 1 s interval.
+  for (const p of history.map(fromSample)) {
+    const now = new Map();
+    for (const a of p.alertList || []) {
+      const run = open.get(a.type) || { type: a.type, severity: a.severity, from: p.t, to: p.t, worst: a };
+      run.to = p.t;
+      if (a.message && !(Math.abs(a.value) <= Math.abs(run.worst.value ?? -Infinity))) run.worst = a;
+      now.set(a.type, run);
+      if (!open.has(a.type)) runs.push(run);
+    }
+    open = now;
+  }
+  const list = $("alert-history");
+  list.replaceChildren(
+    ...(runs.length
+      ? runs.reverse().map((r) => {
+          const li = document.createElement("li");
+          li.className = r.severity === "critical" ? "critical" : "warning";
+          li.dataset.alertType = r.type;
+          const b = document.createElement("b");
+          b.textContent = alertName(r.type);
+          const when = `${new Date(r.from).toLocaleTimeString()}${r.to > r.from ? `–${new Date(r.to).toLocaleTimeString()}` : ""}`;
+          li.append(b, ` · ${when}${r.worst.message ? ` · ${r.worst.message}` : ""}`);
+          return li;
+        })
+      : [Object.assign(document.createElement("li"), { className: "none", textContent: "None" })]),
+  );
+}
+
+// ---------------------------------------------------------------- sessions
+
+async function pollSessions() {
+  try {
+    const { sessions = [], total = 0 } = await getJSON("/sessions");
+    renderSessions(sessions, total);
+  } catch (err) {
+    $("dash-error").textContent = String(err.message || err);
+  }
+}
+
+function cell(text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  return td;
+}
+
+function renderSessions(sessions, total) {
+  $("sessions-count").textContent = total > sessions.length ? `${sessions.length} of ${total}` : `${total}`;
+  const rows = sessions.map((s) => {
+    const tr = document.createElement("tr");
+    tr.dataset.session = s.sessionId;
+    const members = s.members || [];
+    const leader = members.find((m) => m.socketId === s.leaderSocketId);
+    const names = members.map((m) => `${m.displayName || "anonymous"}${m.connected === false ? " (offline)" : ""}`);
+    const tempo = s.tempoBpm ?? s.tempo;
+    const bar = Math.floor((s.beat ?? 0) / 4) + 1;
+    tr.append(
+      cell(s.sessionId, "name"),
+      cell(leader ? `${leader.displayName || "anonymous"}${leader.connected === false ? " (offline)" : ""}` : "nobody", leader ? "" : "warn"),
+      cell(`${members.length}: ${names.join(", ")}`),
+      cell(`${s.isPlaying ? "▶ playing" : "❚❚ stopped"} · ${tempo} BPM · bar ${bar}`, s.isPlaying ? "playing" : ""),
+      cell(s.song?.title || s.songId || "—"),
+    );
+    tr.dataset.playing = String(Boolean(s.isPlaying));
+    return tr;
+  });
+  if (!rows.length) {
+    const td = cell("No sessions", "muted");
+    td.colSpan = 5;
+    rows.push(document.createElement("tr"));
+    rows[0].append(td);
+  }
+  $("session-rows").replaceChildren(...rows);
+}
+
 function fmtDuration(s) {
   if (s < 90) return `${Math.round(s)} s`;
   if (s < 5400) return `${Math.round(s / 60)} min`;
@@ -217,6 +324,7 @@ function fmtDuration(s) {
 
 function renderAll() {
   const pts = points();
+  renderAlertHistory();
   for (const [name, spec] of Object.entries(CHARTS)) {
     const canvas = document.querySelector(`canvas[data-chart="${name}"]`);
     if (canvas) draw(canvas, spec, pts);
@@ -320,6 +428,22 @@ function draw(canvas, spec, pts) {
         const v = s.v(p);
         if (typeof v === "number" && v > 0) ctx.fillRect(X(p.t) - bw / 2, Y(v), bw, padT + ph - Y(v));
       }
+      // Name each run of an alert once, at its first bar: a red bar alone
+      // says nothing about what fired.
+      if (s.names) {
+        ctx.save();
+        ctx.fillStyle = "#f4f6fa";
+        ctx.textAlign = "left";
+        ctx.textBaseline = "bottom";
+        let prev = new Set();
+        for (const p of pts) {
+          const names = new Set(s.names(p) || []);
+          const fresh = [...names].filter((n) => !prev.has(n));
+          fresh.forEach((n, i) => ctx.fillText(alertName(n), Math.min(X(p.t) + 3, padL + pw - 110), Math.max(padT + 10 + 12 * i, Y(s.v(p)) - 2 - 12 * i)));
+          prev = names;
+        }
+        ctx.restore();
+      }
       continue;
     }
     ctx.beginPath();
@@ -356,5 +480,7 @@ function draw(canvas, spec, pts) {
 window.addEventListener("resize", renderAll);
 pollHistory();
 pollMetrics();
+pollSessions();
 setInterval(pollMetrics, POLL_MS);
+setInterval(pollSessions, POLL_MS);
 setInterval(pollHistory, HISTORY_MS);

@@ -36,8 +36,8 @@ export const SONG = {
     {
       name: "Bridge",
       lines: [
-        { chords: ["Bm", "D", "A", "F#m"], lyric: "Hold it, hold it, let the cymbals ring" },
-        { chords: ["Bm", "D", "E", "E7"], lyric: "Wait for the nod and then come back in" },
+        { chords: ["Bm7", "Dmaj7/F#", "A", "F#m"], lyric: "Hold it, hold it, let the cymbals ring" },
+        { chords: ["Bm", "D", "E7sus4", "E7"], lyric: "Wait for the nod and then come back in" },
       ],
     },
     {
