@@ -56,6 +56,13 @@ type Options struct {
 	// WriteQueueSize is the number of frames a connection may have
 	// pending before it is dropped as too slow (256).
 	WriteQueueSize int
+	// MaxFrameRate is how many WebSocket frames a client may send per
+	// second, control frames included, before frames are dropped unread;
+	// one that sends twice as many for a second is closed (1000).
+	MaxFrameRate int
+	// MaxReadRate is how many message bytes per second (inflated size
+	// included) a client may have read and parsed (2 x MaxPayload).
+	MaxReadRate int
 	// MaxWriteBatch bounds the frames coalesced into one write (100).
 	MaxWriteBatch int
 	// CompressionThreshold: frames smaller than this are never
@@ -111,6 +118,8 @@ func (o *Options) defaults() {
 	def(&o.WriteTimeout, 10*time.Second)
 	defInt(&o.MaxPayload, 1_000_000)
 	defInt(&o.WriteQueueSize, 256)
+	defInt(&o.MaxFrameRate, 1000)
+	defInt(&o.MaxReadRate, 2*o.MaxPayload)
 	defInt(&o.MaxWriteBatch, 100)
 	defInt(&o.CompressionThreshold, 1024)
 	if o.Logger == nil {
@@ -160,7 +169,7 @@ type counters struct {
 	active, total                                    atomic.Int64
 	framesIn, framesOut, bytesOut, writes            atomic.Uint64
 	volatileDropped, overflows, badPackets, tooLarge atomic.Uint64
-	recovered, rejected                              atomic.Uint64
+	recovered, rejected, refusedFrames               atomic.Uint64
 }
 
 // Stats is a snapshot of the server's counters.
@@ -177,6 +186,7 @@ type Stats struct {
 	TooLarge        uint64 `json:"tooLarge"`
 	Recovered       uint64 `json:"recovered"`
 	Rejected        uint64 `json:"rejected"`
+	RefusedFrames   uint64 `json:"refusedFrames"` // dropped over a socket's frame or byte budget
 }
 
 // NewServer builds a server. Register handlers with On before serving.
@@ -245,6 +255,7 @@ func (s *Server) Stats() Stats {
 		VolatileDropped: s.stats.volatileDropped.Load(), QueueOverflows: s.stats.overflows.Load(),
 		BadPackets: s.stats.badPackets.Load(), TooLarge: s.stats.tooLarge.Load(),
 		Recovered: s.stats.recovered.Load(), Rejected: s.stats.rejected.Load(),
+		RefusedFrames: s.stats.refusedFrames.Load(),
 	}
 }
 
