@@ -130,8 +130,22 @@ func (h *Handlers) onConnect(c *socketio.Conn) {
 	h.mon.ConnOpened()
 	if c.Recovered() {
 		h.eng.Attach(c.ID(), sessionsOf(c.Rooms())...)
+		if c.ReplaySkipped() {
+			h.sendFreshState(c)
+		}
 	}
 	h.log.Debug("socket connected", "socketId", c.ID(), "recovered", c.Recovered(), "remote", c.RemoteAddr())
+}
+
+// sendFreshState gives a recovered socket whose missed events were too
+// many to replay the state of each of its sessions: the app draws from
+// snapshots, so one is worth everything it missed.
+func (h *Handlers) sendFreshState(c *socketio.Conn) {
+	for _, id := range sessionsOf(c.Rooms()) {
+		if st, ok := h.eng.Session(id); ok {
+			_ = c.Emit("snapshot", st)
+		}
+	}
 }
 
 func (h *Handlers) onDisconnect(c *socketio.Conn, reason string, willRecover bool) {

@@ -4,6 +4,7 @@ package socketio
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"io"
@@ -294,5 +295,26 @@ func TestFrameSentAByteAtATime(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a frame sent byte by byte was never handled")
+	}
+}
+
+// A recovery attempt with the pid of a socket that is still connected is
+// refused, and leaves the owner's record where it was.
+func TestRecoveryPidOfALiveSocketIsRefusedAndKept(t *testing.T) {
+	rec := NewMemoryRecovery(time.Minute, 100, 1<<20)
+	s, url, conns := abuseServer(t, Options{Recovery: rec})
+	victim := newTestConn(s, "victim", newSink())
+	defer victim.close(ReasonServerShutdown, nil)
+	_ = rec.Save(context.Background(), "victim-pid", Saved{SID: "victim", At: time.Now()})
+	cl := dialRaw(t, url, false)
+	if err := cl.send(0x81, []byte(`40{"pid":"victim-pid","offset":"0"}`)); err != nil {
+		t.Fatal(err)
+	}
+	c := connected(t, conns)
+	if c.Recovered() || c.ID() == "victim" {
+		t.Fatalf("a live socket's identity was taken over (id %s, recovered %v)", c.ID(), c.Recovered())
+	}
+	if _, ok, _ := rec.Take(context.Background(), "victim-pid"); !ok {
+		t.Fatal("the refused attempt deleted the owner's recovery record")
 	}
 }

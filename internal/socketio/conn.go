@@ -62,7 +62,10 @@ type Conn struct {
 	remote  string
 
 	recovered bool
-	connected atomic.Bool // Socket.IO CONNECT accepted
+	// replaySkipped: recovered, but the missed packets were too many to
+	// replay; the application owes the client a fresh state.
+	replaySkipped bool
+	connected     atomic.Bool // Socket.IO CONNECT accepted
 
 	// Value belongs to the application; it is set in the connect handler,
 	// before any event of the connection is dispatched.
@@ -130,6 +133,11 @@ func (c *Conn) ID() string { return c.id }
 
 // Recovered reports whether this connection resumed a dropped one.
 func (c *Conn) Recovered() bool { return c.recovered }
+
+// ReplaySkipped reports whether this connection recovered without the
+// packets it missed, because they were more than it could absorb: its
+// handler should send the current state instead.
+func (c *Conn) ReplaySkipped() bool { return c.replaySkipped }
 
 // RemoteAddr is the peer's address.
 func (c *Conn) RemoteAddr() string { return c.remote }
@@ -200,6 +208,10 @@ func (c *Conn) enqueue(f *Frame) bool {
 		return false
 	}
 	if c.holding {
+		if len(c.held) >= c.srv.opts.WriteQueueSize {
+			c.overflowAndUnlock()
+			return false
+		}
 		c.held = append(c.held, f)
 		c.mu.Unlock()
 		return true

@@ -166,10 +166,10 @@ type connShard struct {
 }
 
 type counters struct {
-	active, total                                    atomic.Int64
-	framesIn, framesOut, bytesOut, writes            atomic.Uint64
-	volatileDropped, overflows, badPackets, tooLarge atomic.Uint64
-	recovered, rejected, refusedFrames               atomic.Uint64
+	active, total                                      atomic.Int64
+	framesIn, framesOut, bytesOut, writes              atomic.Uint64
+	volatileDropped, overflows, badPackets, tooLarge   atomic.Uint64
+	recovered, rejected, refusedFrames, replaysSkipped atomic.Uint64
 }
 
 // Stats is a snapshot of the server's counters.
@@ -186,7 +186,8 @@ type Stats struct {
 	TooLarge        uint64 `json:"tooLarge"`
 	Recovered       uint64 `json:"recovered"`
 	Rejected        uint64 `json:"rejected"`
-	RefusedFrames   uint64 `json:"refusedFrames"` // dropped over a socket's frame or byte budget
+	RefusedFrames   uint64 `json:"refusedFrames"`  // dropped over a socket's frame or byte budget
+	ReplaysSkipped  uint64 `json:"replaysSkipped"` // recoveries that got a fresh state, their replay too long
 }
 
 // NewServer builds a server. Register handlers with On before serving.
@@ -255,7 +256,7 @@ func (s *Server) Stats() Stats {
 		VolatileDropped: s.stats.volatileDropped.Load(), QueueOverflows: s.stats.overflows.Load(),
 		BadPackets: s.stats.badPackets.Load(), TooLarge: s.stats.tooLarge.Load(),
 		Recovered: s.stats.recovered.Load(), Rejected: s.stats.rejected.Load(),
-		RefusedFrames: s.stats.refusedFrames.Load(),
+		RefusedFrames: s.stats.refusedFrames.Load(), ReplaysSkipped: s.stats.replaysSkipped.Load(),
 	}
 }
 
@@ -441,7 +442,11 @@ func (s *Server) tryRecover(c *Conn, pid, offsetStr string) bool {
 	if err != nil || !ok {
 		return false
 	}
-	if _, taken := s.Conn(saved.SID); taken {
+	if live, taken := s.Conn(saved.SID); taken {
+		// The socket is alive: whoever presents its pid is not it. The
+		// record goes back as it was, so a refused attempt costs the
+		// real owner nothing.
+		s.restoreSaved(ctx, live, pid, saved)
 		return false
 	}
 	c.id, c.pid, c.recovered = saved.SID, pid, true
@@ -466,12 +471,48 @@ func (s *Server) tryRecover(c *Conn, pid, offsetStr string) bool {
 		c.id, c.pid, c.recovered = "", "", false
 		return false
 	}
+	if !s.replayFits(records) {
+		// More than the client can absorb before its queue overflows
+		// (and it would come back to ask again): it resumes as itself,
+		// in its rooms, and the application sends a fresh state instead.
+		records, c.replaySkipped = nil, true
+		s.stats.replaysSkipped.Add(1)
+	}
 	c.enqueueControl(newFrame(opText, connectReply(c.id, c.pid)))
 	c.connected.Store(true)
 	c.replay(records)
 	s.stats.recovered.Add(1)
 	s.connected(c)
 	return true
+}
+
+// replayFits reports whether a recovery's missed packets fit in half the
+// write queue and in replayMaxBytes: a replay is queued at once, and one
+// that does not fit would overflow the queue of the very client it is for.
+func (s *Server) replayFits(records []Record) bool {
+	if len(records) > s.opts.WriteQueueSize/2 {
+		return false
+	}
+	n := 0
+	for _, r := range records {
+		n += len(r.Packet)
+	}
+	return n <= replayMaxBytes
+}
+
+// replayMaxBytes bounds one recovering socket's replay: 49 of them at
+// once then cost a few MB, and a phone on a 100 KB/s link drains one in
+// under three seconds.
+const replayMaxBytes = 256 << 10
+
+// restoreSaved puts back a recovery record taken for a socket that is
+// still alive.
+func (s *Server) restoreSaved(ctx context.Context, live *Conn, pid string, saved Saved) {
+	if sr := s.shared(); sr != nil {
+		sr.Track(pid, Saved{SID: live.id, Rooms: live.Rooms()})
+		return
+	}
+	_ = s.opts.Recovery.Save(ctx, pid, saved)
 }
 
 func connectReply(sid, pid string) []byte {
