@@ -13,6 +13,8 @@ import (
 	"log/slog"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/bandsync/bandsync/internal/engine"
 	"github.com/bandsync/bandsync/internal/socketio"
 )
@@ -43,11 +45,12 @@ type Options struct {
 
 // Handlers binds the Socket.IO server to the engine.
 type Handlers struct {
-	eng  *engine.Engine
-	srv  *socketio.Server
-	mon  Monitor
-	opts Options
-	log  *slog.Logger
+	eng     *engine.Engine
+	srv     *socketio.Server
+	mon     Monitor
+	opts    Options
+	log     *slog.Logger
+	creates *creationLimits
 }
 
 // Outbox returns the engine's view of the Socket.IO server.
@@ -60,7 +63,7 @@ func New(mon Monitor, opts Options) *Handlers {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Handlers{mon: mon, opts: opts, log: opts.Logger}
+	return &Handlers{mon: mon, opts: opts, log: opts.Logger, creates: newCreationLimits()}
 }
 
 // Bind sets the connection hooks of the server options.
@@ -122,11 +125,12 @@ func (h *Handlers) Run(ctx context.Context) {
 
 // client is the per-socket state the handlers keep.
 type client struct {
-	limit *limiter
+	limit   *limiter
+	creates *rate.Limiter // sessions this socket may still create
 }
 
 func (h *Handlers) onConnect(c *socketio.Conn) {
-	c.Value = &client{limit: newLimiter(h.opts.RateLimitWindow, h.opts.RateLimitMaxRequests)}
+	c.Value = &client{limit: newLimiter(h.opts.RateLimitWindow, h.opts.RateLimitMaxRequests), creates: newSocketCreateLimit()}
 	h.mon.ConnOpened()
 	if c.Recovered() {
 		h.eng.Attach(c.ID(), sessionsOf(c.Rooms())...)

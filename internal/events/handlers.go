@@ -92,7 +92,7 @@ func (h *Handlers) joinSession(c *socketio.Conn, data json.RawMessage, ack socke
 		return
 	}
 	st, err := h.eng.Join(c.ID(), engine.JoinRequest{SessionID: *p.SessionID, DisplayName: deref(p.DisplayName), Role: deref(p.Role),
-		MemberToken: deref(p.MemberToken)})
+		MemberToken: deref(p.MemberToken), MayCreate: func() error { return h.mayCreate(c) }})
 	if err == nil && p.TickIntervalMs != nil {
 		c.SetTickInterval(tickChoice(*p.TickIntervalMs))
 	}
