@@ -1,6 +1,9 @@
 package engine
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // emptySessionTimeout is how long a session with no members at all (not
 // even detached ones waiting to recover) is kept. Such a session costs a
@@ -59,4 +62,11 @@ func (f CreateCheck) check() error {
 		return nil
 	}
 	return f()
+}
+
+// notMember reports a NOT_IN_SESSION refusal: the index still pointed at
+// a session the member was evicted from, and the entry can go.
+func notMember(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == CodeNotInSession
 }

@@ -455,7 +455,7 @@ func (e *Engine) Join(memberID string, r JoinRequest) (State, error) {
 // leave removes memberID from s and from the index.
 func (e *Engine) leave(s *session, memberID string) error {
 	_, err := s.run(leaveCmd{member: memberID, reason: ReasonLeaderLeft}, e.clk.Now())
-	if err == nil || errors.Is(err, errClosed) {
+	if err == nil || errors.Is(err, errClosed) || notMember(err) {
 		e.unindex(memberID, s)
 	}
 	return err
