@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -316,5 +317,87 @@ func TestRecoveryPidOfALiveSocketIsRefusedAndKept(t *testing.T) {
 	}
 	if _, ok, _ := rec.Take(context.Background(), "victim-pid"); !ok {
 		t.Fatal("the refused attempt deleted the owner's recovery record")
+	}
+}
+
+// Past the connection caps a handshake gets a clear 503 (not a timeout at
+// the file limit), and a slot freed is a slot for the next client; one
+// address's flood leaves room for another's.
+func TestConnectionCaps(t *testing.T) {
+	s, url, conns := abuseServer(t, Options{MaxConnections: 3})
+	var held []*rawClient
+	for range 3 {
+		held = append(held, dialRaw(t, url, true))
+		connected(t, conns)
+	}
+	if code := upgradeStatus(t, url); code != http.StatusServiceUnavailable {
+		t.Fatalf("status %d past MaxConnections, want 503", code)
+	}
+	_ = held[0].nc.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Stats().Connections > 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	dialRaw(t, url, true)
+	connected(t, conns)
+
+	s2 := testServer(t, Options{MaxConnectionsPerAddr: 2, MaxConnections: -1})
+	for i := range 2 {
+		if _, why := s2.admit("10.0.0.1:" + strconv.Itoa(i)); why != "" {
+			t.Fatalf("connection %d refused: %s", i+1, why)
+		}
+	}
+	if _, why := s2.admit("10.0.0.1:9"); why == "" {
+		t.Fatal("a third connection from one address was admitted")
+	}
+	if _, why := s2.admit("10.0.0.2:1"); why != "" {
+		t.Fatalf("another address was refused: %s", why)
+	}
+	if _, why := s2.admit("127.0.0.1:1"); why != "" {
+		t.Fatalf("loopback (a same-host proxy) was capped: %s", why)
+	}
+}
+
+// upgradeStatus sends a WebSocket handshake and returns the status.
+func upgradeStatus(t testing.TB, url string) int {
+	nc, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	req := "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := nc.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode
+}
+
+// The HTTP server's read and write timeouts (against slow or idle HTTP
+// clients) end with the handshake: a WebSocket that has been open longer
+// still reads and writes.
+func TestWebSocketOutlivesHTTPTimeouts(t *testing.T) {
+	got := make(chan struct{}, 1)
+	s := testServer(t, Options{})
+	s.On("late", func(*Conn, json.RawMessage, Ack) { got <- struct{}{} })
+	hs := httptest.NewUnstartedServer(s)
+	hs.Config.ReadTimeout = 200 * time.Millisecond
+	hs.Config.WriteTimeout = 200 * time.Millisecond
+	hs.Config.IdleTimeout = 200 * time.Millisecond
+	hs.Start()
+	t.Cleanup(hs.Close)
+	cl := dialRaw(t, hs.URL, true)
+	time.Sleep(600 * time.Millisecond)
+	if err := cl.send(0x81, []byte(`42["late"]`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-got:
+	case <-time.After(3 * time.Second):
+		t.Fatal("a WebSocket older than the HTTP read timeout was no longer read")
 	}
 }

@@ -54,12 +54,14 @@ const maxPendingVolatile = 8
 // goroutine of the connection's own while its socket is full. On Linux
 // an idle connection therefore holds no goroutine and no buffer.
 type Conn struct {
-	srv     *Server
-	nc      net.Conn
-	id      string // Socket.IO socket id, public (the BandSync socketId)
-	pid     string // private id for recovery, never shown to other clients
-	deflate bool
-	remote  string
+	srv      *Server
+	nc       net.Conn
+	id       string // Socket.IO socket id, public (the BandSync socketId)
+	pid      string // private id for recovery, never shown to other clients
+	deflate  bool
+	remote   string
+	addrKey  string // the client address its admission slot is counted under
+	admitted bool   // holds an admission slot, given back on close
 
 	recovered bool
 	// replaySkipped: recovered, but the missed packets were too many to
@@ -462,6 +464,9 @@ func (c *Conn) close(reason string, closeFrame []byte) {
 		_ = c.nc.Close()
 	}
 	c.srv.stats.active.Add(-1)
+	if c.admitted {
+		c.srv.release(c.addrKey)
+	}
 	c.srv.rooms.leaveAll(c, rooms)
 	c.srv.forget(c)
 	close(c.closedCh)

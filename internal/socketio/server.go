@@ -63,6 +63,13 @@ type Options struct {
 	// MaxReadRate is how many message bytes per second (inflated size
 	// included) a client may have read and parsed (2 x MaxPayload).
 	MaxReadRate int
+	// MaxConnections caps the WebSocket connections held at once; past
+	// it handshakes get 503 (default: the file-descriptor limit less a
+	// reserve for /health, Redis and the rest; -1: no cap).
+	MaxConnections int
+	// MaxConnectionsPerAddr caps them per client IP, loopback exempt
+	// (512, ten bands behind one venue NAT; -1: no cap).
+	MaxConnectionsPerAddr int
 	// MaxWriteBatch bounds the frames coalesced into one write (100).
 	MaxWriteBatch int
 	// CompressionThreshold: frames smaller than this are never
@@ -119,6 +126,8 @@ func (o *Options) defaults() {
 	defInt(&o.MaxPayload, 1_000_000)
 	defInt(&o.WriteQueueSize, 256)
 	defInt(&o.MaxFrameRate, 1000)
+	defInt(&o.MaxConnections, defaultMaxConnections())
+	defInt(&o.MaxConnectionsPerAddr, 512)
 	defInt(&o.MaxReadRate, 2*o.MaxPayload)
 	defInt(&o.MaxWriteBatch, 100)
 	defInt(&o.CompressionThreshold, 1024)
@@ -151,11 +160,12 @@ type Server struct {
 	// starting a goroutine per flush.
 	writeq chan *Conn
 
-	draining atomic.Bool
-	stats    counters
-	stop     chan struct{}
-	stopOnce sync.Once
-	wg       sync.WaitGroup
+	draining  atomic.Bool
+	admission admission
+	stats     counters
+	stop      chan struct{}
+	stopOnce  sync.Once
+	wg        sync.WaitGroup
 }
 
 const connShards = 16
@@ -303,6 +313,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	addrKey, refusal := s.admit(r.RemoteAddr)
+	if refusal != "" {
+		s.refuseBusy(w, refusal)
+		return
+	}
+	admitted := false
+	defer func() {
+		if !admitted {
+			s.release(addrKey)
+		}
+	}()
+
 	ext := wsflate.Extension{Parameters: wsflate.Parameters{ServerNoContextTakeover: true, ClientNoContextTakeover: true}}
 	up := ws.HTTPUpgrader{Timeout: s.opts.WriteTimeout}
 	if !s.opts.DisableCompression {
@@ -318,9 +340,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, deflate := ext.Accepted()
+	// The HTTP server's read and write timeouts were set on the
+	// connection for the request; a WebSocket keeps its own.
+	_ = nc.SetDeadline(time.Time{})
 
 	now := time.Now()
-	c := &Conn{srv: s, nc: nc, deflate: deflate, remote: r.RemoteAddr, closedCh: make(chan struct{}), created: now}
+	c := &Conn{srv: s, nc: nc, deflate: deflate, remote: r.RemoteAddr, addrKey: addrKey, admitted: true, closedCh: make(chan struct{}), created: now}
+	admitted = true
 	c.lastRead.Store(now.UnixNano())
 	c.initRaw()
 	s.stats.active.Add(1)
