@@ -63,6 +63,10 @@ func main() {
 		return
 	}
 	log := config.NewLogger(cfg, os.Stderr)
+	if cfg.OpenCORSOnNetwork() {
+		log.Warn("CORS_ORIGIN=* on a network address: any web page a band member opens can drive this server through their browser; set CORS_ORIGIN to the app's origin(s) or HOST=127.0.0.1",
+			"CORS_ORIGIN", cfg.CORSOrigin, "HOST", cfg.Host)
+	}
 	slog.SetDefault(log)
 	log.Debug("configuration", "config", cfg) // secrets redacted by Config.LogValue
 	if len(cfg.Ignored) > 0 {

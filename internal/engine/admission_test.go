@@ -53,3 +53,16 @@ func TestMayCreateGuardsOnlyCreation(t *testing.T) {
 		t.Fatalf("joining an existing session asked the creation check: %v", err)
 	}
 }
+
+// Bidirectional overrides and isolates are stripped from names, so a
+// member cannot make its name read as another's.
+func TestBidiControlsStrippedFromNames(t *testing.T) {
+	f := newFixture(t)
+	st, err := f.e.Join("a", engine.JoinRequest{SessionID: "band", DisplayName: "Ann\u202Eexe.gnp\u2066x\u2069\u200F"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Members[0].DisplayName; got != "Annexe.gnpx" {
+		t.Fatalf("displayName %q, want the bidi controls stripped", got)
+	}
+}

@@ -51,6 +51,7 @@ type Handlers struct {
 	opts    Options
 	log     *slog.Logger
 	creates *creationLimits
+	beats   recentBeats
 }
 
 // Outbox returns the engine's view of the Socket.IO server.
@@ -118,7 +119,9 @@ func (h *Handlers) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			_ = h.srv.EmitAll("heartbeat", map[string]float64{"timestamp": epochMs(now)})
+			ts := epochMs(now)
+			h.beats.add(ts)
+			_ = h.srv.EmitAll("heartbeat", map[string]float64{"timestamp": ts})
 		}
 	}
 }
@@ -127,6 +130,7 @@ func (h *Handlers) Run(ctx context.Context) {
 type client struct {
 	limit   *limiter
 	creates *rate.Limiter // sessions this socket may still create
+	reports reportState
 }
 
 func (h *Handlers) onConnect(c *socketio.Conn) {

@@ -4,7 +4,7 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
-import { startServer, assertCleanLogs } from "./lib/server.mjs";
+import { startServer, assertCleanLogs, httpGet } from "./lib/server.mjs";
 import { connect, once, emitAck, closeAllClients, sleep, waitUntil } from "./lib/client.mjs";
 
 const T = { timeout: 90_000 };
@@ -90,5 +90,32 @@ describe("abuse", () => {
     } finally {
       link.close();
     }
+  });
+
+  test("forged latency and sync reports do not move the metrics, from a member or not", T, async () => {
+    const sums = async () => {
+      const res = await httpGet(`${srv.url}/metrics?format=prometheus`);
+      const sum = (name) => Number((res.body.match(new RegExp(`^${name}_sum (\\S+)$`, "m")) ?? [0, 0])[1]);
+      return { latency: sum("bandsync_sync_latency_seconds"), rtt: sum("bandsync_client_rtt_seconds") };
+    };
+    const before = await sums();
+    const stranger = await connect(srv.url);
+    const member = await connect(srv.url);
+    await emitAck(member, "join_session", { sessionId: "abuse-forged-" + Date.now() });
+    for (const c of [stranger, member]) {
+      for (let i = 0; i < 40; i++) {
+        // A round trip of 29 s claimed by a timestamp the server never sent.
+        c.emit("heartbeat_response", { timestamp: Date.now() - 29_000 - i });
+        c.emit("sync_quality", { offsetMs: 5000, rttMs: 29_000 });
+      }
+    }
+    await emitAck(member, "clock_sync", { t0: Date.now() }); // the reports above are handled by now
+    await emitAck(stranger, "clock_sync", { t0: Date.now() });
+    const after = await sums();
+    // At most the one sync_quality report a second a member may make.
+    assert.ok(after.latency - before.latency < 1, `forged heartbeats added ${(after.latency - before.latency).toFixed(1)} s of sync latency`);
+    assert.ok(after.rtt - before.rtt <= 29.001, `forged sync reports added ${(after.rtt - before.rtt).toFixed(1)} s of client RTT`);
+    stranger.close();
+    member.close();
   });
 });
