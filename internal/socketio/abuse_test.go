@@ -57,26 +57,6 @@ func dialRaw(t testing.TB, url string, connect bool) *rawClient {
 	return c
 }
 
-// frame builds one masked client frame with the given first byte.
-func clientFrame(b0 byte, payload []byte) []byte {
-	key := [4]byte{9, 8, 7, 6}
-	f := []byte{b0}
-	switch n := len(payload); {
-	case n < 126:
-		f = append(f, 0x80|byte(n))
-	case n <= 0xFFFF:
-		f = append(f, 0x80|126, byte(n>>8), byte(n))
-	default:
-		f = append(f, 0x80|127)
-		f = binary.BigEndian.AppendUint64(f, uint64(n))
-	}
-	f = append(f, key[:]...)
-	for i, b := range payload {
-		f = append(f, b^key[i%4])
-	}
-	return f
-}
-
 func (c *rawClient) send(b0 byte, payload []byte) error {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	_, err := c.nc.Write(clientFrame(b0, payload))
