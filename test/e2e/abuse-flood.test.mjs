@@ -13,7 +13,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { startServer, assertCleanLogs, repoRoot } from "./lib/server.mjs";
-import { connect, emitAck, closeAllClients, sleep } from "./lib/client.mjs";
+import { connect, emitAck, closeAllClients, sleep, once } from "./lib/client.mjs";
 
 const FLOOD_MS = 10_000;
 const T = { timeout: 60_000 };
@@ -114,14 +114,48 @@ describe("abuse: one socket flooding for 10 s", () => {
       assert.ok(peak - base < 64 * MB, `RSS grew ${((peak - base) / MB).toFixed(1)} MB during the flood`);
       assert.ok(gaps.length > 0, "no scroll_tick reached the other bands during the flood");
       if (kind === "none") [controlP99, controlCores] = [p99, cores];
-      // What a flood costs the others is the server's CPU: a quarter of a
-      // core above the control at most (main spent 1.5 cores). The tick
+      // What a flood costs the others is the server's CPU: 0.15 core above
+      // the control at most (main spent 0.26-0.28 here, 1.5 with a faster
+      // flooder). The tick
       // gaps are reported; on a loaded shared machine the control's own
       // p99 passes 50 ms, so they are asserted against it, loosely.
-      assert.ok(cores < controlCores + 0.25, `the server spent ${cores.toFixed(2)} cores during the flood (control ${controlCores.toFixed(2)})`);
+      assert.ok(cores < controlCores + 0.15, `the server spent ${cores.toFixed(2)} cores during the flood (control ${controlCores.toFixed(2)})`);
       assert.ok(p99 < Math.max(50, 2 * controlP99 + 50),
         `other bands' tick gaps: p99 ${p99.toFixed(1)} ms, max ${maxGap.toFixed(1)} ms (control p99 ${controlP99.toFixed(1)} ms)`);
       await sleep(500);
     });
   }
+
+  test("49 sockets recovering at once with old offsets", T, async () => {
+    const id = `abuse-recover-${Date.now()}`;
+    const leader = await connect(srv.url);
+    await emitAck(leader, "join_session", { sessionId: id });
+    const members = [];
+    for (let i = 0; i < 49; i++) {
+      const m = await connect(srv.url, { reconnectionDelay: 8000, reconnectionDelayMax: 8000, randomizationFactor: 0 });
+      await emitAck(m, "join_session", { sessionId: id });
+      members.push(m);
+    }
+    const drops = members.map((m) => { const d = once(m, "disconnect", 3000); m.io.engine.close(); return d; });
+    await Promise.all(drops);
+    const ups = members.map((m) => once(m, "connect", 30_000));
+    // ~5 s of a busy session while they are away: 400 snapshots of ~1 KB.
+    const text = "verse chorus bridge ".repeat(22);
+    for (let i = 0; i < 400; i++) {
+      await emitAck(leader, "update_message", { sessionId: id, message: `${i} ${text}` });
+    }
+    const base = await rss(srv);
+    let peak = base;
+    const sampling = setInterval(async () => { peak = Math.max(peak, await rss(srv).catch(() => 0)); }, 50);
+    await Promise.all(ups);
+    await sleep(2000);
+    clearInterval(sampling);
+    peak = Math.max(peak, await rss(srv));
+    const recovered = members.filter((m) => m.recovered && m.connected).length;
+    console.log(`# figures ${JSON.stringify({ kind: "recovery49", recovered, rssBaseMB: +(base / MB).toFixed(1), rssGrowthMB: +((peak - base) / MB).toFixed(1) })}`);
+    assert.ok(peak - base < 64 * MB, `RSS grew ${((peak - base) / MB).toFixed(1)} MB while 49 sockets recovered`);
+    assert.equal(recovered, 49, "every recovering socket resumed and stayed connected");
+    for (const m of members) m.close();
+    leader.close();
+  });
 });
