@@ -364,6 +364,8 @@ func TestOriginalOnlyVariablesAreReported(t *testing.T) {
 	}
 	if c, _ := Parse(func(string) (string, bool) { return "", false }); len(c.Ignored) != 0 {
 		t.Fatalf("Ignored with nothing set = %q", c.Ignored)
+	}
+}
 
 func TestOpenCORSOnNetwork(t *testing.T) {
 	for _, tc := range []struct {
