@@ -20,8 +20,8 @@ func TestDetachedMembersMakeWayForAConnectedJoiner(t *testing.T) {
 		f.e.Detach(id)
 	}
 	st := f.join("drummer", "band")
-	if st.MemberCount != 50 {
-		t.Fatalf("memberCount %d after the real member joined, want 50 (one dropped member made way)", st.MemberCount)
+	if len(st.Members) != 50 || st.Members[len(st.Members)-1].SocketID != "drummer" {
+		t.Fatalf("%d members after the real member joined, want 50 with it last (one dropped member made way)", len(st.Members))
 	}
 	if st.LeaderSocketID == nil || *st.LeaderSocketID != "leader" {
 		t.Fatalf("leader %v, want the connected leader kept", st.LeaderSocketID)
