@@ -381,3 +381,28 @@ func TestWebSocketOutlivesHTTPTimeouts(t *testing.T) {
 		t.Fatal("a WebSocket older than the HTTP read timeout was no longer read")
 	}
 }
+
+// The byte budget is set above any honest client whatever maxPayload is:
+// with a small SOCKET_MAX_BUFFER_SIZE, a burst of 200 events of 1.5 KB is
+// still all handled.
+func TestByteBudgetLeavesHonestBurstsAlone(t *testing.T) {
+	got := make(chan struct{}, 256)
+	_, url, conns := abuseServer(t, Options{MaxPayload: 20000}, "e", func(*Conn, json.RawMessage, Ack) { got <- struct{}{} })
+	cl := dialRaw(t, url, true)
+	connected(t, conns)
+	frame := clientFrame(0x81, []byte(`42["e","`+strings.Repeat("a", 1500)+`"]`))
+	var burst []byte
+	for range 200 {
+		burst = append(burst, frame...)
+	}
+	if _, err := cl.nc.Write(burst); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		select {
+		case <-got:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("only %d of 200 events handled", i)
+		}
+	}
+}

@@ -61,7 +61,8 @@ type Options struct {
 	// one that sends twice as many for a second is closed (1000).
 	MaxFrameRate int
 	// MaxReadRate is how many message bytes per second (inflated size
-	// included) a client may have read and parsed (2 x MaxPayload).
+	// included) a client may have read and parsed (2 MB or 2 x
+	// MaxPayload, whichever is more).
 	MaxReadRate int
 	// MaxConnections caps the WebSocket connections held at once; past
 	// it handshakes get 503 (default: the file-descriptor limit less a
@@ -128,7 +129,9 @@ func (o *Options) defaults() {
 	defInt(&o.MaxFrameRate, 1000)
 	defInt(&o.MaxConnections, defaultMaxConnections())
 	defInt(&o.MaxConnectionsPerAddr, 512)
-	defInt(&o.MaxReadRate, 2*o.MaxPayload)
+	// 100 events a second at the 16 KB event limit is 1.6 MB/s: an honest
+	// client never comes near 2 MB/s, whatever maxPayload is set to.
+	defInt(&o.MaxReadRate, max(2*o.MaxPayload, 2<<20))
 	defInt(&o.MaxWriteBatch, 100)
 	defInt(&o.CompressionThreshold, 1024)
 	if o.Logger == nil {
