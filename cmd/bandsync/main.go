@@ -104,7 +104,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 
 	sopts := socketio.Options{
 		PingInterval: cfg.PingInterval, PingTimeout: cfg.PingTimeout, MaxPayload: cfg.MaxPayload,
-		WriteQueueSize: cfg.WriteQueueSize, MaxWriteBatch: cfg.MaxEventBatchSize,
+		WriteQueueSize: cfg.WriteQueueSize, MaxWriteBatch: cfg.MaxEventBatchSize, MaxFrameRate: frameBudget(cfg),
 		CompressionThreshold: cfg.CompressionLimit, Logger: log,
 		CheckOrigin: func(origin string) bool { return httpapi.OriginAllowed(cfg.CORSOrigin, origin) },
 	}
@@ -305,4 +305,15 @@ func servePprof(addr string, log *slog.Logger) {
 	if err := http.ListenAndServe(addr, mux); err != nil {
 		log.Error("profiler stopped", "err", err)
 	}
+}
+
+// frameBudget is the transport's per-socket frame budget: twice what the
+// event rate limit lets through, never under the transport's own 1,000/s,
+// so that raising RATE_LIMIT_MAX_REQUESTS is not undone a layer below.
+func frameBudget(cfg config.Config) int {
+	perSecond := 0
+	if cfg.RateLimitWindow > 0 {
+		perSecond = int(float64(cfg.RateLimitMaxRequests) / cfg.RateLimitWindow.Seconds())
+	}
+	return max(1000, 2*cfg.RateLimitMaxRequests, 2*perSecond)
 }
