@@ -63,6 +63,10 @@ func main() {
 		return
 	}
 	log := config.NewLogger(cfg, os.Stderr)
+	if cfg.OpenCORSOnNetwork() {
+		log.Warn("CORS_ORIGIN=* on a network address: any web page a band member opens can drive this server through their browser; set CORS_ORIGIN to the app's origin(s) or HOST=127.0.0.1",
+			"CORS_ORIGIN", cfg.CORSOrigin, "HOST", cfg.Host)
+	}
 	slog.SetDefault(log)
 	log.Debug("configuration", "config", cfg) // secrets redacted by Config.LogValue
 	if len(cfg.Ignored) > 0 {
@@ -100,7 +104,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 
 	sopts := socketio.Options{
 		PingInterval: cfg.PingInterval, PingTimeout: cfg.PingTimeout, MaxPayload: cfg.MaxPayload,
-		WriteQueueSize: cfg.WriteQueueSize, MaxWriteBatch: cfg.MaxEventBatchSize,
+		WriteQueueSize: cfg.WriteQueueSize, MaxWriteBatch: cfg.MaxEventBatchSize, MaxFrameRate: frameBudget(cfg),
 		CompressionThreshold: cfg.CompressionLimit, Logger: log,
 		CheckOrigin: func(origin string) bool { return httpapi.OriginAllowed(cfg.CORSOrigin, origin) },
 	}
@@ -170,7 +174,11 @@ func run(cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr(), err)
 	}
-	srv := &http.Server{Handler: httpapi.New(api), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	// Timeouts bound what a slow or idle HTTP client holds (a descriptor
+	// and a goroutine); WebSocket connections drop them at the handshake.
+	srv := &http.Server{Handler: httpapi.New(api), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -297,4 +305,15 @@ func servePprof(addr string, log *slog.Logger) {
 	if err := http.ListenAndServe(addr, mux); err != nil {
 		log.Error("profiler stopped", "err", err)
 	}
+}
+
+// frameBudget is the transport's per-socket frame budget: twice what the
+// event rate limit lets through, never under the transport's own 1,000/s,
+// so that raising RATE_LIMIT_MAX_REQUESTS is not undone a layer below.
+func frameBudget(cfg config.Config) int {
+	perSecond := 0
+	if cfg.RateLimitWindow > 0 {
+		perSecond = int(float64(cfg.RateLimitMaxRequests) / cfg.RateLimitWindow.Seconds())
+	}
+	return max(1000, 2*cfg.RateLimitMaxRequests, 2*perSecond)
 }

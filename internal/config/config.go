@@ -3,7 +3,11 @@
 // existing .env keeps working, and validates every value at start-up.
 package config
 
-import "time"
+import (
+	"net"
+	"strings"
+	"time"
+)
 
 // Config is the whole server configuration. Durations are kept as
 // time.Duration; on the environment side they are integer milliseconds as in
@@ -75,6 +79,24 @@ type Config struct {
 
 // Production reports whether logs should be JSON.
 func (c Config) Production() bool { return c.NodeEnv == "production" || c.AppEnv == "production" }
+
+// OpenCORSOnNetwork reports whether any web origin may drive the server
+// (CORS_ORIGIN allows "*") while it listens beyond loopback: then any page
+// a band member opens can reach a LAN server through their browser.
+func (c Config) OpenCORSOnNetwork() bool {
+	open := false
+	for _, o := range strings.Split(c.CORSOrigin, ",") {
+		open = open || strings.TrimSpace(o) == "*"
+	}
+	if !open {
+		return false
+	}
+	if c.Host == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(c.Host)
+	return ip == nil || !ip.IsLoopback()
+}
 
 // RedisConfigured reports whether a Redis store was asked for.
 func (c Config) RedisConfigured() bool { return c.RedisURL != "" || c.RedisHost != "" }

@@ -366,3 +366,22 @@ func TestOriginalOnlyVariablesAreReported(t *testing.T) {
 		t.Fatalf("Ignored with nothing set = %q", c.Ignored)
 	}
 }
+
+func TestOpenCORSOnNetwork(t *testing.T) {
+	for _, tc := range []struct {
+		host, origin string
+		want         bool
+	}{
+		{"", "*", true},
+		{"0.0.0.0", "*", true},
+		{"192.168.1.10", "https://band.example, *", true},
+		{"127.0.0.1", "*", false},
+		{"::1", "*", false},
+		{"localhost", "*", false},
+		{"", "https://band.example", false},
+	} {
+		if got := (Config{Host: tc.host, CORSOrigin: tc.origin}).OpenCORSOnNetwork(); got != tc.want {
+			t.Errorf("HOST=%q CORS_ORIGIN=%q: %v, want %v", tc.host, tc.origin, got, tc.want)
+		}
+	}
+}

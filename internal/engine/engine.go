@@ -91,6 +91,8 @@ type JoinRequest struct {
 	// MemberToken, when it is a member's token, takes that member's
 	// place (resume.go); otherwise it is ignored.
 	MemberToken string
+	// MayCreate, when set, is asked before the join creates the session.
+	MayCreate CreateCheck
 }
 
 // Engine holds all sessions of this server.
@@ -349,12 +351,12 @@ func (e *Engine) liveOrFull(sessionID string) (*session, error) {
 
 // sessionFor returns the session, creating it (from its stored record if
 // there is one) when absent.
-func (e *Engine) sessionFor(sessionID string) (*session, error) {
+func (e *Engine) sessionFor(sessionID string, mayCreate CreateCheck) (*session, error) {
 	if s, err := e.liveOrFull(sessionID); s != nil || err != nil {
 		return s, err
 	}
 	if e.sh != nil {
-		return e.sharedSessionFor(sessionID)
+		return e.sharedSessionFor(sessionID, mayCreate)
 	}
 	// Load outside the engine lock: a remote store may be slow.
 	rec, found, err := e.store.Load(context.Background(), sessionID)
@@ -376,6 +378,9 @@ func (e *Engine) sessionFor(sessionID string) (*session, error) {
 		st = restore(rec, now)
 		e.log.Info("session restored from store", "session", sessionID, "version", st.version)
 	} else {
+		if err := mayCreate.check(); err != nil {
+			return nil, err
+		}
 		st = newSessionState(sessionID, e.cfg.MaxMembers, now)
 		e.log.Debug("session created", "session", sessionID)
 	}
@@ -414,7 +419,7 @@ func (e *Engine) Join(memberID string, r JoinRequest) (State, error) {
 		return State{}, err
 	}
 	if r.MemberToken != "" {
-		if st, ok, err := e.resume(memberID, r.SessionID, r.MemberToken); ok || err != nil {
+		if st, ok, err := e.resume(memberID, r.SessionID, r.MemberToken, r.MayCreate); ok || err != nil {
 			return st, err
 		}
 	}
@@ -422,7 +427,7 @@ func (e *Engine) Join(memberID string, r JoinRequest) (State, error) {
 	// A retry is needed only if the sweeper closed the session between
 	// lookup and join; a fresh session is not idle, so one retry suffices.
 	for range 3 {
-		s, err := e.sessionFor(r.SessionID)
+		s, err := e.sessionFor(r.SessionID, r.MayCreate)
 		if err != nil {
 			return State{}, err
 		}
@@ -450,7 +455,7 @@ func (e *Engine) Join(memberID string, r JoinRequest) (State, error) {
 // leave removes memberID from s and from the index.
 func (e *Engine) leave(s *session, memberID string) error {
 	_, err := s.run(leaveCmd{member: memberID, reason: ReasonLeaderLeft}, e.clk.Now())
-	if err == nil || errors.Is(err, errClosed) {
+	if err == nil || errors.Is(err, errClosed) || notMember(err) {
 		e.unindex(memberID, s)
 	}
 	return err

@@ -115,7 +115,9 @@ func validateDelay(v float64) error {
 func stripControl(s string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
+		// Bidi controls (U+202E and kin) make a name display as
+		// something else in every member's list: a spoofing tool.
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
 			return -1
 		}
 		return r

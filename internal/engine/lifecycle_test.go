@@ -63,9 +63,12 @@ func TestIdleSessionsExpire(t *testing.T) {
 	ok(t)(f.e.Play("b", "detached", 0))
 	f.e.Remove("a")
 	f.e.Detach("b")
-	f.clk.Advance(10*time.Minute - time.Millisecond)
+	// A session nobody is in (not even a dropped member) is reclaimed
+	// after 2 minutes, not IdleTimeout (10 here): squatted sessions must
+	// not hold MaxSessions for an hour.
+	f.clk.Advance(2*time.Minute - time.Millisecond)
 	if n := f.e.SweepIdle(f.clk.Now()); n != 0 {
-		t.Fatalf("swept %d sessions before the idle timeout", n)
+		t.Fatalf("swept %d sessions before the empty-session timeout", n)
 	}
 	// b was removed when its 2-minute recovery window ran out; that was
 	// the detached session's last change, so it expires 2 minutes later.

@@ -60,8 +60,8 @@ func (s *session) memberByToken(token string) string {
 // resume puts memberID in the place of the member whose token it
 // presents. ok is false when there is no such member (a wrong or expired
 // token): the caller then joins it as an ordinary member.
-func (e *Engine) resume(memberID, sessionID, token string) (st State, ok bool, err error) {
-	s, err := e.sessionFor(sessionID)
+func (e *Engine) resume(memberID, sessionID, token string, mayCreate CreateCheck) (st State, ok bool, err error) {
+	s, err := e.sessionFor(sessionID, mayCreate)
 	if err != nil {
 		return State{}, false, err
 	}

@@ -258,7 +258,7 @@ func (s *session) sync(memberID string, now time.Time) (SyncResponse, error) {
 func (s *session) refusal(memberID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.st.find(memberID) >= 0 || s.st.maxMembers <= 0 || len(s.st.members) < s.st.maxMembers {
+	if s.closed || s.st.find(memberID) >= 0 || s.st.hasRoom() {
 		return nil
 	}
 	return newError(CodeSessionFull, "session %q is full: at most %d members", s.st.id, s.st.maxMembers)
@@ -274,7 +274,7 @@ func (s *session) expireIfIdle(now time.Time, idle time.Duration) (members []str
 	defer s.op.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.st.connectedCount() > 0 || now.UnixMilli()-s.st.lastActive < idle.Milliseconds() {
+	if s.closed || s.st.connectedCount() > 0 || now.UnixMilli()-s.st.lastActive < s.st.idleFor(idle).Milliseconds() {
 		return nil, false
 	}
 	s.closeLocked()

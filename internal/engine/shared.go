@@ -137,7 +137,7 @@ func storeCtx() (context.Context, context.CancelFunc) {
 // no live session: the session is followed
 // before it is read, so no batch after the read can be missed, and its
 // members are kept (they are live on other instances).
-func (e *Engine) sharedSessionFor(sessionID string) (*session, error) {
+func (e *Engine) sharedSessionFor(sessionID string, mayCreate CreateCheck) (*session, error) {
 	var (
 		rec            store.SessionRecord
 		found          bool
@@ -180,6 +180,12 @@ func (e *Engine) sharedSessionFor(sessionID string) (*session, error) {
 			st.maxMembers = e.cfg.MaxMembers
 		}
 	} else {
+		if err := mayCreate.check(); err != nil {
+			if followed {
+				sh.Unfollow(sessionID)
+			}
+			return nil, err
+		}
 		st = newSessionState(sessionID, e.cfg.MaxMembers, now)
 	}
 	s := newSession(e, st)
@@ -207,7 +213,7 @@ func (e *Engine) Follow(sessionID string) error {
 	if err := ValidateSessionID(sessionID); err != nil {
 		return err
 	}
-	_, err := e.sharedSessionFor(sessionID)
+	_, err := e.sharedSessionFor(sessionID, nil)
 	return err
 }
 
@@ -769,7 +775,7 @@ func (e *Engine) Reap(instance string, sessionIDs []string) {
 		if ValidateSessionID(id) != nil {
 			continue
 		}
-		s, err := e.sharedSessionFor(id)
+		s, err := e.sharedSessionFor(id, nil)
 		if err != nil {
 			e.log.Warn("reaping a dead instance's members failed", "instance", instance, "session", id, "err", err)
 			continue
@@ -808,7 +814,7 @@ func (e *Engine) sharedAttach(memberID string, sessionIDs []string) {
 			if ValidateSessionID(id) != nil {
 				continue
 			}
-			if cand, err := e.sharedSessionFor(id); err == nil {
+			if cand, err := e.sharedSessionFor(id, nil); err == nil {
 				s = cand
 				break
 			}

@@ -145,7 +145,7 @@ func (c joinCmd) apply(s *sessionState, now time.Time, p policy) (outcome, error
 		out.toMember(c.member, EventRoomStats, s.roomStats(now))
 		return out, nil
 	}
-	if s.maxMembers > 0 && len(s.members) >= s.maxMembers {
+	if s.maxMembers > 0 && len(s.members) >= s.maxMembers && !s.evictDetached(&out, now) {
 		return out, newError(CodeSessionFull, "session %q is full: at most %d members", s.id, s.maxMembers)
 	}
 	s.touch(now)

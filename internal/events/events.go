@@ -13,6 +13,8 @@ import (
 	"log/slog"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/bandsync/bandsync/internal/engine"
 	"github.com/bandsync/bandsync/internal/socketio"
 )
@@ -43,11 +45,13 @@ type Options struct {
 
 // Handlers binds the Socket.IO server to the engine.
 type Handlers struct {
-	eng  *engine.Engine
-	srv  *socketio.Server
-	mon  Monitor
-	opts Options
-	log  *slog.Logger
+	eng     *engine.Engine
+	srv     *socketio.Server
+	mon     Monitor
+	opts    Options
+	log     *slog.Logger
+	creates *creationLimits
+	beats   recentBeats
 }
 
 // Outbox returns the engine's view of the Socket.IO server.
@@ -60,7 +64,7 @@ func New(mon Monitor, opts Options) *Handlers {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Handlers{mon: mon, opts: opts, log: opts.Logger}
+	return &Handlers{mon: mon, opts: opts, log: opts.Logger, creates: newCreationLimits()}
 }
 
 // Bind sets the connection hooks of the server options.
@@ -115,23 +119,41 @@ func (h *Handlers) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			_ = h.srv.EmitAll("heartbeat", map[string]float64{"timestamp": epochMs(now)})
+			ts := epochMs(now)
+			h.beats.add(ts)
+			_ = h.srv.EmitAll("heartbeat", map[string]float64{"timestamp": ts})
 		}
 	}
 }
 
 // client is the per-socket state the handlers keep.
 type client struct {
-	limit *limiter
+	limit   *limiter
+	creates *rate.Limiter // sessions this socket may still create
+	reports reportState
 }
 
 func (h *Handlers) onConnect(c *socketio.Conn) {
-	c.Value = &client{limit: newLimiter(h.opts.RateLimitWindow, h.opts.RateLimitMaxRequests)}
+	c.Value = &client{limit: newLimiter(h.opts.RateLimitWindow, h.opts.RateLimitMaxRequests), creates: newSocketCreateLimit()}
 	h.mon.ConnOpened()
 	if c.Recovered() {
 		h.eng.Attach(c.ID(), sessionsOf(c.Rooms())...)
+		if c.ReplaySkipped() {
+			h.sendFreshState(c)
+		}
 	}
 	h.log.Debug("socket connected", "socketId", c.ID(), "recovered", c.Recovered(), "remote", c.RemoteAddr())
+}
+
+// sendFreshState gives a recovered socket whose missed events were too
+// many to replay the state of each of its sessions: the app draws from
+// snapshots, so one is worth everything it missed.
+func (h *Handlers) sendFreshState(c *socketio.Conn) {
+	for _, id := range sessionsOf(c.Rooms()) {
+		if st, ok := h.eng.Session(id); ok {
+			_ = c.Emit("snapshot", st)
+		}
+	}
 }
 
 func (h *Handlers) onDisconnect(c *socketio.Conn, reason string, willRecover bool) {

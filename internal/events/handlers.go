@@ -92,7 +92,7 @@ func (h *Handlers) joinSession(c *socketio.Conn, data json.RawMessage, ack socke
 		return
 	}
 	st, err := h.eng.Join(c.ID(), engine.JoinRequest{SessionID: *p.SessionID, DisplayName: deref(p.DisplayName), Role: deref(p.Role),
-		MemberToken: deref(p.MemberToken)})
+		MemberToken: deref(p.MemberToken), MayCreate: func() error { return h.mayCreate(c) }})
 	if err == nil && p.TickIntervalMs != nil {
 		c.SetTickInterval(tickChoice(*p.TickIntervalMs))
 	}
@@ -302,7 +302,7 @@ func (h *Handlers) heartbeatResponse(c *socketio.Conn, data json.RawMessage, ack
 		h.fail(c, "heartbeat_response", ack, err)
 		return
 	}
-	if p.Timestamp != nil && finite(*p.Timestamp) {
+	if p.Timestamp != nil && finite(*p.Timestamp) && h.countEcho(c, *p.Timestamp) {
 		rtt := epochMs(time.Now()) - *p.Timestamp
 		if rtt >= 0 && rtt < 60_000 {
 			h.mon.ObserveSyncLatency(time.Duration(rtt * float64(time.Millisecond) / 2))
@@ -352,7 +352,9 @@ func (h *Handlers) syncQuality(c *socketio.Conn, data json.RawMessage, ack socke
 		jitter = *p.JitterMs
 	}
 	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
-	h.mon.ObserveClientSync(ms(*p.OffsetMs), ms(*p.RttMs), ms(jitter))
+	if h.countQuality(c, time.Now()) {
+		h.mon.ObserveClientSync(ms(*p.OffsetMs), ms(*p.RttMs), ms(jitter))
+	}
 	if ack != nil {
 		ack(map[string]any{"ok": true})
 	}

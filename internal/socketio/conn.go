@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // Disconnect reasons, as Socket.IO names them.
@@ -53,24 +54,37 @@ const maxPendingVolatile = 8
 // goroutine of the connection's own while its socket is full. On Linux
 // an idle connection therefore holds no goroutine and no buffer.
 type Conn struct {
-	srv     *Server
-	nc      net.Conn
-	id      string // Socket.IO socket id, public (the BandSync socketId)
-	pid     string // private id for recovery, never shown to other clients
-	deflate bool
-	remote  string
+	srv      *Server
+	nc       net.Conn
+	id       string // Socket.IO socket id, public (the BandSync socketId)
+	pid      string // private id for recovery, never shown to other clients
+	deflate  bool
+	remote   string
+	addrKey  string // the client address its admission slot is counted under
+	admitted bool   // holds an admission slot, given back on close
 
 	recovered bool
-	connected atomic.Bool // Socket.IO CONNECT accepted
+	// replaySkipped: recovered, but the missed packets were too many to
+	// replay; the application owes the client a fresh state.
+	replaySkipped bool
+	connected     atomic.Bool // Socket.IO CONNECT accepted
 
 	// Value belongs to the application; it is set in the connect handler,
 	// before any event of the connection is dispatched.
 	Value any
 
-	mu       sync.Mutex
-	queue    []*Frame
-	spare    []*Frame
-	writing  bool
+	mu sync.Mutex
+	// queue[qhead:] is what waits to be written. The writer advances
+	// qhead instead of copying the tail down, so draining a long queue
+	// costs what it holds, not its square.
+	queue   []*Frame
+	qhead   int
+	writing bool
+	// pong is the payload of the latest client ping not yet answered.
+	// RFC 6455 5.5.3 lets a server answer only the latest, so a ping
+	// flood costs one slot, never a queue.
+	pong     []byte
+	pongDue  bool
 	inWrite  bool // the writer is inside a write call
 	kicked   bool // Disconnect was called
 	closed   bool
@@ -84,6 +98,7 @@ type Conn struct {
 	// timed out leaves the rest here); bufsBacking keeps its array.
 	bufs        net.Buffers
 	bufsBacking [][]byte
+	batch       []*Frame // the writer's scratch: frames taken from the queue
 	// pingSent is when the last ping was queued (unix ns), to time the pong.
 	pingSent atomic.Int64
 	// lastRead is when bytes last arrived (unix ns): silence longer than
@@ -104,11 +119,15 @@ type Conn struct {
 	frag     []byte
 	fragOp   byte
 	fragRsv1 bool
-	raw      syscall.RawConn
-	rio      rawIO
-	fd       int
-	gen      uint32
-	polled   bool // registered with the poller
+	// fragSince is when the unfinished message (or incomplete frame)
+	// began: one never finished within incompleteTimeout is dropped.
+	fragSince time.Time
+	inbound   inboundLimit
+	raw       syscall.RawConn
+	rio       rawIO
+	fd        int
+	gen       uint32
+	polled    bool // registered with the poller
 }
 
 // ID is the socket id the client sees as socket.id.
@@ -116,6 +135,11 @@ func (c *Conn) ID() string { return c.id }
 
 // Recovered reports whether this connection resumed a dropped one.
 func (c *Conn) Recovered() bool { return c.recovered }
+
+// ReplaySkipped reports whether this connection recovered without the
+// packets it missed, because they were more than it could absorb: its
+// handler should send the current state instead.
+func (c *Conn) ReplaySkipped() bool { return c.replaySkipped }
 
 // RemoteAddr is the peer's address.
 func (c *Conn) RemoteAddr() string { return c.remote }
@@ -186,6 +210,10 @@ func (c *Conn) enqueue(f *Frame) bool {
 		return false
 	}
 	if c.holding {
+		if len(c.held) >= c.srv.opts.WriteQueueSize {
+			c.overflowAndUnlock()
+			return false
+		}
 		c.held = append(c.held, f)
 		c.mu.Unlock()
 		return true
@@ -193,20 +221,35 @@ func (c *Conn) enqueue(f *Frame) bool {
 	// Behind means a write is under way and more is already waiting
 	// behind it; a writer that merely has not been scheduled yet is not
 	// behind. Ticks are worthless late, so they are not queued there.
-	if f.volatile && len(c.queue) > 0 && (c.inWrite || len(c.queue) >= maxPendingVolatile) {
+	pending := c.qlenLocked()
+	if f.volatile && pending > 0 && (c.inWrite || pending >= maxPendingVolatile) {
 		c.mu.Unlock()
 		c.srv.stats.volatileDropped.Add(1)
 		return false
 	}
-	if len(c.queue) >= c.srv.opts.WriteQueueSize {
-		c.mu.Unlock()
-		c.srv.stats.overflows.Add(1)
-		go c.close(ReasonQueueOverflow, nil)
+	if pending >= c.srv.opts.WriteQueueSize {
+		c.overflowAndUnlock()
 		return false
 	}
 	c.pushAndUnlock(f)
 	return true
 }
+
+// overflowAndUnlock releases c.mu and closes a connection that let its
+// queue fill.
+func (c *Conn) overflowAndUnlock() {
+	c.mu.Unlock()
+	c.srv.stats.overflows.Add(1)
+	go c.close(ReasonQueueOverflow, nil)
+}
+
+// qlenLocked is the number of frames waiting; the caller holds c.mu.
+func (c *Conn) qlenLocked() int { return len(c.queue) - c.qhead }
+
+// controlSlack is how far past SOCKET_WRITE_QUEUE control frames may go:
+// they bypass the ordered stream (and a replay hold), but a client that
+// never reads them is still dropped, not buffered for.
+const controlSlack = 16
 
 // enqueueControl queues a frame even during a replay hold: pongs and
 // pings are not part of the ordered event stream.
@@ -216,13 +259,44 @@ func (c *Conn) enqueueControl(f *Frame) {
 		c.mu.Unlock()
 		return
 	}
+	if c.qlenLocked() >= c.srv.opts.WriteQueueSize+controlSlack {
+		c.overflowAndUnlock()
+		return
+	}
 	c.pushAndUnlock(f)
+}
+
+// queuePong answers a client's ping. Only the latest unanswered ping is
+// answered, in the writer's next batch, so a flood of pings from a client
+// that does not read costs 125 bytes, not a frame each.
+func (c *Conn) queuePong(payload []byte) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.pong = append(c.pong[:0], payload...)
+	c.pongDue = true
+	c.startWriterAndUnlock()
 }
 
 // pushAndUnlock appends f to the queue, releases c.mu, and hands the
 // connection to a writer if none is draining it.
 func (c *Conn) pushAndUnlock(f *Frame) {
+	if len(c.queue) == cap(c.queue) && c.qhead > 0 && c.qhead >= len(c.queue)/2 {
+		// Reuse the drained head before growing; moving the live half
+		// is paid for by the appends that filled the other half.
+		n := copy(c.queue, c.queue[c.qhead:])
+		clear(c.queue[n:])
+		c.queue, c.qhead = c.queue[:n], 0
+	}
 	c.queue = append(c.queue, f)
+	c.startWriterAndUnlock()
+}
+
+// startWriterAndUnlock releases c.mu and hands the connection to a writer
+// if none is draining it.
+func (c *Conn) startWriterAndUnlock() {
 	start := !c.writing
 	c.writing = true
 	c.mu.Unlock()
@@ -242,20 +316,24 @@ func (c *Conn) flush(quick bool) {
 	for {
 		if len(c.bufs) == 0 {
 			c.mu.Lock()
-			if len(c.queue) == 0 || c.closed {
+			if (c.qlenLocked() == 0 && !c.pongDue) || c.closed {
 				c.writing = false
 				c.inWrite = false
 				c.mu.Unlock()
 				return
 			}
-			frames := c.queue
-			if len(frames) > batch {
-				frames = frames[:batch]
-				c.queue = append(c.spare[:0], c.queue[batch:]...)
-			} else {
-				c.queue = c.spare[:0]
+			frames := c.batch[:0]
+			if c.pongDue {
+				frames = append(frames, newFrame(opPong, c.pong))
+				c.pongDue = false
 			}
-			c.spare = nil
+			take := min(batch, c.qlenLocked())
+			frames = append(frames, c.queue[c.qhead:c.qhead+take]...)
+			clear(c.queue[c.qhead : c.qhead+take])
+			c.qhead += take
+			if c.qhead == len(c.queue) {
+				c.queue, c.qhead = c.queue[:0], 0
+			}
 			c.inWrite = true
 			c.mu.Unlock()
 
@@ -274,11 +352,7 @@ func (c *Conn) flush(quick bool) {
 			}
 			c.srv.stats.bytesOut.Add(uint64(n))
 			clear(frames)
-			c.mu.Lock()
-			if c.spare == nil && cap(frames) <= 2*batch {
-				c.spare = frames[:0]
-			}
-			c.mu.Unlock()
+			c.batch = frames[:0]
 		}
 		var err error
 		if quick && c.raw != nil {
@@ -335,7 +409,7 @@ func (c *Conn) awaitWriter() {
 func (c *Conn) queueLen() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.queue)
+	return c.qlenLocked()
 }
 
 // closeAfterFlushWith closes the connection once what is queued now has
@@ -375,7 +449,7 @@ func (c *Conn) close(reason string, closeFrame []byte) {
 		rooms = append(rooms, r)
 	}
 	clear(c.queue)
-	c.queue = nil
+	c.queue, c.qhead = nil, 0
 	c.held = nil
 	c.mu.Unlock()
 
@@ -390,6 +464,9 @@ func (c *Conn) close(reason string, closeFrame []byte) {
 		_ = c.nc.Close()
 	}
 	c.srv.stats.active.Add(-1)
+	if c.admitted {
+		c.srv.release(c.addrKey)
+	}
 	c.srv.rooms.leaveAll(c, rooms)
 	c.srv.forget(c)
 	close(c.closedCh)
@@ -404,6 +481,26 @@ func (c *Conn) close(reason string, closeFrame []byte) {
 // closed. Payloads are handled before consume returns, so they may point
 // into buf.
 func (c *Conn) consume(buf []byte) (used int, stop bool) {
+	now := time.Now()
+	used, stop = c.consumeFrames(buf, now)
+	if stop {
+		return used, true
+	}
+	if c.frag == nil && used == len(buf) {
+		return used, false
+	}
+	// Something is unfinished: a frame still arriving or a fragmented
+	// message. Either is held for a bounded time only.
+	if c.fragSince.IsZero() {
+		c.fragSince = now
+	} else if now.Sub(c.fragSince) > incompleteTimeout {
+		c.close(ReasonParseError, closeFrame(1008, "message not completed in time"))
+		return used, true
+	}
+	return used, false
+}
+
+func (c *Conn) consumeFrames(buf []byte, now time.Time) (used int, stop bool) {
 	max := int64(c.srv.opts.MaxPayload)
 	for {
 		h, hlen, ok := parseHeader(buf[used:])
@@ -413,6 +510,10 @@ func (c *Conn) consume(buf []byte) (used int, stop bool) {
 		switch {
 		case !h.masked:
 			c.close(ReasonParseError, closeFrame(1002, "client frames must be masked"))
+			return used, true
+		case h.rsv23 || (h.rsv1 && (h.op == opContinuation || h.op >= opClose)):
+			// RFC 6455 5.2: no extension we negotiated defines these.
+			c.close(ReasonParseError, closeFrame(1002, "reserved bits set"))
 			return used, true
 		case h.length > max || int64(len(c.frag))+h.length > max:
 			c.srv.stats.tooLarge.Add(1)
@@ -428,10 +529,23 @@ func (c *Conn) consume(buf []byte) (used int, stop bool) {
 		}
 		payload := buf[used+hlen : used+total]
 		used += total
+		if h.op != opClose && !c.admitFrame(now, h.op, h.length) {
+			if c.frag != nil || h.op == opContinuation {
+				// A message with a hole in it cannot be handled.
+				c.kick(closeFrame(1008, "message rate exceeded"))
+			}
+			if c.isClosed() {
+				return used, true
+			}
+			continue
+		}
 		maskBytes(payload, h.mask)
 		c.frame(h, payload)
 		if c.isClosed() {
 			return used, true
+		}
+		if c.frag == nil {
+			c.fragSince = time.Time{}
 		}
 	}
 }
@@ -440,7 +554,7 @@ func (c *Conn) consume(buf []byte) (used int, stop bool) {
 func (c *Conn) frame(h frameHeader, payload []byte) {
 	switch h.op {
 	case opPing:
-		c.enqueueControl(newFrame(opPong, payload))
+		c.queuePong(payload)
 	case opPong:
 	case opClose:
 		c.close(ReasonTransportClose, closeFrame(1000, ""))
@@ -479,10 +593,10 @@ func (c *Conn) isClosed() bool {
 }
 
 type frameHeader struct {
-	fin, rsv1, masked bool
-	op                byte
-	length            int64
-	mask              [4]byte
+	fin, rsv1, rsv23, masked bool
+	op                       byte
+	length                   int64
+	mask                     [4]byte
 }
 
 // parseHeader parses a WebSocket frame header (RFC 6455 5.2) at the start
@@ -493,6 +607,7 @@ func parseHeader(b []byte) (h frameHeader, n int, ok bool) {
 	}
 	h.fin = b[0]&0x80 != 0
 	h.rsv1 = b[0]&0x40 != 0
+	h.rsv23 = b[0]&0x30 != 0
 	h.op = b[0] & 0x0F
 	h.masked = b[1]&0x80 != 0
 	l := int64(b[1] & 0x7F)
@@ -610,7 +725,15 @@ func (c *Conn) message(op byte, compressed bool, data []byte) {
 			c.close(ReasonParseError, closeFrame(1002, "compressed frame without permessage-deflate"))
 			return
 		}
-		out, err := inflate(data, c.srv.opts.MaxPayload)
+		now := time.Now()
+		budget := c.inflateBudget(now)
+		out, err := inflate(data, budget)
+		if errors.Is(err, errTooLarge) && budget < c.srv.opts.MaxPayload {
+			// Over what the socket may have inflated now, not over the
+			// limit: refused like a frame over its rate.
+			c.srv.stats.refusedFrames.Add(1)
+			return
+		}
 		if errors.Is(err, errTooLarge) {
 			c.srv.stats.tooLarge.Add(1)
 			c.close(ReasonParseError, closeFrame(1009, "message exceeds maxPayload"))
@@ -620,7 +743,12 @@ func (c *Conn) message(op byte, compressed bool, data []byte) {
 			c.close(ReasonParseError, closeFrame(1007, "bad compressed data"))
 			return
 		}
+		c.chargeInflated(now, len(out))
 		data = out
+	}
+	if op == opText && !utf8.Valid(data) {
+		c.close(ReasonParseError, closeFrame(1007, "text message is not valid UTF-8"))
+		return
 	}
 	c.srv.stats.framesIn.Add(1)
 	if op == opBinary {
@@ -656,7 +784,8 @@ func (c *Conn) packet(data []byte) {
 		return
 	}
 	if p.Namespace != defaultNamespace {
-		if p.Type == PacketConnect {
+		// The answer echoes the namespace: a long one is not worth it.
+		if p.Type == PacketConnect && len(p.Namespace) <= maxNamespaceEcho {
 			c.enqueueControl(newFrame(opText, connectError(p.Namespace, "Invalid namespace")))
 		}
 		return
@@ -690,6 +819,9 @@ func (c *Conn) packet(data []byte) {
 		// The server asks for no acknowledgements yet; a stray one is harmless.
 	}
 }
+
+// maxNamespaceEcho bounds the namespace a connect_error repeats back.
+const maxNamespaceEcho = 256
 
 func connectError(nsp, msg string) []byte {
 	b := []byte{eioMessage, '0' + byte(PacketConnectError)}
@@ -763,7 +895,7 @@ func (c *Conn) replay(records []Record) {
 	}
 	c.held = nil
 	c.holding = false
-	start := !c.writing && len(c.queue) > 0
+	start := !c.writing && c.qlenLocked() > 0
 	if start {
 		c.writing = true
 	}

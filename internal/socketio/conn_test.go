@@ -88,7 +88,7 @@ func waitIdle(t testing.TB, c *Conn) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t.Fatalf("writer did not drain: %d frames queued, closed=%v", len(c.queue), c.closed)
+	t.Fatalf("writer did not drain: %d frames queued, closed=%v", c.qlenLocked(), c.closed)
 }
 
 func TestBroadcastReachesRoomMembersOnly(t *testing.T) {
@@ -135,7 +135,7 @@ func TestVolatileDroppedWhenBehindAndQueueOverflowDisconnects(t *testing.T) {
 	time.Sleep(5 * time.Millisecond)
 	_ = s.BroadcastVolatile("band", "scroll_tick", 2) // dropped: one pending behind a stuck write
 	c.mu.Lock()
-	pending := len(c.queue)
+	pending := c.qlenLocked()
 	c.mu.Unlock()
 	if pending != 1 {
 		t.Fatalf("pending frames = %d, want 1 (the second tick dropped)", pending)

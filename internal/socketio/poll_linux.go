@@ -144,18 +144,26 @@ func (c *Conn) readReady() {
 	pending := c.pending
 	c.pending = nil
 	c.mu.Unlock()
-	pooled := readBufs.Get().(*[]byte)
-	buf := append((*pooled)[:0], pending...)
+	// An incomplete frame kept from the last read is read into where it
+	// is, sized for the whole frame: a frame sent a byte at a time is not
+	// copied again on every byte.
+	var pooled *[]byte
+	buf := pending
+	if len(pending) == 0 {
+		pooled = readBufs.Get().(*[]byte)
+		buf = (*pooled)[:0]
+	}
 	release := func() {
-		if cap(buf) == readBufSize {
+		if pooled != nil {
 			readBufs.Put(pooled)
+			pooled = nil
 		}
 	}
 	for {
 		if len(buf) == cap(buf) {
 			// A frame larger than the buffer: grow (bounded by
 			// maxPayload, which consume enforces from the header).
-			bigger := make([]byte, len(buf), 2*cap(buf))
+			bigger := make([]byte, len(buf), max(2*cap(buf), readBufSize))
 			copy(bigger, buf)
 			release()
 			buf = bigger
@@ -169,7 +177,9 @@ func (c *Conn) readReady() {
 				release()
 				return
 			}
-			buf = buf[:copy(buf, buf[used:])]
+			if used > 0 {
+				buf = buf[:copy(buf, buf[used:])]
+			}
 			continue
 		}
 		if errors.Is(err, syscall.EAGAIN) {
@@ -188,13 +198,29 @@ func (c *Conn) readReady() {
 	}
 	c.mu.Lock()
 	if len(buf) > 0 {
-		c.pending = append([]byte(nil), buf...)
+		c.pending = keepPartial(buf, pooled != nil)
 	}
 	release()
 	if !c.closed {
 		c.srv.poller.rearm(c)
 	}
 	c.mu.Unlock()
+}
+
+// keepPartial returns the incomplete frame at the start of buf in a
+// buffer of its own with room for the whole frame, so later reads fill it
+// in place. A buffer that is already its own and not far too big is kept.
+func keepPartial(buf []byte, pooled bool) []byte {
+	need := max(len(buf), 14) // the longest header
+	if h, hlen, ok := parseHeader(buf); ok {
+		// Room for the whole frame, but not allocated on the word of a
+		// header alone: growth follows the bytes that actually come.
+		need = max(len(buf), min(hlen+int(h.length), 2*len(buf)+readBufSize))
+	}
+	if !pooled && cap(buf) <= 2*need {
+		return buf
+	}
+	return append(make([]byte, 0, need), buf...)
 }
 
 // rawIO is a connection's scratch for raw reads and writes. The

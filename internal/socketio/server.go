@@ -56,6 +56,21 @@ type Options struct {
 	// WriteQueueSize is the number of frames a connection may have
 	// pending before it is dropped as too slow (256).
 	WriteQueueSize int
+	// MaxFrameRate is how many WebSocket frames a client may send per
+	// second, control frames included, before frames are dropped unread;
+	// one that sends twice as many for a second is closed (1000).
+	MaxFrameRate int
+	// MaxReadRate is how many message bytes per second (inflated size
+	// included) a client may have read and parsed (2 MB or 2 x
+	// MaxPayload, whichever is more).
+	MaxReadRate int
+	// MaxConnections caps the WebSocket connections held at once; past
+	// it handshakes get 503 (default: the file-descriptor limit less a
+	// reserve for /health, Redis and the rest; -1: no cap).
+	MaxConnections int
+	// MaxConnectionsPerAddr caps them per client IP, loopback exempt
+	// (512, ten bands behind one venue NAT; -1: no cap).
+	MaxConnectionsPerAddr int
 	// MaxWriteBatch bounds the frames coalesced into one write (100).
 	MaxWriteBatch int
 	// CompressionThreshold: frames smaller than this are never
@@ -111,6 +126,12 @@ func (o *Options) defaults() {
 	def(&o.WriteTimeout, 10*time.Second)
 	defInt(&o.MaxPayload, 1_000_000)
 	defInt(&o.WriteQueueSize, 256)
+	defInt(&o.MaxFrameRate, 1000)
+	defInt(&o.MaxConnections, defaultMaxConnections())
+	defInt(&o.MaxConnectionsPerAddr, 512)
+	// 100 events a second at the 16 KB event limit is 1.6 MB/s: an honest
+	// client never comes near 2 MB/s, whatever maxPayload is set to.
+	defInt(&o.MaxReadRate, max(2*o.MaxPayload, 2<<20))
 	defInt(&o.MaxWriteBatch, 100)
 	defInt(&o.CompressionThreshold, 1024)
 	if o.Logger == nil {
@@ -142,11 +163,12 @@ type Server struct {
 	// starting a goroutine per flush.
 	writeq chan *Conn
 
-	draining atomic.Bool
-	stats    counters
-	stop     chan struct{}
-	stopOnce sync.Once
-	wg       sync.WaitGroup
+	draining  atomic.Bool
+	admission admission
+	stats     counters
+	stop      chan struct{}
+	stopOnce  sync.Once
+	wg        sync.WaitGroup
 }
 
 const connShards = 16
@@ -157,10 +179,10 @@ type connShard struct {
 }
 
 type counters struct {
-	active, total                                    atomic.Int64
-	framesIn, framesOut, bytesOut, writes            atomic.Uint64
-	volatileDropped, overflows, badPackets, tooLarge atomic.Uint64
-	recovered, rejected                              atomic.Uint64
+	active, total                                      atomic.Int64
+	framesIn, framesOut, bytesOut, writes              atomic.Uint64
+	volatileDropped, overflows, badPackets, tooLarge   atomic.Uint64
+	recovered, rejected, refusedFrames, replaysSkipped atomic.Uint64
 }
 
 // Stats is a snapshot of the server's counters.
@@ -177,6 +199,8 @@ type Stats struct {
 	TooLarge        uint64 `json:"tooLarge"`
 	Recovered       uint64 `json:"recovered"`
 	Rejected        uint64 `json:"rejected"`
+	RefusedFrames   uint64 `json:"refusedFrames"`  // dropped over a socket's frame or byte budget
+	ReplaysSkipped  uint64 `json:"replaysSkipped"` // recoveries that got a fresh state, their replay too long
 }
 
 // NewServer builds a server. Register handlers with On before serving.
@@ -245,6 +269,7 @@ func (s *Server) Stats() Stats {
 		VolatileDropped: s.stats.volatileDropped.Load(), QueueOverflows: s.stats.overflows.Load(),
 		BadPackets: s.stats.badPackets.Load(), TooLarge: s.stats.tooLarge.Load(),
 		Recovered: s.stats.recovered.Load(), Rejected: s.stats.rejected.Load(),
+		RefusedFrames: s.stats.refusedFrames.Load(), ReplaysSkipped: s.stats.replaysSkipped.Load(),
 	}
 }
 
@@ -291,6 +316,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	addrKey, refusal := s.admit(r.RemoteAddr)
+	if refusal != "" {
+		s.refuseBusy(w, refusal)
+		return
+	}
+	admitted := false
+	defer func() {
+		if !admitted {
+			s.release(addrKey)
+		}
+	}()
+
 	ext := wsflate.Extension{Parameters: wsflate.Parameters{ServerNoContextTakeover: true, ClientNoContextTakeover: true}}
 	up := ws.HTTPUpgrader{Timeout: s.opts.WriteTimeout}
 	if !s.opts.DisableCompression {
@@ -306,9 +343,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, deflate := ext.Accepted()
+	// The HTTP server's read and write timeouts were set on the
+	// connection for the request; a WebSocket keeps its own.
+	_ = nc.SetDeadline(time.Time{})
 
 	now := time.Now()
-	c := &Conn{srv: s, nc: nc, deflate: deflate, remote: r.RemoteAddr, closedCh: make(chan struct{}), created: now}
+	c := &Conn{srv: s, nc: nc, deflate: deflate, remote: r.RemoteAddr, addrKey: addrKey, admitted: true, closedCh: make(chan struct{}), created: now}
+	admitted = true
 	c.lastRead.Store(now.UnixNano())
 	c.initRaw()
 	s.stats.active.Add(1)
@@ -430,7 +471,11 @@ func (s *Server) tryRecover(c *Conn, pid, offsetStr string) bool {
 	if err != nil || !ok {
 		return false
 	}
-	if _, taken := s.Conn(saved.SID); taken {
+	if live, taken := s.Conn(saved.SID); taken {
+		// The socket is alive: whoever presents its pid is not it. The
+		// record goes back as it was, so a refused attempt costs the
+		// real owner nothing.
+		s.restoreSaved(ctx, live, pid, saved)
 		return false
 	}
 	c.id, c.pid, c.recovered = saved.SID, pid, true
@@ -455,12 +500,48 @@ func (s *Server) tryRecover(c *Conn, pid, offsetStr string) bool {
 		c.id, c.pid, c.recovered = "", "", false
 		return false
 	}
+	if !s.replayFits(records) {
+		// More than the client can absorb before its queue overflows
+		// (and it would come back to ask again): it resumes as itself,
+		// in its rooms, and the application sends a fresh state instead.
+		records, c.replaySkipped = nil, true
+		s.stats.replaysSkipped.Add(1)
+	}
 	c.enqueueControl(newFrame(opText, connectReply(c.id, c.pid)))
 	c.connected.Store(true)
 	c.replay(records)
 	s.stats.recovered.Add(1)
 	s.connected(c)
 	return true
+}
+
+// replayFits reports whether a recovery's missed packets fit in half the
+// write queue and in replayMaxBytes: a replay is queued at once, and one
+// that does not fit would overflow the queue of the very client it is for.
+func (s *Server) replayFits(records []Record) bool {
+	if len(records) > s.opts.WriteQueueSize/2 {
+		return false
+	}
+	n := 0
+	for _, r := range records {
+		n += len(r.Packet)
+	}
+	return n <= replayMaxBytes
+}
+
+// replayMaxBytes bounds one recovering socket's replay: 49 of them at
+// once then cost a few MB, and a phone on a 100 KB/s link drains one in
+// under three seconds.
+const replayMaxBytes = 256 << 10
+
+// restoreSaved puts back a recovery record taken for a socket that is
+// still alive.
+func (s *Server) restoreSaved(ctx context.Context, live *Conn, pid string, saved Saved) {
+	if sr := s.shared(); sr != nil {
+		sr.Track(pid, Saved{SID: live.id, Rooms: live.Rooms()})
+		return
+	}
+	_ = s.opts.Recovery.Save(ctx, pid, saved)
 }
 
 func connectReply(sid, pid string) []byte {
