@@ -179,15 +179,21 @@ func startCluster(dir string) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	var lastErr error
+	return retry(func() (*Cluster, error) { return tryCluster(dir) })
+}
+
+// retry makes up to three attempts at starting a topology: a free port
+// picked for it can be taken by another process before its server binds.
+func retry[T any](start func() (T, error)) (T, error) {
+	var err error
 	for range 3 {
-		c, err := tryCluster(dir)
-		if err == nil {
-			return c, nil
+		var v T
+		if v, err = start(); err == nil {
+			return v, nil
 		}
-		lastErr = err
 	}
-	return nil, lastErr
+	var zero T
+	return zero, err
 }
 
 func tryCluster(dir string) (*Cluster, error) {
@@ -540,15 +546,7 @@ func startSentinel(dir string) (*Sentinel, error) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return nil, err
 	}
-	var lastErr error
-	for range 3 {
-		s, err := trySentinel(dir)
-		if err == nil {
-			return s, nil
-		}
-		lastErr = err
-	}
-	return nil, lastErr
+	return retry(func() (*Sentinel, error) { return trySentinel(dir) })
 }
 
 func trySentinel(dir string) (*Sentinel, error) {
