@@ -899,7 +899,11 @@ export class BandSyncClient extends Emitter {
   _nextBeatFor(e, now) {
     const a = this._anchor;
     const beatMs = 60000 / a.tempo;
-    let beat = Math.floor(this.gridBeatAt(now + e.lookaheadMs) + 1e-9) + 1;
+    // A listener's first beat (after play, or when it subscribes) is the
+    // next one still ahead of now, even when its lookahead moment has
+    // passed: the first click of a count-in that arrived late is better
+    // scheduled late, with lateMs saying so, than silently dropped.
+    let beat = Math.floor(this.gridBeatAt(e.last ? now + e.lookaheadMs : now) + 1e-9) + 1;
     let when = this.localTimeOfBeat(beat);
     // Never repeat a beat already announced: the slewed clock may step back
     // a fraction of a millisecond, and a snapshot that leaves the grid where
