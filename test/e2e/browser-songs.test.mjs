@@ -6,30 +6,14 @@
 // keeps it. Screenshots of each step: test/e2e/artifacts/songs-*.png.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { chromium } from "playwright-core";
+import { launchChromium, openDevice, joinPage } from "./lib/browser.mjs";
 import { startServer, assertCleanLogs, artifactsDir } from "./lib/server.mjs";
 import { sleep } from "./lib/client.mjs";
 import { startProxy } from "./lib/proxy.mjs";
 
-const CHROMIUM = process.env.BANDSYNC_CHROMIUM || "/usr/bin/chromium";
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-const DEVICES = {
-  phone: { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true },
-  tablet: { viewport: { width: 820, height: 1180 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true },
-  desktop: { viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1 },
-};
 
 const HARBOUR = `{title: Harbour Lights}
 {artist: The Stand-ins}
@@ -69,10 +53,9 @@ describe("songs on stage", () => {
   let step = 0;
 
   before(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Debian's chromium`);
     srv = await startServer({ name: "browser-songs" });
     proxy = await startProxy(srv.port, { delayMs: 25 });
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
+    browser = await launchChromium();
     mkdirSync(artifactsDir, { recursive: true });
     for (const f of readdirSync(artifactsDir)) if (/^songs-\d+-.*\.png$/.test(f)) rmSync(path.join(artifactsDir, f));
   });
@@ -87,29 +70,8 @@ describe("songs on stage", () => {
     }
   });
 
-  async function device(kind, label, url = `${srv.url}/`) {
-    const ctx = await browser.newContext(DEVICES[kind]);
-    contexts.push(ctx);
-    const page = await ctx.newPage();
-    page.on("console", (m) => {
-      if (m.type() === "error") problems.push(`${label} console: ${m.text()}`);
-    });
-    page.on("pageerror", (e) => problems.push(`${label} page error: ${e.message}`));
-    page.on("response", (r) => {
-      if (r.status() >= 400) problems.push(`${label} ${r.status()} ${r.url()}`);
-    });
-    await page.goto(url);
-    return page;
-  }
-
-  async function join(page, sessionId, name, role = "follower") {
-    await page.fill("#session-input", sessionId);
-    await page.fill("#name-input", name);
-    await page.check(`input[name="role"][value="${role}"]`);
-    await page.click("#join-btn");
-    await page.waitForSelector('body[data-view="session"]', { timeout: 5000 });
-    await page.waitForSelector('#conn[data-state="connected"]');
-  }
+  const device = (kind, label, url = `${srv.url}/`) => openDevice(browser, { kind, label, url, contexts, problems });
+  const join = joinPage;
 
   async function shot(page, name, opts = {}) {
     step++;

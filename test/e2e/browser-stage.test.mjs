@@ -5,31 +5,13 @@
 // test/e2e/artifacts/stage-*.png for a person to look at.
 import { describe, test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import path from "node:path";
-import { chromium } from "playwright-core";
+import { launchChromium, openDevice, joinPage } from "./lib/browser.mjs";
 import { startServer, assertCleanLogs, artifactsDir } from "./lib/server.mjs";
 import { sleep, connect, closeAllClients } from "./lib/client.mjs";
 import { startProxy } from "./lib/proxy.mjs";
 
-const CHROMIUM = process.env.BANDSYNC_CHROMIUM || "/usr/bin/chromium";
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--autoplay-policy=no-user-gesture-required",
-];
-const DEVICES = {
-  phone: { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true },
-  landscape: { viewport: { width: 844, height: 390 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true },
-  tablet: { viewport: { width: 820, height: 1180 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true },
-  desktop: { viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1 },
-};
 
 const percentile = (xs, p) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -45,11 +27,8 @@ describe("the web app on stage", () => {
   let step = 0;
 
   before(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`${CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium; scripts/test.sh does it under CI=true)`);
-    }
     srv = await startServer({ name: "browser-stage", env: { METRICS_INTERVAL: "1000" } });
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
+    browser = await launchChromium(["--autoplay-policy=no-user-gesture-required"]);
     mkdirSync(artifactsDir, { recursive: true });
     for (const f of readdirSync(artifactsDir)) if (/^stage-\d+-.*\.png$/.test(f)) rmSync(path.join(artifactsDir, f));
   });
@@ -71,30 +50,8 @@ describe("the web app on stage", () => {
     }
   });
 
-  /** A device: its own browser context (own window, own storage). */
-  async function device(kind, label, url = `${srv.url}/`) {
-    const ctx = await browser.newContext(DEVICES[kind]);
-    contexts.push(ctx);
-    const page = await ctx.newPage();
-    page.on("console", (m) => {
-      if (m.type() === "error") problems.push(`${label} console: ${m.text()}`);
-    });
-    page.on("pageerror", (e) => problems.push(`${label} page error: ${e.message}`));
-    page.on("response", (r) => {
-      if (r.status() >= 400) problems.push(`${label} ${r.status()} ${r.url()}`);
-    });
-    await page.goto(url);
-    return page;
-  }
-
-  async function join(page, sessionId, name, role = "follower") {
-    await page.fill("#session-input", sessionId);
-    await page.fill("#name-input", name);
-    await page.check(`input[name="role"][value="${role}"]`);
-    await page.click("#join-btn");
-    await page.waitForSelector('body[data-view="session"]', { timeout: 5000 });
-    await page.waitForSelector('#conn[data-state="connected"]');
-  }
+  const device = (kind, label, url = `${srv.url}/`) => openDevice(browser, { kind, label, url, contexts, problems });
+  const join = joinPage;
 
   async function shot(page, name) {
     step++;

@@ -6,23 +6,12 @@
 // written to test/e2e/artifacts/ for a person to look at.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./lib/browser.mjs";
 import { startServer, httpGet, assertCleanLogs, artifactsDir } from "./lib/server.mjs";
 import { sleep } from "./lib/client.mjs";
 
-const CHROMIUM = process.env.BANDSYNC_CHROMIUM || "/usr/bin/chromium";
-const ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
 
 const percentile = (xs, p) => {
@@ -38,9 +27,6 @@ describe("web app in Chromium", () => {
   const problems = []; // console errors, page errors, failed requests
 
   before(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`${CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium; scripts/test.sh does it under CI=true)`);
-    }
     srv = await startServer({ name: "browser", env: { METRICS_INTERVAL: "1000" } });
     const home = await httpGet(`${srv.url}/`);
     if (home.status !== 200 || !/<title>BandSync<\/title>/.test(home.body)) {
@@ -52,7 +38,7 @@ describe("web app in Chromium", () => {
     // Each device is its own window (a browser context), as on a band's
     // phones: tabs of one window are in the background but for one, and a
     // background tab draws frames only now and then.
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
+    browser = await launchChromium();
     mkdirSync(artifactsDir, { recursive: true });
   });
 
