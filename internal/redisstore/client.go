@@ -51,11 +51,14 @@ type Conn struct {
 	// redis://host:port?addr=host2:port&addr=host3:port for a Cluster
 	// (every addr is a seed node), or
 	// redis-sentinel://[:password@]host:port[,host:port...]/master[/db].
-	URL      string
-	Host     string
-	Port     int
-	Password string
-	DB       int
+	URL  string
+	Host string
+	// ClientName names every connection (CLIENT SETNAME); Open sets it
+	// from the instance id.
+	ClientName string
+	Port       int
+	Password   string
+	DB         int
 }
 
 // NewClient builds the go-redis client for c. It does not connect: an
@@ -68,7 +71,7 @@ func NewClient(c Conn) (client redis.UniversalClient, cluster bool, desc string,
 		if port == 0 {
 			port = 6379
 		}
-		o := &redis.Options{Addr: net.JoinHostPort(c.Host, strconv.Itoa(port)), Password: c.Password, DB: c.DB}
+		o := &redis.Options{Addr: net.JoinHostPort(c.Host, strconv.Itoa(port)), Password: c.Password, DB: c.DB, ClientName: c.ClientName}
 		tune(o)
 		return redis.NewClient(o), false, "redis://" + o.Addr + "/" + strconv.Itoa(c.DB), nil
 	}
@@ -83,6 +86,7 @@ func NewClient(c Conn) (client redis.UniversalClient, cluster bool, desc string,
 		if err != nil {
 			return nil, false, "", err
 		}
+		fo.ClientName = c.ClientName
 		return redis.NewFailoverClient(fo), false, desc, nil
 	case "redis", "rediss":
 		if u.Query().Has("addr") {
@@ -94,12 +98,14 @@ func NewClient(c Conn) (client redis.UniversalClient, cluster bool, desc string,
 			co.MaxRetries, co.PoolTimeout = maxRetries, orDefault(co.PoolTimeout, poolTimeout)
 			co.MinRetryBackoff, co.MaxRetryBackoff = minRetryWait, maxRetryWait
 			co.DialerRetries, co.DialerRetryTimeout = 1, minRetryWait
+			co.ClientName = c.ClientName
 			return redis.NewClusterClient(co), true, desc, nil
 		}
 		o, err := redis.ParseURL(c.URL)
 		if err != nil {
 			return nil, false, "", fmt.Errorf("REDIS_URL: %w", err)
 		}
+		o.ClientName = c.ClientName
 		tune(o)
 		return redis.NewClient(o), false, desc, nil
 	default:

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"os"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -121,4 +123,43 @@ func (r *Redis) reap(ctx context.Context) {
 		r.check(r.c.Del(dctx, r.k.instanceSessions(id)).Err())
 		cancel()
 	}
+}
+
+// clientName is the name an instance's Redis connections carry
+// (CLIENT SETNAME), by which instanceConnected finds them.
+func clientName(instance string) string {
+	b := []byte("bandsync:" + instance)
+	for i, c := range b {
+		if c <= ' ' || c >= 0x7f {
+			b[i] = '_' // a client name may not hold spaces
+		}
+	}
+	return string(b)
+}
+
+// instanceConnected reports whether the instance holds a connection to
+// Redis now (on any master of a Cluster: every instance pings them all).
+// A killed instance's connections are gone as soon as the process is.
+func (r *Redis) instanceConnected(ctx context.Context, instance string) (bool, error) {
+	want := " name=" + clientName(instance) + " "
+	has := func(ctx context.Context, c redis.Cmdable) (bool, error) {
+		list, err := c.ClientList(ctx).Result()
+		return strings.Contains(list, want), err
+	}
+	cc, ok := r.c.(*redis.ClusterClient)
+	if !ok {
+		return has(ctx, r.c)
+	}
+	var found atomic.Bool
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		ok, err := has(ctx, c)
+		if ok {
+			found.Store(true)
+		}
+		return err
+	})
+	if found.Load() {
+		return true, nil
+	}
+	return false, err
 }

@@ -235,18 +235,47 @@ func (rc *Recovery) Save(ctx context.Context, pid string, s socketio.Saved) erro
 	return rc.r.check(err)
 }
 
-// Take implements socketio.RecoveryStore. GETDEL makes it atomic: two
-// instances cannot both resume one socket.
+// Take implements socketio.RecoveryStore. The take is atomic (two
+// instances cannot both resume one socket), and a record whose socket is
+// live on another instance is taken only once that instance is found
+// dead: whoever else presents a live socket's pid is not that socket, and
+// the real owner keeps its record. An instance that was killed is told
+// from a live one at once by its connections to Redis, which the kernel
+// closes with the process, not by its presence key, which outlives it by
+// up to three heartbeats while its clients are already reconnecting.
 func (rc *Recovery) Take(ctx context.Context, pid string) (socketio.Saved, bool, error) {
 	if !rc.r.up.Load() {
 		return socketio.Saved{}, false, errUnavailable
 	}
-	raw, err := rc.r.c.GetDel(ctx, rc.r.k.pid(pid)).Result()
+	key := rc.r.k.pid(pid)
+	res, err := takePIDScript.Run(ctx, rc.r.c, []string{key}, rc.r.o.InstanceID+"\n").Slice()
 	if errors.Is(err, redis.Nil) {
 		return socketio.Saved{}, false, nil
 	}
 	if err != nil {
 		return socketio.Saved{}, false, rc.r.check(err)
+	}
+	if len(res) != 2 {
+		return socketio.Saved{}, false, nil
+	}
+	raw, _ := res[1].(string)
+	owner, _, _ := strings.Cut(raw, "\n")
+	if taken, _ := res[0].(int64); taken != 1 {
+		alive, err := rc.r.instanceConnected(ctx, owner)
+		if err != nil {
+			return socketio.Saved{}, false, rc.r.check(err)
+		}
+		if alive {
+			rc.r.log.Info("recovery refused: the socket is live on another instance", "instance", owner)
+			return socketio.Saved{}, false, nil
+		}
+		n, err := takeIfScript.Run(ctx, rc.r.c, []string{key}, raw).Int()
+		if err != nil {
+			return socketio.Saved{}, false, rc.r.check(err)
+		}
+		if n != 1 {
+			return socketio.Saved{}, false, nil // renewed or taken meanwhile
+		}
 	}
 	parts := strings.SplitN(raw, "\n", 3)
 	if len(parts) != 3 {

@@ -41,7 +41,18 @@ func TestRecoveryRecordsAreWrittenWhileLive(t *testing.T) {
 		t.Fatalf("live record TTL %v, want (0, 10s]", ttl)
 	}
 
-	// Instance A dies; the client comes back on B.
+	// While A's socket is live, its pid presented on B is refused and
+	// the record stays A's.
+	if _, ok, err := recB.Take(ctx, "pid1"); ok || err != nil {
+		t.Fatalf("Take on B of a socket live on A = ok %v, err %v; want refused", ok, err)
+	}
+	if v, _ := c.Get(ctx, pfx+"pid:pid1").Result(); !strings.HasPrefix(v, "A\n1\n") {
+		t.Fatalf("a refused take changed the record: %q", v)
+	}
+	// The socket drops on A; the client comes back on B.
+	if err := recA.Save(ctx, "pid1", socketio.Saved{SID: "sock1", Rooms: []string{"sock1", "session:s1"}}); err != nil {
+		t.Fatal(err)
+	}
 	got, ok, err := recB.Take(ctx, "pid1")
 	if err != nil || !ok || got.SID != "sock1" || len(got.Rooms) != 2 || got.Rooms[1] != "session:s1" {
 		t.Fatalf("Take on B = %+v, %v, %v", got, ok, err)
@@ -49,7 +60,7 @@ func TestRecoveryRecordsAreWrittenWhileLive(t *testing.T) {
 	if _, ok, _ := recA.Take(ctx, "pid1"); ok {
 		t.Fatal("a record was taken twice")
 	}
-	// B now tracks it; A's half-open socket is noticed late and A saves.
+	// B now tracks it; A's save comes again, late.
 	recB.Track("pid1", socketio.Saved{SID: "sock1", Rooms: []string{"sock1", "session:s1"}})
 	eventually(t, 2*time.Second, "B's record written", func() bool {
 		v, _ := c.Get(ctx, pfx+"pid:pid1").Result()
@@ -67,6 +78,45 @@ func TestRecoveryRecordsAreWrittenWhileLive(t *testing.T) {
 		n, _ := c.Exists(ctx, pfx+"pid:pid1").Result()
 		return n == 0
 	})
+}
+
+// The pid of a socket live on an instance that was killed is honoured on
+// another at once, without waiting for the dead instance's presence key to
+// expire: its clients reconnect within a second.
+func TestRecoveryOfALiveSocketWhoseInstanceDied(t *testing.T) {
+	ctx := context.Background()
+	url, pfx := sharedURL(t), prefix(t)
+	ra, rb := open(t, url, pfx, "A", func(o *redisstore.Options) { o.Heartbeat = time.Minute }), open(t, url, pfx, "B")
+	recA := ra.Recovery(10*time.Second, sessionRoom)
+	recB := rb.Recovery(10*time.Second, sessionRoom)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go recA.Run(rctx)
+	recA.Track("pid2", socketio.Saved{SID: "sock2", Rooms: []string{"sock2"}})
+	c := redis.NewClient(mustParse(t, url))
+	defer c.Close()
+	eventually(t, 2*time.Second, "live record written", func() bool {
+		n, _ := c.Exists(ctx, pfx+"pid:pid2").Result()
+		return n == 1
+	})
+	if _, ok, _ := recB.Take(ctx, "pid2"); ok {
+		t.Fatal("a socket live on a running instance was taken over")
+	}
+	cancel()
+	// Killed: its connections close with it (its presence key would live
+	// three minutes here).
+	if err := ra.Client().Close(); err != nil {
+		t.Fatal(err)
+	}
+	var got socketio.Saved
+	eventually(t, 2*time.Second, "record taken on B", func() bool {
+		var ok bool
+		got, ok, _ = recB.Take(ctx, "pid2")
+		return ok
+	})
+	if got.SID != "sock2" {
+		t.Fatalf("took %+v, want sock2", got)
+	}
 }
 
 // Since replays the session's events after the client's offset (its log

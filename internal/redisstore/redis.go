@@ -101,6 +101,7 @@ func Open(o Options) (*Redis, error) {
 		return nil, fmt.Errorf("redisstore: instance id %q must not contain newlines or braces", o.InstanceID)
 	}
 	routeClientLogs.Do(func() { redis.SetLogger(clientLogger{o.Logger.With("component", "go-redis")}) })
+	o.Conn.ClientName = clientName(o.InstanceID)
 	c, cluster, desc, err := NewClient(o.Conn)
 	if err != nil {
 		return nil, err

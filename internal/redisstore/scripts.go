@@ -86,3 +86,34 @@ end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 `)
+
+// takePIDScript takes a socket's recovery record for instance ARGV[1],
+// unless the record says its socket is live on another instance: that one
+// is returned untouched ({0, value}) so the caller can ask whether that
+// instance is still alive before taking it with takeIfScript. {1, value}:
+// taken; nil: there is none.
+//
+// KEYS[1] the pid key; ARGV[1] "<instance>\n".
+var takePIDScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if not cur then return nil end
+if string.sub(cur, 1, #ARGV[1]) ~= ARGV[1] then
+  local nl = string.find(cur, '\n', 1, true)
+  if nl and string.sub(cur, nl + 1, nl + 2) == '1\n' then
+    return {0, cur}
+  end
+end
+redis.call('DEL', KEYS[1])
+return {1, cur}
+`)
+
+// takeIfScript deletes the pid key if it still holds ARGV[1]: the take of
+// a record whose instance was found dead, atomic against another
+// instance's take and against the owner's renewal.
+var takeIfScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+`)
