@@ -3,7 +3,7 @@
 GO       ?= go
 FUZZTIME ?= 60s
 
-.PHONY: all run build test e2e fuzz bench loadtest floor redis-stall precision lint chaos clean release image stack stack-down deploy-test
+.PHONY: all run build test e2e fuzz bench soak loadtest floor redis-stall precision lint chaos clean release image stack stack-down deploy-test
 
 all: build
 
@@ -31,6 +31,12 @@ fuzz:
 ## chaos: the long Redis fault scenarios (repeated Cluster and Sentinel failovers during play; CHAOS_ROUNDS=6), on private redis-servers
 chaos:
 	CHAOS_ROUNDS=$(or $(CHAOS_ROUNDS),6) $(GO) test -race -count=1 -tags chaos -run '^TestChaos' -timeout 20m -v ./internal/redisstore/
+
+## soak: 300 socket.io-client@4 devices, seeks and reconnect churn for 10 minutes against a fresh build; RSS, goroutines and recoveries must stay flat (MINUTES=10 CLIENTS=300; RT=1 runs it at SCHED_FIFO, as root, so a busy machine's other work does not starve it)
+soak:
+	@mkdir -p bin
+	$(GO) build -o bin/bandsync ./cmd/bandsync
+	cd test/e2e && npm ci --silent && BANDSYNC_BIN=$(CURDIR)/bin/bandsync $(if $(RT),chrt -f 10) node soak.mjs --clients $(or $(CLIENTS),300) --minutes $(or $(MINUTES),10)
 
 ## bench: Go benchmarks
 bench:
