@@ -165,6 +165,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 		Static:     web.Handler(),
 		Logger:     log,
 		CORSOrigin: cfg.CORSOrigin, RateLimitWindow: cfg.HTTPRateLimitWindow, RateLimitMax: cfg.HTTPRateLimitMaxRequests, TrustProxy: cfg.TrustProxy,
+		AdminToken: cfg.AdminToken,
 	}
 	if cfg.EnableMetrics {
 		api.Metrics = httpapi.MetricsFrom(mon)

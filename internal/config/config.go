@@ -22,6 +22,7 @@ type Config struct {
 	InstanceID string // INSTANCE_ID (default: hostname-pid)
 	PprofAddr  string // PPROF_ADDR (""): serve net/http/pprof on this address (keep it on loopback)
 	TrustProxy bool   // TRUST_PROXY (false): take the client IP for HTTP rate limits from X-Forwarded-For
+	AdminToken string // ADMIN_TOKEN (""): what GET /sessions asks for; without it the list is for loopback clients only
 
 	// Ignored lists the original server's variables that are set but mean
 	// nothing here, each with the variable to use instead if there is one;

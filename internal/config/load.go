@@ -76,6 +76,7 @@ func Parse(lookup func(string) (string, bool)) (Config, error) {
 		AppEnv:     p.str("APP_ENV", ""),
 		InstanceID: p.str("INSTANCE_ID", defaultInstanceID()),
 		TrustProxy: p.bool("TRUST_PROXY", false),
+		AdminToken: p.secret("ADMIN_TOKEN", 16),
 		PprofAddr:  p.str("PPROF_ADDR", ""),
 
 		RedisURL:       p.redisURL("REDIS_URL"),
@@ -190,6 +191,21 @@ func (p *parser) str(name, def string) string {
 		return strings.TrimSpace(v)
 	}
 	return def
+}
+
+// secret reads a token that must be long enough not to be guessed; its
+// value is never shown in the error.
+func (p *parser) secret(name string, minLen int) string {
+	v, ok := p.lookup(name)
+	if !ok {
+		return ""
+	}
+	v = strings.TrimSpace(v)
+	if len(v) < minLen || strings.ContainsFunc(v, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		p.fail(name, "(hidden)", fmt.Sprintf("must be at least %d characters, without spaces or control characters", minLen))
+		return ""
+	}
+	return v
 }
 
 func (p *parser) oneOf(name, def string, allowed ...string) string {

@@ -8,11 +8,13 @@ package httpapi
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/munnerz/goautoneg"
@@ -129,6 +131,12 @@ type Options struct {
 	// TrustProxy takes the client IP from the last X-Forwarded-For entry, the
 	// one a single reverse proxy in front of the server appends.
 	TrustProxy bool
+
+	// AdminToken (ADMIN_TOKEN) is what GET /sessions asks for, as
+	// "Authorization: Bearer <token>": the list names every band's
+	// session id, which is all a stranger needs to join one. Without it
+	// the list is served to loopback clients only.
+	AdminToken string
 
 	now func() time.Time // tests drive the rate limiter's clock
 }
@@ -295,6 +303,15 @@ func (a *api) session(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) sessionList(w http.ResponseWriter, r *http.Request) {
+	if !a.admin(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="bandsync"`)
+		msg := "listing sessions needs the admin token (Authorization: Bearer <ADMIN_TOKEN>)"
+		if a.opts.AdminToken == "" {
+			msg = "listing sessions is served to loopback clients only; set ADMIN_TOKEN to list them from elsewhere"
+		}
+		writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", msg)
+		return
+	}
 	lister, ok := a.opts.Sessions.(SessionLister)
 	if !ok {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", "listing sessions is not configured")
@@ -308,6 +325,18 @@ func (a *api) sessionList(w http.ResponseWriter, r *http.Request) {
 		Sessions []any `json:"sessions"`
 		Total    int   `json:"total"`
 	}{states, total})
+}
+
+// admin reports whether r may see what only the deployer should: it
+// carries the admin token, or, when none is configured, it comes from this
+// machine (through a trusted proxy, from the address the proxy saw).
+func (a *api) admin(r *http.Request) bool {
+	if a.opts.AdminToken != "" {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		return ok && subtle.ConstantTimeCompare([]byte(got), []byte(a.opts.AdminToken)) == 1
+	}
+	ip, ok := clientIP(r, a.opts.TrustProxy)
+	return ok && ip.IsLoopback()
 }
 
 // respond writes v as JSON, or a logged 500 when v cannot be encoded (a NaN

@@ -111,7 +111,13 @@ func newServer(t *testing.T, mutate func(*Options)) *server {
 }
 
 func (s *server) do(method, target string, header ...string) *httptest.ResponseRecorder {
+	return s.doFrom("192.0.2.1:1234", method, target, header...)
+}
+
+// doFrom sends the request from the client address remote.
+func (s *server) doFrom(remote, method, target string, header ...string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, target, nil)
+	req.RemoteAddr = remote
 	for i := 0; i < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
@@ -206,7 +212,7 @@ func TestSessions(t *testing.T) {
 
 func TestSessionList(t *testing.T) {
 	s := newServer(t, nil)
-	rec := s.do("GET", "/sessions")
+	rec := s.doFrom("127.0.0.1:5000", "GET", "/sessions")
 	if rec.Code != 200 {
 		t.Fatalf("status = %d; body %q", rec.Code, rec.Body)
 	}
@@ -225,9 +231,11 @@ func TestSessionListBounded(t *testing.T) {
 	for i := range maxListedSessions + 5 {
 		many[fmt.Sprintf("band-%04d", i)] = map[string]any{"sessionId": fmt.Sprintf("band-%04d", i)}
 	}
-	h := New(Options{Sessions: many})
+	h := New(Options{Sessions: many, AdminToken: "t0ken-of-the-deployer"})
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/sessions", nil))
+	req := httptest.NewRequest("GET", "/sessions", nil)
+	req.Header.Set("Authorization", "Bearer t0ken-of-the-deployer")
+	h.ServeHTTP(rec, req)
 	var got struct {
 		Sessions []any `json:"sessions"`
 		Total    int   `json:"total"`
@@ -237,6 +245,52 @@ func TestSessionListBounded(t *testing.T) {
 	}
 	if len(got.Sessions) != maxListedSessions || got.Total != maxListedSessions+5 {
 		t.Errorf("listed %d of total %d, want %d of %d", len(got.Sessions), got.Total, maxListedSessions, maxListedSessions+5)
+	}
+}
+
+// The list of sessions names every band's session id, which is all a
+// stranger needs to join one: it is the deployer's, by token or from the
+// machine itself.
+func TestSessionListIsTheDeployers(t *testing.T) {
+	const token = "t0ken-of-the-deployer"
+	for _, tt := range []struct {
+		name       string
+		token      string
+		trustProxy bool
+		remote     string
+		header     []string
+		want       int
+	}{
+		{"no token, from elsewhere", "", false, "192.0.2.1:1234", nil, 401},
+		{"no token, IPv6 from elsewhere", "", false, "[2001:db8::1]:1234", nil, 401},
+		{"no token, from this machine", "", false, "127.0.0.1:5000", nil, 200},
+		{"no token, IPv6 loopback", "", false, "[::1]:5000", nil, 200},
+		{"no token, through a local proxy for a stranger", "", true, "127.0.0.1:5000", []string{"X-Forwarded-For", "203.0.113.9"}, 401},
+		{"no token, a forged forward without a trusted proxy", "", false, "192.0.2.1:1234", []string{"X-Forwarded-For", "127.0.0.1"}, 401},
+		{"token, none presented, even from this machine", token, false, "127.0.0.1:5000", nil, 401},
+		{"token, a wrong one", token, false, "192.0.2.1:1234", []string{"Authorization", "Bearer guess"}, 401},
+		{"token, the right one from elsewhere", token, false, "192.0.2.1:1234", []string{"Authorization", "Bearer " + token}, 200},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newServer(t, func(o *Options) { o.AdminToken, o.TrustProxy = tt.token, tt.trustProxy })
+			rec := s.doFrom(tt.remote, "GET", "/sessions", tt.header...)
+			if rec.Code != tt.want {
+				t.Fatalf("status %d, want %d; body %q", rec.Code, tt.want, rec.Body)
+			}
+			if tt.want == 401 {
+				if got := errorCode(t, rec); got != "UNAUTHORIZED" {
+					t.Errorf("error code %q, want UNAUTHORIZED", got)
+				}
+				if strings.Contains(rec.Body.String(), "band-1") {
+					t.Error("a refused answer names a session")
+				}
+			}
+		})
+	}
+	// One session's state stays public, as in the original: its id is
+	// the credential.
+	if rec := newServer(t, nil).do("GET", "/sessions/band-1"); rec.Code != 200 {
+		t.Errorf("GET /sessions/band-1 from elsewhere: status %d, want 200", rec.Code)
 	}
 }
 

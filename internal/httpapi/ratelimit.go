@@ -160,6 +160,27 @@ func ceilSeconds(d time.Duration) int {
 // for IPv6 its /64, since one subscriber usually holds a whole /64 and could
 // otherwise dodge the limit (and fill the table) by rotating addresses.
 func clientKey(r *http.Request, trustProxy bool) string {
+	ip, ok := clientIP(r, trustProxy)
+	if !ok {
+		return clientHost(r, trustProxy)
+	}
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
+}
+
+// clientIP is the address of the client that sent r.
+func clientIP(r *http.Request, trustProxy bool) (netip.Addr, bool) {
+	ip, err := netip.ParseAddr(clientHost(r, trustProxy))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ip.Unmap().WithZone(""), true
+}
+
+func clientHost(r *http.Request, trustProxy bool) string {
 	addr := r.RemoteAddr
 	if trustProxy {
 		// The last entry is the one our proxy appended; earlier ones are
@@ -171,18 +192,8 @@ func clientKey(r *http.Request, trustProxy bool) string {
 			}
 		}
 	}
-	host := addr
 	if h, _, err := net.SplitHostPort(addr); err == nil {
-		host = h
+		return h
 	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return host
-	}
-	ip = ip.Unmap().WithZone("")
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.String()
-	}
-	return ip.String()
+	return addr
 }

@@ -109,8 +109,22 @@ function fromSnapshot(m) {
   };
 }
 
-async function getJSON(url) {
-  const res = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
+// The deployer's ADMIN_TOKEN, for the list of sessions: given once as
+// /dashboard#token=..., kept for the tab, and taken out of the address bar
+// so it is not shared with a screenshot or a bookmark.
+const adminToken = (() => {
+  const m = location.hash.match(/(?:^#|&)token=([^&]+)/);
+  if (m) {
+    sessionStorage.setItem("bandsync-admin-token", decodeURIComponent(m[1]));
+    window.history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem("bandsync-admin-token");
+})();
+
+async function getJSON(url, { admin = false } = {}) {
+  const headers = { Accept: "application/json" };
+  if (admin && adminToken) headers.Authorization = `Bearer ${adminToken}`;
+  const res = await fetch(url, { headers, cache: "no-store" });
   if (!res.ok) {
     let msg = `${res.status}`;
     try {
@@ -271,10 +285,24 @@ function renderAlertHistory() {
 
 async function pollSessions() {
   try {
-    const { sessions = [], total = 0 } = await getJSON("/sessions");
+    const { sessions = [], total = 0 } = await getJSON("/sessions", { admin: true });
     renderSessions(sessions, total);
   } catch (err) {
-    $("dash-error").textContent = String(err.message || err);
+    // Said where the list would be: the metrics poll clears the page's
+    // general error line every second.
+    let text = String(err.message || err);
+    if (/: 401 /.test(text)) {
+      text = adminToken
+        ? "The admin token this tab holds was refused: open /dashboard#token=<ADMIN_TOKEN> again."
+        : "The list of sessions needs the server's ADMIN_TOKEN: open /dashboard#token=<ADMIN_TOKEN>.";
+    }
+    const td = cell(text, "muted");
+    td.colSpan = 5;
+    const tr = document.createElement("tr");
+    tr.dataset.error = "true";
+    tr.append(td);
+    $("session-rows").replaceChildren(tr);
+    $("sessions-count").textContent = "";
   }
 }
 
