@@ -117,7 +117,10 @@ func startInstance(t *testing.T, l *Lab, h *Host, redisAddr string, env ...strin
 	in := &instance{name: h.Name, host: h, url: "http://" + h.IP + ":3001", log: &bytes.Buffer{}}
 	cmd := h.Command(serverBin)
 	cmd.Env = append(os.Environ(), "PORT=3001", "HOST=", "REDIS_URL=redis://"+redisAddr+"/0",
-		"INSTANCE_ID="+h.Name, "LOG_LEVEL=info")
+		"INSTANCE_ID="+h.Name, "LOG_LEVEL=info",
+		// The sampler reads /sessions/{id} many times a second from one
+		// address; it is an observer, not a client to be limited.
+		"HTTP_RATE_LIMIT_MAX_REQUESTS=1000000")
 	cmd.Env = append(cmd.Env, env...)
 	w := &lockedWriter{w: in.log}
 	cmd.Stdout, cmd.Stderr = w, w
@@ -386,6 +389,7 @@ func (b *band) names() []string {
 type sample struct {
 	at        time.Time
 	instances map[string]view
+	errs      map[string]error // instances that did not answer
 	devices   map[string]devState
 }
 
@@ -444,6 +448,9 @@ func (s sample) String() string {
 		v := s.instances[n]
 		fmt.Fprintf(&b, "instance %s: v%d leader=%q pos=%.0f@%.0f; ", n, v.Version, v.Leader, v.Pos, v.TS)
 	}
+	for _, n := range sortedKeys(s.errs) {
+		fmt.Fprintf(&b, "instance %s: %v; ", n, s.errs[n])
+	}
 	for _, n := range sortedKeys(s.devices) {
 		d := s.devices[n]
 		fmt.Fprintf(&b, "device %s (%s, %s, connected=%v): v%d leader=%q pos=%.0f@%.0f; ", n, d.ID, d.Role, d.Connected, d.View.Version, d.View.Leader, d.View.Pos, d.View.TS)
@@ -462,18 +469,21 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // sampleNow reads every instance (in parallel) and every device.
 func (b *band) sampleNow(ctx context.Context, ins []*instance) sample {
-	s := sample{at: time.Now(), instances: map[string]view{}, devices: map[string]devState{}}
+	s := sample{at: time.Now(), instances: map[string]view{}, errs: map[string]error{}, devices: map[string]devState{}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, in := range ins {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if v, err := sessionView(ctx, in, b.session); err == nil {
-				mu.Lock()
-				s.instances[in.name] = v
-				mu.Unlock()
+			v, err := sessionView(ctx, in, b.session)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				s.errs[in.name] = err
+				return
 			}
+			s.instances[in.name] = v
 		}()
 	}
 	wg.Wait()
