@@ -171,7 +171,10 @@ type view struct {
 	Version int64   // state version
 	Pos     float64 // the anchor's position
 	TS      float64 // the anchor's server timestamp
-	Playing bool
+	// StartsAt is a scheduled start (epoch ms; 0 none): the position
+	// holds until then.
+	StartsAt float64
+	Playing  bool
 }
 
 // at is the position the view puts at epoch-ms instant t. Snapshots are
@@ -181,7 +184,7 @@ func (v view) at(t float64) float64 {
 	if !v.Playing {
 		return v.Pos
 	}
-	return v.Pos + (t - v.TS)
+	return v.Pos + max(0, t-max(v.TS, v.StartsAt))
 }
 
 // sessionView reads an instance's copy of the session.
@@ -198,16 +201,20 @@ func sessionView(ctx context.Context, in *instance, session string) (view, error
 		return view{}, fmt.Errorf("%s: HTTP %d", in.name, resp.StatusCode)
 	}
 	var st struct {
-		Leader    *string `json:"leaderSocketId"`
-		Version   int64   `json:"version"`
-		Pos       float64 `json:"positionMs"`
-		TS        float64 `json:"serverTimestamp"`
-		IsPlaying bool    `json:"isPlaying"`
+		Leader    *string  `json:"leaderSocketId"`
+		Version   int64    `json:"version"`
+		Pos       float64  `json:"positionMs"`
+		TS        float64  `json:"serverTimestamp"`
+		StartsAt  *float64 `json:"startsAt"`
+		IsPlaying bool     `json:"isPlaying"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		return view{}, err
 	}
 	v := view{Version: st.Version, Pos: st.Pos, TS: st.TS, Playing: st.IsPlaying}
+	if st.StartsAt != nil {
+		v.StartsAt = *st.StartsAt
+	}
 	if st.Leader != nil {
 		v.Leader = *st.Leader
 	}
@@ -220,7 +227,7 @@ type devState struct {
 	Role        string
 	View        view
 	Connected   bool
-	Disconnects int // connection states other than "connected" after the first connect
+	Disconnects int // times the connection dropped and the SDK began reconnecting
 	Recovered   bool
 	Seeks       []view // the states acknowledged seeks answered with
 	Refused     int    // claims refused
@@ -270,22 +277,24 @@ func (b *band) onLine(name, ev string, line []byte) {
 			Recovered bool   `json:"recovered"`
 		}
 		_ = json.Unmarshal(line, &m)
-		wasConnected := d.Connected
 		d.Connected = m.State == "connected"
-		if m.State == "connected" {
+		switch m.State {
+		case "connected":
 			d.Recovered = m.Recovered
-		} else if wasConnected {
+		case "reconnecting":
+			// Not "disconnected": that is the device's own close at the end.
 			d.Disconnects++
 		}
 	case "state":
 		var m struct {
-			ID      *string `json:"id"`
-			Role    *string `json:"role"`
-			Leader  *string `json:"leader"`
-			V       int64   `json:"v"`
-			Playing bool    `json:"playing"`
-			Pos     float64 `json:"pos"`
-			TS      float64 `json:"ts"`
+			ID      *string  `json:"id"`
+			Role    *string  `json:"role"`
+			Leader  *string  `json:"leader"`
+			V       int64    `json:"v"`
+			Playing bool     `json:"playing"`
+			Pos     float64  `json:"pos"`
+			TS      float64  `json:"ts"`
+			Starts  *float64 `json:"startsAt"`
 		}
 		_ = json.Unmarshal(line, &m)
 		if m.ID != nil {
@@ -295,20 +304,28 @@ func (b *band) onLine(name, ev string, line []byte) {
 			d.Role = *m.Role
 		}
 		d.View = view{Version: m.V, Pos: m.Pos, TS: m.TS, Playing: m.Playing}
+		if m.Starts != nil {
+			d.View.StartsAt = *m.Starts
+		}
 		if m.Leader != nil {
 			d.View.Leader = *m.Leader
 		}
 	case "seeked":
 		var m struct {
 			State struct {
-				V       int64   `json:"version"`
-				Pos     float64 `json:"positionMs"`
-				TS      float64 `json:"serverTimestamp"`
-				Playing bool    `json:"isPlaying"`
+				V       int64    `json:"version"`
+				Pos     float64  `json:"positionMs"`
+				TS      float64  `json:"serverTimestamp"`
+				Playing bool     `json:"isPlaying"`
+				Starts  *float64 `json:"startsAt"`
 			} `json:"state"`
 		}
 		_ = json.Unmarshal(line, &m)
-		d.Seeks = append(d.Seeks, view{Version: m.State.V, Pos: m.State.Pos, TS: m.State.TS, Playing: m.State.Playing})
+		v := view{Version: m.State.V, Pos: m.State.Pos, TS: m.State.TS, Playing: m.State.Playing}
+		if m.State.Starts != nil {
+			v.StartsAt = *m.State.Starts
+		}
+		d.Seeks = append(d.Seeks, v)
 	case "claimed":
 		d.Claimed++
 	case "refused":

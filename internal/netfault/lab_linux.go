@@ -288,8 +288,14 @@ func (l *Lab) close() {
 		errs = append(errs, removeNamespace(h.NS))
 	}
 	errs = append(errs, removeNamespace(l.ns+"sw"))
-	if exec.Command("ip", "link", "show", l.uplink).Run() == nil {
-		errs = append(errs, run("ip", "link", "del", l.uplink))
+	// The uplink goes with its peer in the switch's namespace, but not
+	// necessarily at once.
+	for i := 0; exec.Command("ip", "link", "show", l.uplink).Run() == nil; i++ {
+		if i == 20 {
+			errs = append(errs, run("ip", "link", "del", l.uplink))
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if err := errors.Join(errs...); err != nil {
 		l.t.Errorf("netfault: cleaning up the lab: %v", err)

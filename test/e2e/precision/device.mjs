@@ -77,6 +77,7 @@ c.on("state", (st) =>
     playing: Boolean(st.isPlaying),
     pos: st.positionMs,
     ts: st.serverTimestamp,
+    startsAt: st.startsAt ?? null,
   }),
 );
 await c.join(sessionId, { displayName: name, role });
