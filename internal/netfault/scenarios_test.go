@@ -13,10 +13,12 @@ import (
 
 // twoLeaders collects the samples in which more than one party leads.
 type twoLeaders struct {
-	mu      sync.Mutex
-	n, bad  int
-	first   string
-	skipDev string
+	mu              sync.Mutex
+	n, bad          int
+	first           string
+	skipDev         string
+	since           time.Time // the fault's start, for the report
+	firstAt, lastAt time.Time
 }
 
 func (c *twoLeaders) add(s sample) {
@@ -27,7 +29,9 @@ func (c *twoLeaders) add(s sample) {
 		c.bad++
 		if c.first == "" {
 			c.first = s.String()
+			c.firstAt = s.at
 		}
+		c.lastAt = s.at
 	}
 }
 
@@ -35,6 +39,9 @@ func (c *twoLeaders) report(t *testing.T) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t.Logf("two-leader samples: %d of %d", c.bad, c.n)
+	if c.bad > 0 && !c.since.IsZero() {
+		t.Logf("two leaders from %s to %s after the fault began", c.firstAt.Sub(c.since).Round(time.Millisecond), c.lastAt.Sub(c.since).Round(time.Millisecond))
+	}
 	if c.bad > 0 {
 		t.Errorf("%d of %d samples had two leaders; the first: %s", c.bad, c.n, c.first)
 	}
@@ -104,6 +111,9 @@ func TestPartitionFromRedis(t *testing.T) {
 
 	sleep(ctx, time.Second)
 	heal := ha.Partition(rh)
+	tl.mu.Lock()
+	tl.since = time.Now()
+	tl.mu.Unlock()
 	t.Logf("instance ia partitioned from redis for %s", partition)
 	sleep(ctx, partition)
 	stopActing()

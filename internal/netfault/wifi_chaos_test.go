@@ -18,10 +18,7 @@ import (
 // devices agree: p99 of the distance between any two devices' positions
 // at the same instants within precision.PairP99Ms.
 func TestVenueWifi(t *testing.T) {
-	dur := 15 * time.Second
-	if long {
-		dur = 60 * time.Second
-	}
+	const dur = 60 * time.Second
 	l := New(t)
 	rh, hs := l.Host("redis"), l.Host("srv")
 	hosts := map[string]*Host{"leader": l.Host("leader"), "lan": l.Host("lan"), "wifi": l.Host("wifi")}
