@@ -463,14 +463,14 @@ func (s sample) String() string {
 	var b strings.Builder
 	for _, n := range sortedKeys(s.instances) {
 		v := s.instances[n]
-		fmt.Fprintf(&b, "instance %s: v%d leader=%q pos=%.0f@%.0f; ", n, v.Version, v.Leader, v.Pos, v.TS)
+		fmt.Fprintf(&b, "instance %s: v%d leader=%q pos=%.0f@%.0f start=%.0f playing=%v; ", n, v.Version, v.Leader, v.Pos, v.TS, v.StartsAt, v.Playing)
 	}
 	for _, n := range sortedKeys(s.errs) {
 		fmt.Fprintf(&b, "instance %s: %v; ", n, s.errs[n])
 	}
 	for _, n := range sortedKeys(s.devices) {
 		d := s.devices[n]
-		fmt.Fprintf(&b, "device %s (%s, %s, connected=%v): v%d leader=%q pos=%.0f@%.0f; ", n, d.ID, d.Role, d.Connected, d.View.Version, d.View.Leader, d.View.Pos, d.View.TS)
+		fmt.Fprintf(&b, "device %s (%s, %s, connected=%v): v%d leader=%q pos=%.0f@%.0f start=%.0f playing=%v; ", n, d.ID, d.Role, d.Connected, d.View.Version, d.View.Leader, d.View.Pos, d.View.TS, d.View.StartsAt, d.View.Playing)
 	}
 	return b.String()
 }
@@ -530,19 +530,19 @@ func (b *band) sampler(ctx context.Context, ins []*instance, period time.Duratio
 	return func() { cancel(); <-done }
 }
 
-// converge waits until a sample agrees everywhere, and returns it and how
-// long that took.
-func (b *band) converge(ctx context.Context, ins []*instance, within time.Duration) (sample, time.Duration, bool) {
+// converge waits until a sample agrees everywhere and returns it (or the
+// last sample, and false).
+func (b *band) converge(ctx context.Context, ins []*instance, within time.Duration) (sample, bool) {
 	start := time.Now()
 	var last sample
 	for time.Since(start) < within {
 		last = b.sampleNow(ctx, ins)
 		if len(last.instances) == len(ins) && last.agreed() {
-			return last, time.Since(start), true
+			return last, true
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return last, time.Since(start), false
+	return last, false
 }
 
 func sleep(ctx context.Context, d time.Duration) {

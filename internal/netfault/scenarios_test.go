@@ -86,7 +86,7 @@ func TestPartitionFromRedis(t *testing.T) {
 	bd := newBand(t, deviceConfig(t, testLog(t)), hosts)
 	bd.join(ctx, devSpec{"lead", a.url, "leader"}, devSpec{"fa", a.url, "follower"}, devSpec{"fb", b.url, "follower"})
 	bd.send("lead", "play 300")
-	if s, _, ok := bd.converge(ctx, ins, 10*time.Second); !ok {
+	if s, ok := bd.converge(ctx, ins, 10*time.Second); !ok {
 		t.Fatalf("no agreement before the fault: %s", s)
 	}
 	leaderID := bd.state("lead").ID
@@ -124,8 +124,8 @@ func TestPartitionFromRedis(t *testing.T) {
 	healed := time.Now()
 	// The last seek may still be on its way; its ack is what must survive.
 	sleep(ctx, 300*time.Millisecond)
-	final, took, ok := bd.converge(ctx, ins, 15*time.Second)
-	took = final.at.Sub(healed)
+	final, ok := bd.converge(ctx, ins, 15*time.Second)
+	took := final.at.Sub(healed)
 	stopSampling()
 	tl.report(t)
 	if !ok {
@@ -202,7 +202,7 @@ func linkCut(t *testing.T, cut time.Duration, env string, keepsLead bool) {
 	bd := newBand(t, deviceConfig(t, testLog(t)), hosts)
 	bd.join(ctx, devSpec{"lead", a.url, "leader"}, devSpec{"fa", a.url, "follower"}, devSpec{"fb", b.url, "follower"})
 	bd.send("lead", "play 300")
-	if s, _, ok := bd.converge(ctx, ins, 10*time.Second); !ok {
+	if s, ok := bd.converge(ctx, ins, 10*time.Second); !ok {
 		t.Fatalf("no agreement before the fault: %s", s)
 	}
 	leadID := bd.state("lead").ID
@@ -216,7 +216,7 @@ func linkCut(t *testing.T, cut time.Duration, env string, keepsLead bool) {
 	sleep(ctx, cut-time.Second)
 	hosts["lead"].LinkDown(false)
 	restored := time.Now()
-	final, _, ok := bd.converge(ctx, ins, 10*time.Second)
+	final, ok := bd.converge(ctx, ins, 10*time.Second)
 	took := final.at.Sub(restored)
 	stopSampling()
 	tl.report(t)
