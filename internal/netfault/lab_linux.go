@@ -163,10 +163,12 @@ func (l *Lab) Host(name string) *Host {
 }
 
 // Command is name args... run on the host (ip netns exec), in a process
-// group of its own; Start it with Lab.Start so the lab stops it.
+// group of its own; Start it with Lab.Start so the lab stops it. It is
+// also killed if the test process dies first (a go test timeout skips
+// the cleanup); the next lab removes the namespaces such a run leaves.
 func (h *Host) Command(name string, args ...string) *exec.Cmd {
 	cmd := exec.Command("ip", append([]string{"netns", "exec", h.NS, name}, args...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	return cmd
 }
 
