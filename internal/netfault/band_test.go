@@ -370,6 +370,20 @@ func (b *band) join(ctx context.Context, specs ...devSpec) {
 
 type devSpec struct{ name, url, role string }
 
+// start starts one device and waits until it is joined and synced; unlike
+// join it may run on any goroutine.
+func (b *band) start(ctx context.Context, s devSpec) error {
+	d, err := precision.StartDevice(ctx, b.cfg, s.name, s.url, b.session, s.role)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.procs[s.name] = d
+	b.mu.Unlock()
+	_, err = d.Await(ctx, "synced", 30*time.Second)
+	return err
+}
+
 func (b *band) send(name, line string) {
 	b.mu.Lock()
 	d := b.procs[name]

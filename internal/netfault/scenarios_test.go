@@ -209,13 +209,20 @@ func linkCut(t *testing.T, cut time.Duration, env string, keepsLead bool) {
 
 	tl := twoLeaders{skipDev: "lead"} // cut off, it cannot know it was deposed
 	stopSampling := bd.sampler(ctx, ins, 100*time.Millisecond, tl.add)
+	cutAt := time.Now()
 	hosts["lead"].LinkDown(true)
 	t.Logf("lead's link down for %s", cut)
 	sleep(ctx, time.Second)
-	bd.join(ctx, devSpec{"late", b.url, "follower"})
-	sleep(ctx, cut-time.Second)
+	// The join runs meanwhile: on a busy machine a device takes seconds to
+	// start and sync, and the cut must last what it says.
+	joined := make(chan error, 1)
+	go func() { joined <- bd.start(ctx, devSpec{"late", b.url, "follower"}) }()
+	sleep(ctx, time.Until(cutAt.Add(cut)))
 	hosts["lead"].LinkDown(false)
 	restored := time.Now()
+	if err := <-joined; err != nil {
+		t.Fatal(err)
+	}
 	final, ok := bd.converge(ctx, ins, 10*time.Second)
 	took := final.at.Sub(restored)
 	stopSampling()

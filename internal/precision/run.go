@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -155,6 +154,9 @@ func StartDevice(ctx context.Context, cfg Config, name, url, session, role strin
 				d.mu.Unlock()
 			case "sync", "connection":
 				cfg.Log.Debug("device", "name", name, "line", sc.Text())
+			case "state":
+				// One per snapshot, for OnLine only: queued, they would
+				// crowd out the lines Await waits for.
 			default:
 				select {
 				case d.lines <- m:
@@ -200,13 +202,6 @@ func (d *Device) Await(ctx context.Context, want string, timeout time.Duration) 
 func (d *Device) Send(line string) error {
 	_, err := io.WriteString(d.stdin, line+"\n")
 	return err
-}
-
-// Samples are the positions the device reported so far.
-func (d *Device) Samples() []Sample {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return slices.Clone(d.ss)
 }
 
 // Stop asks the device to quit, and kills it after 5 s.
