@@ -393,6 +393,19 @@ func (b *band) send(name, line string) {
 	}
 }
 
+// play has the named device start the song 300 ms from now and waits for
+// the answer.
+func (b *band) play(name string) {
+	b.t.Helper()
+	b.send(name, "play 300")
+	b.mu.Lock()
+	d := b.procs[name]
+	b.mu.Unlock()
+	if _, err := d.Await(context.Background(), "played", 10*time.Second); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
 func (b *band) state(name string) devState {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -12,9 +12,14 @@ import (
 )
 
 // twoLeaders collects the samples in which more than one party leads.
+// A handover reaches the instances and devices a few milliseconds apart
+// (pub/sub), so one sample may catch the old leader on one side and the
+// new one on the other: such a lone sample is counted as transient. Two
+// leaders in two samples in a row (100 ms apart) is a split.
 type twoLeaders struct {
 	mu              sync.Mutex
-	n, bad          int
+	n, bad, lone    int
+	prev            string // the previous sample, when it had two leaders
 	first           string
 	skipDev         string
 	since           time.Time // the fault's start, for the report
@@ -25,25 +30,32 @@ func (c *twoLeaders) add(s sample) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.n++
-	if ls := s.leaders(c.skipDev); len(ls) > 1 {
-		c.bad++
-		if c.first == "" {
-			c.first = s.String()
-			c.firstAt = s.at
-		}
-		c.lastAt = s.at
+	if ls := s.leaders(c.skipDev); len(ls) <= 1 {
+		c.prev = ""
+		return
 	}
+	c.lone++
+	if c.prev == "" {
+		c.prev = s.String()
+		return
+	}
+	if c.bad == 0 {
+		c.first = c.prev
+		c.firstAt = s.at
+	}
+	c.bad++
+	c.lastAt = s.at
 }
 
 func (c *twoLeaders) report(t *testing.T) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t.Logf("two-leader samples: %d of %d", c.bad, c.n)
+	t.Logf("two-leader samples: %d of %d (%d in a row after another)", c.lone, c.n, c.bad)
 	if c.bad > 0 && !c.since.IsZero() {
 		t.Logf("two leaders from %s to %s after the fault began", c.firstAt.Sub(c.since).Round(time.Millisecond), c.lastAt.Sub(c.since).Round(time.Millisecond))
 	}
 	if c.bad > 0 {
-		t.Errorf("%d of %d samples had two leaders; the first: %s", c.bad, c.n, c.first)
+		t.Errorf("%d of %d samples had two leaders right after a sample that had them too; the first: %s", c.bad, c.n, c.first)
 	}
 }
 
@@ -85,7 +97,7 @@ func TestPartitionFromRedis(t *testing.T) {
 	defer cancel()
 	bd := newBand(t, deviceConfig(t, testLog(t)), hosts)
 	bd.join(ctx, devSpec{"lead", a.url, "leader"}, devSpec{"fa", a.url, "follower"}, devSpec{"fb", b.url, "follower"})
-	bd.send("lead", "play 300")
+	bd.play("lead")
 	if s, ok := bd.converge(ctx, ins, 10*time.Second); !ok {
 		t.Fatalf("no agreement before the fault: %s", s)
 	}
@@ -201,7 +213,7 @@ func linkCut(t *testing.T, cut time.Duration, env string, keepsLead bool) {
 	defer cancel()
 	bd := newBand(t, deviceConfig(t, testLog(t)), hosts)
 	bd.join(ctx, devSpec{"lead", a.url, "leader"}, devSpec{"fa", a.url, "follower"}, devSpec{"fb", b.url, "follower"})
-	bd.send("lead", "play 300")
+	bd.play("lead")
 	if s, ok := bd.converge(ctx, ins, 10*time.Second); !ok {
 		t.Fatalf("no agreement before the fault: %s", s)
 	}
