@@ -18,7 +18,7 @@ import (
 // leaders in two samples in a row (100 ms apart) is a split.
 type twoLeaders struct {
 	mu              sync.Mutex
-	n, bad, lone    int
+	n, bad, all     int
 	prev            string // the previous sample, when it had two leaders
 	first           string
 	skipDev         string
@@ -34,7 +34,7 @@ func (c *twoLeaders) add(s sample) {
 		c.prev = ""
 		return
 	}
-	c.lone++
+	c.all++
 	if c.prev == "" {
 		c.prev = s.String()
 		return
@@ -50,7 +50,7 @@ func (c *twoLeaders) add(s sample) {
 func (c *twoLeaders) report(t *testing.T) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t.Logf("two-leader samples: %d of %d (%d in a row after another)", c.lone, c.n, c.bad)
+	t.Logf("two-leader samples: %d of %d (%d in a row after another)", c.all, c.n, c.bad)
 	if c.bad > 0 && !c.since.IsZero() {
 		t.Logf("two leaders from %s to %s after the fault began", c.firstAt.Sub(c.since).Round(time.Millisecond), c.lastAt.Sub(c.since).Round(time.Millisecond))
 	}
