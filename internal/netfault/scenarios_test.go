@@ -122,10 +122,10 @@ func TestPartitionFromRedis(t *testing.T) {
 	}()
 
 	sleep(ctx, time.Second)
-	heal := ha.Partition(rh)
 	tl.mu.Lock()
-	tl.since = time.Now()
+	tl.since = time.Now() // the first DROP rule is in place a moment later
 	tl.mu.Unlock()
+	heal := ha.Partition(rh)
 	t.Logf("instance ia partitioned from redis for %s", partition)
 	sleep(ctx, partition)
 	stopActing()
