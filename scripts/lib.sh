@@ -209,6 +209,22 @@ ensure_redis() {
 	info "private redis-server (pid $pid) at $BANDSYNC_TEST_REDIS_URL"
 }
 
+# ensure_netfault_tools makes sure the network-fault tests
+# (internal/netfault) can build their hosts: root, ip (iproute2) and
+# iptables. Under CI the tools are installed and anything missing is fatal
+# (the tests themselves also fail under CI rather than skip); elsewhere
+# returns 2 and the tests skip with a SKIPPED line.
+ensure_netfault_tools() {
+	if in_ci; then
+		command -v ip >/dev/null 2>&1 || apt_install iproute2 || true
+		command -v iptables >/dev/null 2>&1 || apt_install iptables || true
+	fi
+	if [[ $(id -u) -ne 0 ]] || ! command -v ip >/dev/null 2>&1 || ! command -v iptables >/dev/null 2>&1; then
+		in_ci && die "the network-fault tests need root, ip and iptables (CI is set, so this is fatal)"
+		return 2
+	fi
+}
+
 _stop_private_redis() {
 	local dir="$1" keep="${2:-}" pid
 	if [[ -f "$dir/redis.pid" ]]; then

@@ -10,7 +10,7 @@
 # matrix of docs/sync.md, 60 s per scenario.
 #
 # Environment:
-#   CI=true            missing tools (Node.js, npm, redis-server, redis-cli) are installed
+#   CI=true            missing tools (Node.js, npm, redis-server, redis-cli, iptables) are installed
 #                      with apt-get (docker.io, docker-compose and prometheus
 #                      for the deploy stage, whose dockerd it starts), and a
 #                      tool that is still missing FAILS the
@@ -176,6 +176,20 @@ stage_e2e() {
 	go build -o "$bindir/bandsync-norace" ./cmd/bandsync || return 1
 	go run ./cmd/bandsync-precision -bin "$bindir/bandsync-norace" -device "$e2e/precision/device.mjs" \
 		-scenarios jitter,stall -duration 20s -warmup 5s -check || return 1
+
+	# Network faults at CI size (internal/netfault, docs/redis.md): instances,
+	# Redis and SDK devices on hosts of their own (network namespaces); an
+	# instance cut off from Redis for 3 s, a device's link down for 3 s.
+	# They need the SDK devices' node_modules, hence this stage; the long
+	# versions and the venue Wi-Fi scenario are `make chaos`; the lab's own
+	# test (TestLabFaults) ran in the unit stage.
+	section "e2e: network faults (CI size: partition from Redis, link cut; ~15 s each)"
+	if ((netfault_rc == 2)); then
+		skipped "network-fault scenarios (internal/netfault): need root, ip and iptables"
+		return 0
+	fi
+	BANDSYNC_BIN="$bindir/bandsync-norace" go test -count=1 -tags netfault -timeout 5m \
+		-run '^Test(PartitionFromRedis|LinkCut)$' ./internal/netfault/ || return 1
 }
 
 stage_precision() {
@@ -241,6 +255,17 @@ if [[ " ${stages[*]} " == *" unit "* || " ${stages[*]} " == *" e2e "* ]]; then
 	ensure_redis || redis_rc=$?
 	if ((redis_rc == 2)); then
 		skipped "Redis tests (internal/redisstore, test/e2e/redis.test.mjs): redis-server not found (set CI=true to install it, or apt-get install redis-server)"
+	fi
+fi
+
+# The network-fault tests (internal/netfault: the lab's own test in the unit
+# stage, the scenarios in the e2e stage) need root, ip and iptables;
+# installed under CI, where their absence is fatal.
+netfault_rc=0
+if [[ " ${stages[*]} " == *" unit "* || " ${stages[*]} " == *" e2e "* ]]; then
+	ensure_netfault_tools || netfault_rc=$?
+	if ((netfault_rc == 2)); then
+		skipped "network-fault tests (internal/netfault): need root, ip and iptables (set CI=true to install the tools)"
 	fi
 fi
 

@@ -62,6 +62,15 @@ type Config struct {
 	Seed         uint64
 	SamplesDir   string // when set, each device's samples are written here as CSV
 	Log          *slog.Logger
+	// Wrap, when set, is put in front of a device's command line, e.g.
+	// "ip netns exec HOST" to run it on its own network host
+	// (internal/netfault).
+	Wrap func(device string) []string
+	// LinkHost is the address the links listen on (127.0.0.1 when empty).
+	LinkHost string
+	// OnLine, when set, sees every line a device prints (its JSON, and
+	// the "ev" field), on the device's reader goroutine.
+	OnLine func(device, ev string, line []byte)
 }
 
 // Result is one scenario's scores.
@@ -73,7 +82,8 @@ type Result struct {
 	Sync     map[string]any `json:"finalSync"`
 }
 
-type device struct {
+// Device is one SDK device process (DeviceScript) joined to a session.
+type Device struct {
 	name  string
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
@@ -84,12 +94,19 @@ type device struct {
 	done  chan struct{}
 }
 
-func startDevice(ctx context.Context, cfg Config, name, url, session, role string) (*device, error) {
+// StartDevice starts device name, which joins session at url with role
+// (leader or follower) and reports its samples. Its "synced" line says it
+// is joined and its clock is synced (Await).
+func StartDevice(ctx context.Context, cfg Config, name, url, session, role string) (*Device, error) {
 	script := cfg.DeviceScript
 	if name == "wifi" && cfg.WifiScript != "" {
 		script = cfg.WifiScript
 	}
-	cmd := exec.CommandContext(ctx, cfg.Node, script, url, session, name, role, fmt.Sprint(cfg.SampleMs))
+	argv := []string{cfg.Node, script, url, session, name, role, fmt.Sprint(cfg.SampleMs)}
+	if cfg.Wrap != nil {
+		argv = append(cfg.Wrap(name), argv...)
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -103,7 +120,7 @@ func startDevice(ctx context.Context, cfg Config, name, url, session, role strin
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start device %s: %w", name, err)
 	}
-	d := &device{name: name, cmd: cmd, stdin: stdin, lines: make(chan map[string]json.RawMessage, 16), done: make(chan struct{})}
+	d := &Device{name: name, cmd: cmd, stdin: stdin, lines: make(chan map[string]json.RawMessage, 16), done: make(chan struct{})}
 	go func() {
 		defer close(d.done)
 		defer close(d.lines)
@@ -116,6 +133,9 @@ func startDevice(ctx context.Context, cfg Config, name, url, session, role strin
 			}
 			var ev string
 			_ = json.Unmarshal(m["ev"], &ev)
+			if cfg.OnLine != nil {
+				cfg.OnLine(name, ev, sc.Bytes())
+			}
 			switch ev {
 			case "s":
 				var s Sample
@@ -134,6 +154,9 @@ func startDevice(ctx context.Context, cfg Config, name, url, session, role strin
 				d.mu.Unlock()
 			case "sync", "connection":
 				cfg.Log.Debug("device", "name", name, "line", sc.Text())
+			case "state":
+				// One per snapshot, for OnLine only: queued, they would
+				// crowd out the lines Await waits for.
 			default:
 				select {
 				case d.lines <- m:
@@ -148,8 +171,9 @@ func startDevice(ctx context.Context, cfg Config, name, url, session, role strin
 	return d, nil
 }
 
-// await waits for the device's next line with ev == want.
-func (d *device) await(ctx context.Context, want string, timeout time.Duration) (map[string]json.RawMessage, error) {
+// Await waits for the device's next line with ev == want; an "error" line
+// before it fails.
+func (d *Device) Await(ctx context.Context, want string, timeout time.Duration) (map[string]json.RawMessage, error) {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	for {
@@ -174,13 +198,15 @@ func (d *device) await(ctx context.Context, want string, timeout time.Duration) 
 	}
 }
 
-func (d *device) send(line string) error {
+// Send writes one command line to the device.
+func (d *Device) Send(line string) error {
 	_, err := io.WriteString(d.stdin, line+"\n")
 	return err
 }
 
-func (d *device) stop() {
-	_ = d.send("quit")
+// Stop asks the device to quit, and kills it after 5 s.
+func (d *Device) Stop() {
+	_ = d.Send("quit")
 	select {
 	case <-d.done:
 	case <-time.After(5 * time.Second):
@@ -197,12 +223,16 @@ func RunScenario(ctx context.Context, cfg Config, sc Scenario) (Result, error) {
 	}
 	host := strings.TrimPrefix(strings.TrimPrefix(cfg.ServerURL, "http://"), "https://")
 	net := NewNetwork(cfg.Seed)
-	lanLink, err := net.Link(sc.Name+"-lan", host)
+	linkHost := cfg.LinkHost
+	if linkHost == "" {
+		linkHost = "127.0.0.1"
+	}
+	lanLink, err := net.LinkAt(sc.Name+"-lan", linkHost+":0", host)
 	if err != nil {
 		return res, err
 	}
 	defer lanLink.Close()
-	wifi, err := net.Link(sc.Name+"-wifi", host)
+	wifi, err := net.LinkAt(sc.Name+"-wifi", linkHost+":0", host)
 	if err != nil {
 		return res, err
 	}
@@ -214,10 +244,10 @@ func RunScenario(ctx context.Context, cfg Config, sc Scenario) (Result, error) {
 	session := fmt.Sprintf("precision-%s-%d", sc.Name, time.Now().UnixNano()%1e9)
 	names := []string{"leader", "lan", "wifi"}
 	urls := []string{cfg.ServerURL, "http://" + lanLink.Addr(), "http://" + wifi.Addr()}
-	devs := make([]*device, 0, len(names))
+	devs := make([]*Device, 0, len(names))
 	defer func() {
 		for _, d := range devs {
-			d.stop()
+			d.Stop()
 		}
 	}()
 	for i, n := range names {
@@ -225,12 +255,12 @@ func RunScenario(ctx context.Context, cfg Config, sc Scenario) (Result, error) {
 		if i == 0 {
 			role = "leader"
 		}
-		d, err := startDevice(ctx, cfg, n, urls[i], session, role)
+		d, err := StartDevice(ctx, cfg, n, urls[i], session, role)
 		if err != nil {
 			return res, err
 		}
 		devs = append(devs, d)
-		if _, err := d.await(ctx, "synced", 30*time.Second); err != nil {
+		if _, err := d.Await(ctx, "synced", 30*time.Second); err != nil {
 			return res, err
 		}
 	}
@@ -239,10 +269,10 @@ func RunScenario(ctx context.Context, cfg Config, sc Scenario) (Result, error) {
 		return res, err
 	}
 	const leadMs = 2000
-	if err := devs[0].send(fmt.Sprintf("play %d", leadMs)); err != nil {
+	if err := devs[0].Send(fmt.Sprintf("play %d", leadMs)); err != nil {
 		return res, err
 	}
-	m, err := devs[0].await(ctx, "played", 10*time.Second)
+	m, err := devs[0].Await(ctx, "played", 10*time.Second)
 	if err != nil {
 		return res, err
 	}
@@ -287,7 +317,7 @@ func RunScenario(ctx context.Context, cfg Config, sc Scenario) (Result, error) {
 		return res, err
 	}
 	for _, d := range devs {
-		d.stop()
+		d.Stop()
 	}
 	samples := make(map[string][]Sample)
 	res.Sync = map[string]any{}

@@ -6,8 +6,12 @@
 //
 //   node device.mjs URL SESSION NAME ROLE SAMPLE_MS
 //
-// stdin: "play DELAY_MS" (the leader starts the song), "quit".
-// stdout: {"ev":"synced"}, {"ev":"played","state":{...}},
+// stdin: "play DELAY_MS" (the leader starts the song), "seek MS", "claim"
+//        (set_role leader), "quit".
+// stdout: {"ev":"synced"}, {"ev":"played","state":{...}}, {"ev":"seeked","state":{...}},
+//         {"ev":"claimed"}, {"ev":"connection","state":...,"recovered":...},
+//         {"ev":"state","id":<socket id>,"role":...,"leader":<leaderSocketId>,"v":<version>,...}
+//         after every snapshot the SDK accepts,
 //         {"ev":"s","T":<machine epoch ms>,"p":<positionAt>,"e":<sync.errorMs>},
 //         {"ev":"sync","sync":{...}} after every clock-sync round, {"ev":"error",...}.
 //
@@ -60,7 +64,22 @@ const tickEnv = process.env.BANDSYNC_TICK_INTERVAL_MS;
 const c = connect(url, { reconnectionDelayMax: 1000, tickIntervalMs: tickEnv ? Number(tickEnv) : null });
 c.on("error", (err) => out({ ev: "error", code: err.code, message: err.message }));
 c.on("sync", (s) => out({ ev: "sync", sync: s }));
-c.on("connection", (s) => out({ ev: "connection", state: s.state }));
+c.on("connection", (s) => out({ ev: "connection", state: s.state, recovered: s.recovered }));
+// What this device believes about the session, for the network-fault tests
+// (internal/netfault): who leads, at which version, where the song is.
+c.on("state", (st) =>
+  out({
+    ev: "state",
+    id: c.socket.id ?? null,
+    role: c.role,
+    leader: st.leaderSocketId ?? null,
+    v: st.version,
+    playing: Boolean(st.isPlaying),
+    pos: st.positionMs,
+    ts: st.serverTimestamp,
+    startsAt: st.startsAt ?? null,
+  }),
+);
 await c.join(sessionId, { displayName: name, role });
 while (!c.sync.synced) await new Promise((r) => setTimeout(r, 20));
 out({ ev: "synced", sync: c.sync });
@@ -90,6 +109,20 @@ for await (const line of createInterface({ input: process.stdin })) {
       out({ ev: "played", state });
     } catch (err) {
       out({ ev: "error", code: err.code, message: err.message });
+    }
+  } else if (cmd === "seek") {
+    try {
+      const state = await c.seek(Number(arg) || 0);
+      out({ ev: "seeked", state });
+    } catch (err) {
+      out({ ev: "error", code: err.code, message: err.message });
+    }
+  } else if (cmd === "claim") {
+    try {
+      await c.claimLeadership();
+      out({ ev: "claimed" });
+    } catch (err) {
+      out({ ev: "refused", code: err.code, message: err.message });
     }
   } else if (cmd === "quit") {
     break;

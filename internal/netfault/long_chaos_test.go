@@ -1,0 +1,6 @@
+//go:build linux && chaos
+
+package netfault
+
+// long: the scenarios at full length (make chaos).
+const long = true
