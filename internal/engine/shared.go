@@ -262,7 +262,7 @@ func (s *session) runSharedLocked(c command, now time.Time) (changed bool, wait 
 			// stored record before it is reported.
 			if !rechecked {
 				rechecked = true
-				if s.reloadLocked() {
+				if s.reloadLocked(false) {
 					now = e.clk.Now()
 					continue
 				}
@@ -369,14 +369,32 @@ func (s *session) adoptRecordLocked(rec store.SessionRecord, found bool) {
 }
 
 // reloadLocked reads the stored record and adopts it when it differs from
-// the copy; it reports whether it did.
-func (s *session) reloadLocked() bool {
+// the copy; it reports whether it did. sameVersion adopts a stored record of
+// the copy's own version too: once the log no longer holds the entry the
+// copy was built on, the stored record of that version may be another
+// state (see fillLocked).
+//
+// A stored record older than the copy (under no newer leader term) lost
+// changes that this instance has seen and that were acknowledged: Redis
+// replicates asynchronously, and a failover can promote a replica they
+// had not reached. The copy is written back then, not the older record
+// adopted.
+func (s *session) reloadLocked(sameVersion bool) bool {
 	ctx, cancel := storeCtx()
 	defer cancel()
 	rec, found, err := s.e.sh.st.Load(ctx, s.st.id)
 	// A vanished record is not adopted: the next commit writes this copy
 	// back instead.
-	if err != nil || !found || rec.Version == s.st.version {
+	if err != nil || !found || (rec.Version == s.st.version && !sameVersion) {
+		return false
+	}
+	if rec.Version < s.st.version && rec.LeaderTerm <= s.st.leaderTerm {
+		ops, _ := encodeOps([]effect{{kind: effBroadcast, event: EventSnapshot, payload: s.st.snapshot(s.e.clk.Now())}})
+		if res, err := s.e.sh.st.WriteBack(ctx, s.st.record(), ops); err == nil && res.Written {
+			s.e.log.Warn("the stored session had lost changes this instance holds; written back",
+				"session", s.st.id, "version", s.st.version, "storedVersion", rec.Version)
+			s.savedVersion = s.st.version
+		}
 		return false
 	}
 	s.adoptRecordLocked(rec, true)
@@ -570,7 +588,10 @@ func (s *session) fillLocked() {
 		s.performLocked(b.Ops)
 		s.setCursorLocked(b.Last)
 	}
-	changed := s.reloadLocked()
+	// An incomplete log lost the entry at the cursor: trimmed, or cut
+	// by a failover, and then the stored record of the copy's version
+	// may be another state than the copy.
+	changed := s.reloadLocked(!complete)
 	if !complete || (changed && len(batches) == 0) {
 		s.mu.Lock()
 		s.e.out.ToSession(s.st.id, EventSnapshot, s.st.snapshot(s.e.clk.Now()))

@@ -438,6 +438,13 @@ func (r *Redis) write(ctx context.Context, mode string, rec store.SessionRecord,
 		return store.Result{}, fmt.Errorf("redisstore: unexpected commit reply %v", reply)
 	}
 	r.charts.wrote(rec.SessionID, writes)
+	if len(reply) > 4 {
+		if n, _ := reply[4].(int64); n == 1 {
+			r.log.Warn("the stored session was older than the copy this command was evaluated on: "+
+				"Redis lost acknowledged changes (a failover to a replica they had not reached); restored from this instance's copy",
+				"session", rec.SessionID, "version", rec.Version, "evaluatedOn", prev)
+		}
+	}
 	last, _ := reply[1].(string)
 	prevID, _ := reply[2].(string)
 	joined, _ := reply[3].(string)

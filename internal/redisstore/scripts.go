@@ -9,8 +9,9 @@ import "github.com/redis/go-redis/v9"
 // one and the same.
 //
 // KEYS[1] the state hash, KEYS[2] the log stream, KEYS[3] the charts hash.
-// ARGV[1] mode: "cas" (stored version must be ARGV[2] and term ARGV[3]),
+// ARGV[1] mode: "cas" (stored version must be ARGV[2] and term ARGV[3],
 //
+//	or older than ARGV[2] with a term no higher: see below),
 //	"newer" (stored must be absent, or older with a term no higher)
 //
 // ARGV[4] new version, ARGV[5] new term, ARGV[6] record JSON,
@@ -25,16 +26,31 @@ import "github.com/redis/go-redis/v9"
 // caller built. The script never decodes JSON, so payloads keep every digit
 // Go wrote.
 //
-// Returns {1, lastId, prevId, ids} when written, {0, storedRecord} when not.
+// A stored record older than the one the command was evaluated on (and
+// under no newer leader term) is a record that lost changes the writer has
+// seen: Redis replicates asynchronously, so a master can acknowledge a
+// commit and die before its replica has it, and the promoted replica holds
+// an older record and log. The copy the command was evaluated on includes
+// those acknowledged changes, so the commit is written over the older
+// record (the "newer" rule) instead of being refused, which would make
+// the writer adopt the older record and lose them; the reply says so
+// (repaired = 1).
+//
+// Returns {1, lastId, prevId, ids, repaired} when written, {0, storedRecord}
+// when not.
 var commitScript = redis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'v', 'term', 'lastid', 'rec')
 local v = tonumber(cur[1] or '0')
 local term = tonumber(cur[2] or '0')
 local nv = tonumber(ARGV[4])
 local nt = tonumber(ARGV[5])
+local repaired = 0
 if ARGV[1] == 'cas' then
   if v ~= tonumber(ARGV[2]) or term ~= tonumber(ARGV[3]) then
-    return {0, cur[4] or ''}
+    if not cur[1] or v >= tonumber(ARGV[2]) or term > tonumber(ARGV[3]) then
+      return {0, cur[4] or ''}
+    end
+    repaired = 1
   end
 elseif cur[1] and (v >= nv or term > nt) then
   return {0, cur[4] or ''}
@@ -69,7 +85,7 @@ local joined = table.concat(ids, ',')
 if #ids > 0 then
   redis.call(ARGV[9], ARGV[10], joined .. '\n' .. prev .. '\n' .. ARGV[11])
 end
-return {1, last, prev, joined}
+return {1, last, prev, joined, repaired}
 `)
 
 // savePIDScript stores a socket's recovery record unless another instance
