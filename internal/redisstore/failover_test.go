@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ type band struct {
 	t    *testing.T
 	a, b *instance
 	id   string
+	pfx  string // key prefix
 	beat *canary
 }
 
@@ -42,7 +44,7 @@ func startBand(t *testing.T, url string) *band {
 		}
 	}
 	cfg := engine.Config{LeaderGrace: 5 * time.Second, RecoveryWindow: 30 * time.Second}
-	bd := &band{t: t, id: "gig", beat: startCanary(t, engine.DefaultConfig().TickInterval),
+	bd := &band{t: t, id: "gig", pfx: pfx, beat: startCanary(t, engine.DefaultConfig().TickInterval),
 		a: newInstance(t, open(t, url, pfx, "A", hb), cfg),
 		b: newInstance(t, open(t, url, pfx, "B", hb), cfg)}
 	eventually(t, 5*time.Second, "both instances connected", func() bool { return bd.a.rs.Available() && bd.b.rs.Available() })
@@ -336,6 +338,69 @@ func (av *availability) end(t *testing.T) {
 	}
 }
 
+// lostTempo is a change the session's master acknowledged and its replica
+// never got (replication was cut), so a failover loses it from Redis.
+type lostTempo struct {
+	replica string
+	version uint64
+	tempo   float64
+}
+
+// loseTempo cuts the replication of the master serving the session, then
+// has the leader change the tempo and waits until the followers on both
+// instances have it, and checks that the replica has not.
+func (bd *band) loseTempo(cut func(master string) (string, error), master string, tempo float64) lostTempo {
+	bd.t.Helper()
+	replica, err := cut(master)
+	if err != nil {
+		bd.t.Fatal(err)
+	}
+	st, err := bd.a.eng.SetTempo(bandLead, bd.id, tempo)
+	if err != nil {
+		bd.t.Fatal(err)
+	}
+	eventually(bd.t, 2*time.Second, "the followers on both instances have the tempo", func() bool {
+		return lastSnapshot(bd.a, bandF1) >= st.Version && lastSnapshot(bd.b, bandF2) >= st.Version
+	})
+	raw, err := redistest.HGet(replica, bd.pfx+"{"+bd.id+"}:state", "v")
+	if err != nil {
+		bd.t.Fatal(err)
+	}
+	if v, _ := strconv.ParseUint(raw, 10, 64); v >= st.Version {
+		bd.t.Fatalf("the replica %s has version %d: the cut did not keep the tempo change (version %d) from it", replica, v, st.Version)
+	}
+	return lostTempo{replica: replica, version: st.Version, tempo: tempo}
+}
+
+// kept checks that the tempo change Redis lost is in the state both
+// instances agree on, and in the store.
+func (lt lostTempo) kept(bd *band, st engine.State) {
+	bd.t.Helper()
+	sb, _ := bd.b.eng.Session(bd.id)
+	rec := stored(bd.t, bd.a.rs, bd.id)
+	if st.TempoBpm != lt.tempo || sb.TempoBpm != lt.tempo || rec.Tempo != lt.tempo {
+		bd.t.Fatalf("the acknowledged change to tempo %v (version %d) that the failover lost from Redis was not restored: tempo on A %v, on B %v, stored %v",
+			lt.tempo, lt.version, st.TempoBpm, sb.TempoBpm, rec.Tempo)
+	}
+}
+
+// nextSeekWithin has the leader seek once the instances agreed after a
+// failover that was over at overAt, and checks that the seek reached the
+// members on every instance within 5 s of overAt.
+func (bd *band) nextSeekWithin(overAt time.Time) time.Duration {
+	bd.t.Helper()
+	bd.seekReachesAll(time.Until(overAt.Add(5 * time.Second)))
+	return time.Since(overAt)
+}
+
+// noDisconnects checks that no member's socket was closed.
+func (bd *band) noDisconnects() {
+	bd.t.Helper()
+	if n, m := bd.a.out.disconnects(), bd.b.out.disconnects(); n+m > 0 {
+		bd.t.Fatalf("sockets were disconnected: %d on A, %d on B", n, m)
+	}
+}
+
 // During play, the Cluster master owning the session's slot is SIGKILLed.
 // Once its replica has taken over, the leader's next seek reaches the
 // followers on both instances within 5 s, ticks went on throughout, and
@@ -348,6 +413,7 @@ func TestClusterMasterFailoverDuringPlay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	lost := bd.loseTempo(c.CutReplication, old, 140)
 	sk := bd.seekDuringFault()
 	av := bd.watchAvailability()
 	killed := time.Now()
@@ -358,17 +424,22 @@ func TestClusterMasterFailoverDuringPlay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	failedOver := time.Since(killed)
+	over := time.Now()
+	if err := c.HealReplication(lost.replica); err != nil {
+		t.Fatal(err)
+	}
 	sk.end(t)
-	settled := time.Now()
-	sk.kept(t, bd.agree(5*time.Second))
-	t.Logf("instances agreed %v after the fault was over", time.Since(settled).Round(time.Millisecond))
+	agreed := bd.agree(5 * time.Second)
+	sk.kept(t, agreed)
+	lost.kept(bd, agreed)
+	t.Logf("instances agreed %v after the fault was over", time.Since(over).Round(time.Millisecond))
 	av.end(t)
-	took := bd.seekReachesAll(5 * time.Second)
-	t.Logf("master %s killed; replica %s took over after %v; the next seek reached every member %v later",
-		old, now, failedOver.Round(time.Millisecond), took.Round(time.Millisecond))
+	took := bd.nextSeekWithin(over)
+	t.Logf("master %s killed; replica %s took over after %v; the next seek reached every member %v after that",
+		old, now, over.Sub(killed).Round(time.Millisecond), took.Round(time.Millisecond))
 	bd.agree(5 * time.Second)
 	bd.checkTicks(killed)
+	bd.noDisconnects()
 
 	if err := c.Restart(old); err != nil {
 		t.Fatal(err)
@@ -391,6 +462,7 @@ func TestSentinelMasterFailoverDuringPlay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	lost := bd.loseTempo(s.CutReplication, old, 140)
 	sk := bd.seekDuringFault()
 	av := bd.watchAvailability()
 	killed := time.Now()
@@ -401,17 +473,22 @@ func TestSentinelMasterFailoverDuringPlay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	failedOver := time.Since(killed)
+	over := time.Now()
+	if err := s.HealReplication(lost.replica); err != nil {
+		t.Fatal(err)
+	}
 	sk.end(t)
-	settled := time.Now()
-	sk.kept(t, bd.agree(5*time.Second))
-	t.Logf("instances agreed %v after the fault was over", time.Since(settled).Round(time.Millisecond))
+	agreed := bd.agree(5 * time.Second)
+	sk.kept(t, agreed)
+	lost.kept(bd, agreed)
+	t.Logf("instances agreed %v after the fault was over", time.Since(over).Round(time.Millisecond))
 	av.end(t)
-	took := bd.seekReachesAll(5 * time.Second)
-	t.Logf("master %s killed; sentinels promoted %s after %v; the next seek reached every member %v later",
-		old, now, failedOver.Round(time.Millisecond), took.Round(time.Millisecond))
+	took := bd.nextSeekWithin(over)
+	t.Logf("master %s killed; sentinels promoted %s after %v; the next seek reached every member %v after that",
+		old, now, over.Sub(killed).Round(time.Millisecond), took.Round(time.Millisecond))
 	bd.agree(5 * time.Second)
 	bd.checkTicks(killed)
+	bd.noDisconnects()
 }
 
 // The session's slot moves to another master during play (as

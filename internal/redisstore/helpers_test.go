@@ -79,10 +79,11 @@ func newInstance(t *testing.T, rs *redisstore.Redis, cfg engine.Config) *instanc
 // member would receive, following room joins and leaves as the transport
 // does.
 type recorder struct {
-	mu    sync.Mutex
-	rooms map[string]map[string]bool // session -> members in the room
-	got   map[string][]delivery      // member -> events received
-	ticks map[string][]time.Time     // session -> when each scroll_tick was sent
+	mu     sync.Mutex
+	rooms  map[string]map[string]bool // session -> members in the room
+	got    map[string][]delivery      // member -> events received
+	ticks  map[string][]time.Time     // session -> when each scroll_tick was sent
+	closed int                        // Disconnect calls
 }
 
 type delivery struct {
@@ -135,7 +136,18 @@ func (r *recorder) tickTimes(session string) []time.Time {
 
 func (r *recorder) ToMember(m, e string, p any) { r.ToMemberAt(m, e, raw(p), "") }
 
-func (r *recorder) Disconnect(string) {}
+func (r *recorder) Disconnect(string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed++
+}
+
+// disconnects is how many sockets the engine closed.
+func (r *recorder) disconnects() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
 
 func (r *recorder) ToSessionAt(s, e string, p json.RawMessage, off string) {
 	r.mu.Lock()

@@ -44,6 +44,13 @@ type Shared interface {
 	// the stored record in Result.Current. A command evaluated against a
 	// stale copy (an old version or a deposed leader's term) therefore
 	// never lands; the engine reloads and evaluates it again.
+	//
+	// One exception: a stored record older than prev (and under a term no
+	// higher than term) has lost changes the caller's copy holds, which
+	// were acknowledged (Redis's asynchronous replication and a failover
+	// lose them), so r is stored over it rather than refused, as
+	// WriteBack would. A store that never loses a committed record never
+	// meets this case.
 	Commit(ctx context.Context, r SessionRecord, prev, term uint64, ops []Op) (Result, error)
 	// WriteBack stores r if it is newer than the stored record (a higher
 	// version and a leader term no lower, or no record at all) with ops

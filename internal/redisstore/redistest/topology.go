@@ -739,3 +739,108 @@ func (s *Sentinel) Stop() {
 		n.kill()
 	}
 }
+
+// ---- Lost writes ------------------------------------------------------------
+
+// cutMasterAuth is the wrong password a cut replica offers its master; the
+// masters of these topologies have none, so the handshake fails.
+const cutMasterAuth = "redistest-replication-cut"
+
+// cutReplication stops master's replica from receiving the master's
+// writes, as a replication link that lags or breaks just before the master
+// dies: the replica closes its link (CLIENT KILL TYPE master) and cannot
+// open it again, because it now authenticates with a password the master
+// does not have. The master goes on acknowledging writes, which the
+// replica never gets: when the master dies and the replica is promoted,
+// they are lost, as Redis's asynchronous replication loses them. It
+// returns the replica's address.
+func cutReplication(master string) (string, error) {
+	mc := quick(master)
+	defer mc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := mc.Info(ctx, "replication").Result()
+	if err != nil {
+		return "", err
+	}
+	replica := ""
+	for _, line := range strings.Split(info, "\n") {
+		if !strings.HasPrefix(line, "slave0:") {
+			continue
+		}
+		var ip, port string
+		for _, kv := range strings.Split(strings.TrimSpace(strings.TrimPrefix(line, "slave0:")), ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "ip":
+				ip = v
+			case "port":
+				port = v
+			}
+		}
+		replica = net.JoinHostPort(ip, port)
+	}
+	if replica == "" {
+		return "", fmt.Errorf("redistest: %s has no replica", master)
+	}
+	rc := quick(replica)
+	defer rc.Close()
+	if err := rc.ConfigSet(ctx, "masterauth", cutMasterAuth).Err(); err != nil {
+		return "", err
+	}
+	if err := rc.ClientKillByFilter(ctx, "TYPE", "master").Err(); err != nil {
+		return "", err
+	}
+	err = waitFor(3*time.Second, "the replication link of "+replica+" is down", func() (bool, error) {
+		ri, err := rc.Info(ctx, "replication").Result()
+		if err != nil {
+			return false, err
+		}
+		mi, err := mc.Info(ctx, "replication").Result()
+		if err != nil {
+			return false, err
+		}
+		return strings.Contains(ri, "master_link_status:down") && strings.Contains(mi, "connected_slaves:0"), nil
+	})
+	return replica, err
+}
+
+// healReplication undoes cutReplication on replica (whatever its role now).
+func healReplication(replica string) error {
+	rc := quick(replica)
+	defer rc.Close()
+	ctx, cancel := ctx1()
+	defer cancel()
+	return rc.ConfigSet(ctx, "masterauth", "").Err()
+}
+
+// CutReplication stops the replica of master from receiving its writes
+// until HealReplication (see cutReplication) and returns the replica.
+func (c *Cluster) CutReplication(master string) (string, error) { return cutReplication(master) }
+
+// HealReplication lets replica authenticate to its master again.
+func (c *Cluster) HealReplication(replica string) error { return healReplication(replica) }
+
+// CutReplication stops the replica of master from receiving its writes
+// until HealReplication (see cutReplication) and returns the replica.
+func (s *Sentinel) CutReplication(master string) (string, error) { return cutReplication(master) }
+
+// HealReplication lets replica authenticate to its master again.
+func (s *Sentinel) HealReplication(replica string) error { return healReplication(replica) }
+
+// HGet reads a hash field on the node at addr itself, a replica included
+// (READONLY first, for a Cluster replica); "" when the field is absent.
+func HGet(addr, key, field string) (string, error) {
+	cl := quick(addr)
+	defer cl.Close()
+	ctx, cancel := ctx1()
+	defer cancel()
+	conn := cl.Conn()
+	defer conn.Close()
+	_ = conn.ReadOnly(ctx).Err() // refused outside a Cluster, where reads on a replica need nothing
+	v, err := conn.HGet(ctx, key, field).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return v, err
+}
