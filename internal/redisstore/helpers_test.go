@@ -170,6 +170,32 @@ func (r *recorder) events(member string) []delivery {
 	return append([]delivery(nil), r.got[member]...)
 }
 
+// lastSnapshotVersion is the version of the last snapshot member received
+// (0 for none). Only that one is decoded: the failover tests poll it every
+// few ms while thousands of snapshots pile up, and decoding them all under
+// the race detector took the test process seconds of CPU, which the tick
+// measurements then saw as the engine's pauses.
+func (r *recorder) lastSnapshotVersion(member string) uint64 {
+	r.mu.Lock()
+	var last json.RawMessage
+	got := r.got[member]
+	for i := len(got) - 1; i >= 0; i-- {
+		if got[i].Event == engine.EventSnapshot {
+			last = got[i].Payload
+			break
+		}
+	}
+	r.mu.Unlock()
+	if last == nil {
+		return 0
+	}
+	var st struct {
+		Version uint64 `json:"version"`
+	}
+	_ = json.Unmarshal(last, &st)
+	return st.Version
+}
+
 // snapshotVersions lists the versions of the snapshots member received.
 func (r *recorder) snapshotVersions(member string) []uint64 {
 	var out []uint64

@@ -60,12 +60,14 @@ func (rb *rollback) lastLogID(t *testing.T, session string) string {
 }
 
 // After the store lost an acknowledged seek (the rollback), whichever
-// instance commits first — the leader's, or another one on behalf of a
-// member joining there — must not build on the older record: the seek
-// holds, the new change holds, every instance agrees, and a client whose
-// recovery offset points into the lost history is not replayed a gap.
+// instance touches the session first — the leader's committing a change,
+// another one committing a member joining there, or one checking a
+// refusal against the stored record — must not take the older record for
+// the truth: the seek holds, the new change holds, every instance agrees,
+// and a client whose recovery offset points into the lost history is not
+// replayed a gap.
 func TestLostCommitIsRestoredByTheNextCommit(t *testing.T) {
-	for _, first := range []string{"leader's instance", "other instance"} {
+	for _, first := range []string{"leader's instance", "other instance", "refused command"} {
 		t.Run(first, func(t *testing.T) {
 			url, pfx := sharedURL(t), prefix(t)
 			a := newInstance(t, open(t, url, pfx, "A"), engineConfig())
@@ -94,7 +96,7 @@ func TestLostCommitIsRestoredByTheNextCommit(t *testing.T) {
 			eventually(t, 2*time.Second, "B has the seek", func() bool { return lastSnapshot(b, "f2") >= sought.Version })
 			lost := rb.lastLogID(t, id)
 			rb.restore(t)
-			if v := stored(t, a.rs, id).Version; v >= sought.Version {
+			if v, _ := rb.c.HGet(t.Context(), rb.keys[0], "v").Uint64(); v >= sought.Version {
 				t.Fatalf("the rollback left version %d, want < %d", v, sought.Version)
 			}
 
@@ -106,11 +108,18 @@ func TestLostCommitIsRestoredByTheNextCommit(t *testing.T) {
 			}
 
 			// The next change.
-			var next engine.State
-			if first == "leader's instance" {
+			next := sought
+			switch first {
+			case "leader's instance":
 				next, err = a.eng.SetTempo("lead", id, 140)
-			} else {
+			case "other instance":
 				next, err = b.eng.Join("f3", engine.JoinRequest{SessionID: id, DisplayName: "f3"})
+			case "refused command":
+				// A follower's seek is refused, after a check against
+				// the stored record, which is older than B's copy.
+				if _, err := b.eng.Seek("f2", id, 1); code(err) != engine.CodeNotLeader {
+					t.Fatalf("a follower's seek: %v, want %s", err, engine.CodeNotLeader)
+				}
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -125,8 +134,8 @@ func TestLostCommitIsRestoredByTheNextCommit(t *testing.T) {
 				rec = r
 				return err == nil && ok && sa.Version == r.Version && sb.Version == r.Version && r.Version >= next.Version
 			})
-			want := 600_000 + float64(time.Since(ackedAt).Milliseconds())
 			for name, st := range map[string]engine.State{"A": sa, "B": sb} {
+				want := 600_000 + st.ServerTimestamp - float64(ackedAt.UnixMilli())
 				if st.Position < want-1000 || st.Position > want+1000 || !st.IsPlaying {
 					t.Errorf("instance %s lost the acknowledged seek: at %.0f ms (playing %v), want about %.0f; stored version %d, seek was version %d",
 						name, st.Position, st.IsPlaying, want, rec.Version, sought.Version)
