@@ -75,7 +75,7 @@ func TestChaosClusterRepeatedFailovers(t *testing.T) {
 		took := bd.nextSeekWithin(over)
 		t.Logf("round %d (%s of %s): fault over after %v, next seek everywhere %v after that",
 			round, what, from, over.Sub(at).Round(time.Millisecond), took.Round(time.Millisecond))
-		if what == "master SIGKILL" {
+		if lost != nil {
 			if err := c.Restart(from); err != nil {
 				t.Fatal(err)
 			}

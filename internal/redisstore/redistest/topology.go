@@ -288,7 +288,8 @@ func (c *Cluster) byAddr(addr string) *node {
 // the three masters cover every slot, and each master's replica is
 // connected and in sync (so that a master can be failed over).
 func (c *Cluster) WaitHealthy(d time.Duration) error {
-	return waitFor(d, "cluster_state:ok on every node with every replica in sync", func() (bool, error) {
+	var why string
+	err := waitFor(d, "cluster_state:ok on every node with every replica in sync", func() (bool, error) {
 		masters := 0
 		for _, n := range c.nodes {
 			if !n.alive() {
@@ -307,21 +308,34 @@ func (c *Cluster) WaitHealthy(d time.Duration) error {
 				return false, err
 			}
 			if !strings.Contains(info, "cluster_state:ok") {
+				why = n.addr() + ": cluster state not ok"
 				return false, nil
 			}
 			switch {
 			case strings.Contains(repl, "role:master"):
 				if !strings.Contains(repl, "connected_slaves:1") {
+					why = n.addr() + ": a master without its replica"
 					return false, nil
 				}
 				masters++
 			case strings.Contains(repl, "master_link_status:up") && !strings.Contains(repl, "master_sync_in_progress:1"):
 			default:
+				why = n.addr() + ": a replica not in sync; its log ends:\n" + tail(n.log, 8)
 				return false, nil
 			}
 		}
+		why = fmt.Sprintf("%d masters with a replica", masters)
 		return masters == 3, nil
 	})
+	if err != nil {
+		for _, n := range c.nodes {
+			if n.alive() {
+				why += "\n--- " + n.addr() + ":\n" + tail(n.log, 6)
+			}
+		}
+		return fmt.Errorf("%w; %s", err, why)
+	}
+	return nil
 }
 
 // MasterOf returns the address of the master serving key's slot, as the
