@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -23,6 +24,9 @@ type band struct {
 	id   string
 	pfx  string // key prefix
 	beat *canary
+
+	stacksMu sync.Mutex
+	stacks   string // goroutines when the ticks first stopped (watchTicks)
 }
 
 const (
@@ -48,6 +52,7 @@ func startBand(t *testing.T, url string) *band {
 		a: newInstance(t, open(t, url, pfx, "A", hb), cfg),
 		b: newInstance(t, open(t, url, pfx, "B", hb), cfg)}
 	eventually(t, 5*time.Second, "both instances connected", func() bool { return bd.a.rs.Available() && bd.b.rs.Available() })
+	bd.watchTicks()
 	for _, j := range []struct {
 		in *instance
 		m  string
@@ -175,6 +180,48 @@ func startCanary(t *testing.T, every time.Duration) *canary {
 	return c
 }
 
+// last is when the canary last ran.
+func (c *canary) last() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.runs) == 0 {
+		return time.Time{}
+	}
+	return c.runs[len(c.runs)-1]
+}
+
+// watchTicks captures the goroutines' stacks the first time an instance
+// has not ticked for 150 ms while the canary is running, so that a failing
+// checkTicks can say where the tick loop was stuck.
+func (bd *band) watchTicks() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	bd.t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			for _, in := range []*instance{bd.a, bd.b} {
+				ts := in.out.tickTimes(bd.id)
+				if len(ts) == 0 || time.Since(ts[len(ts)-1]) < 150*time.Millisecond || time.Since(bd.beat.last()) > 40*time.Millisecond {
+					continue
+				}
+				bd.stacksMu.Lock()
+				if bd.stacks == "" {
+					buf := make([]byte, 1<<20)
+					bd.stacks = fmt.Sprintf("instance %s had not ticked for %v:\n%s", in.rs.Instance(),
+						time.Since(ts[len(ts)-1]).Round(time.Millisecond), buf[:runtime.Stack(buf, true)])
+				}
+				bd.stacksMu.Unlock()
+			}
+		}
+	}()
+}
+
 // stall is the longest pause of the canary that overlaps [from, to].
 func (c *canary) stall(from, to time.Time) time.Duration {
 	c.mu.Lock()
@@ -207,6 +254,9 @@ func (bd *band) checkTicks(from time.Time) {
 		detail += fmt.Sprintf(" %s: %v ending at +%v (the process: %v);", in.rs.Instance(),
 			gap.Round(time.Millisecond), end.Sub(from).Round(time.Millisecond), proc.Round(time.Millisecond))
 		if n == 0 || own > maxTickPause {
+			bd.stacksMu.Lock()
+			bd.t.Log(bd.stacks)
+			bd.stacksMu.Unlock()
 			bd.t.Errorf("instance %s stopped ticking for %v (the test process itself paused %v then): %d ticks since the fault",
 				in.rs.Instance(), gap.Round(time.Millisecond), proc.Round(time.Millisecond), n)
 		}
@@ -216,6 +266,13 @@ func (bd *band) checkTicks(from time.Time) {
 		}
 	}
 	bd.t.Logf("ticks since the fault: %d; longest pause:%s", total, detail)
+	// BANDSYNC_TEST_STACKS=FILE keeps the goroutines of the first tick
+	// pause the process did not share, passing or not.
+	if f := os.Getenv("BANDSYNC_TEST_STACKS"); f != "" {
+		bd.stacksMu.Lock()
+		_ = os.WriteFile(f, []byte(bd.stacks), 0o644)
+		bd.stacksMu.Unlock()
+	}
 }
 
 // seeker is the leader seeking every 150 ms while a fault lasts: each seek
