@@ -416,7 +416,7 @@ func (bd *band) loseTempo(cut func(master string) (string, error), master string
 	if err != nil {
 		bd.t.Fatal(err)
 	}
-	eventually(bd.t, 2*time.Second, "the followers on both instances have the tempo", func() bool {
+	eventually(bd.t, 5*time.Second, "the followers on both instances have the tempo", func() bool {
 		return lastSnapshot(bd.a, bandF1) >= st.Version && lastSnapshot(bd.b, bandF2) >= st.Version
 	})
 	raw, err := redistest.HGet(replica, bd.pfx+"{"+bd.id+"}:state", "v")
