@@ -47,10 +47,16 @@ func seqOf(pos float64) (int64, bool) {
 // same code drives the real server (fanout, ticks, ramp, idle) and the
 // in-process relay, so their figures are comparable.
 type fleet struct {
-	d      *dialer
+	// d has one dialer per instance. Member i of session j connects to
+	// d[(i+j) % len(d)]: each session's members are spread over the
+	// instances, and so are the leaders (and with them the seeks).
+	d      []*dialer
 	runID  string
-	tick   time.Duration
-	origin time.Time // zero of the monotonic send times
+	tick   time.Duration // a follower's expected tick period; 0: none asked for
+	origin time.Time     // zero of the monotonic send times
+	// joinTicks is the tickIntervalMs every member asks for (-1: the key
+	// is left out, as the mobile app does).
+	joinTicks int
 
 	measuring atomic.Bool // ticks count only while set
 	closing   atomic.Bool
@@ -64,6 +70,7 @@ type fleet struct {
 }
 
 type session struct {
+	idx   int // position in the fleet: which instance its leader is on
 	id    string
 	idArg []byte // {"sessionId":"..."}
 	// members[0] is the leader: it joins first, into an empty session.
@@ -104,10 +111,23 @@ type memberStats struct {
 	anchored           bool
 }
 
-func newFleet(d *dialer, tick time.Duration) *fleet {
+// newFleet prepares sessions on the instances ds dial; joinTicks is the
+// tickIntervalMs the members ask for (-1: none given) and tick the period
+// at which a follower then expects ticks (0 for none).
+func newFleet(ds []*dialer, tick time.Duration, joinTicks int) *fleet {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	return &fleet{d: d, runID: hex.EncodeToString(b[:]), tick: tick, origin: time.Now()}
+	return &fleet{d: ds, runID: hex.EncodeToString(b[:]), tick: tick, joinTicks: joinTicks, origin: time.Now()}
+}
+
+// newFleetFor is newFleet with one dialer per URL of wsURLs, each sized
+// for total connections.
+func newFleetFor(cfg config, wsURLs []string, total int) *fleet {
+	ds := make([]*dialer, len(wsURLs))
+	for i, u := range wsURLs {
+		ds[i] = newDialer(u, cfg.SourceIPs, total)
+	}
+	return newFleet(ds, cfg.tickPeriod(), cfg.ClientTick)
 }
 
 // addSessions creates one session per entry of sizes, with that many
@@ -118,7 +138,7 @@ func (f *fleet) addSessions(ctx context.Context, sizes []int) ([]*session, error
 	added := make([]*session, len(sizes))
 	for i := range sizes {
 		id := "bench-" + f.runID + "-" + strconv.Itoa(base+i)
-		added[i] = &session{id: id, idArg: []byte(`{"sessionId":"` + id + `"}`)}
+		added[i] = &session{idx: base + i, id: id, idArg: []byte(`{"sessionId":"` + id + `"}`)}
 	}
 	f.sessions = append(f.sessions, added...)
 	f.mu.Unlock()
@@ -163,7 +183,7 @@ feed:
 
 func (f *fleet) setup(ctx context.Context, s *session, size int) error {
 	for i := range size {
-		c, err := f.d.dial()
+		c, err := f.d[(i+s.idx)%len(f.d)].dial()
 		if err != nil {
 			return fmt.Errorf("connect: %w", err)
 		}
@@ -173,8 +193,12 @@ func (f *fleet) setup(ctx context.Context, s *session, size int) error {
 		s.members = append(s.members, m)
 		f.mu.Unlock()
 		c.Start(m.handle, m.closed)
-		arg := []byte(`{"sessionId":"` + s.id + `","displayName":"m` + strconv.Itoa(i) + `"}`)
-		if err := c.Emit("join_session", arg); err != nil {
+		arg := `{"sessionId":"` + s.id + `","displayName":"m` + strconv.Itoa(i) + `"`
+		if f.joinTicks >= 0 {
+			arg += `,"tickIntervalMs":` + strconv.Itoa(f.joinTicks)
+		}
+		arg += "}"
+		if err := c.Emit("join_session", []byte(arg)); err != nil {
 			return fmt.Errorf("join_session: %w", err)
 		}
 		// The leader must be in before anyone else joins, or it would
@@ -349,7 +373,7 @@ func (m *member) onTick(now time.Time, arg []byte) {
 		return
 	}
 	st.ticks++
-	if !last.IsZero() {
+	if !last.IsZero() && m.f.tick > 0 {
 		st.jitter.Add((now.Sub(last) - m.f.tick).Abs())
 	}
 	if !ok1 || !ok2 {
@@ -418,6 +442,9 @@ type window struct {
 }
 
 func (w *window) delivery(tick time.Duration) float64 {
+	if tick <= 0 {
+		return 0
+	}
 	exp := float64(w.followers) * float64(w.duration) / float64(tick)
 	if exp == 0 {
 		return 0
@@ -430,14 +457,14 @@ func (w *window) missing() int64 { return w.seeksExpected - int64(w.seekLat.Len(
 // measure runs one window of d: ticks are counted, and leaders seek every
 // seekEvery when it is not zero. Seek receipts are given a grace period
 // after the window to arrive.
-func (f *fleet) measure(ctx context.Context, d, seekEvery time.Duration, serverPID int) (*window, error) {
+func (f *fleet) measure(ctx context.Context, d, seekEvery time.Duration, serverPIDs []int) (*window, error) {
 	f.harvest(nil) // drop whatever arrived before the window
 	f.mu.Lock()
 	for _, s := range f.sessions {
 		s.seeks = 0
 	}
 	f.mu.Unlock()
-	cpu := startCPU(serverPID)
+	cpu := startCPU(serverPIDs)
 	t0 := time.Now()
 	f.measuring.Store(true)
 	var err error

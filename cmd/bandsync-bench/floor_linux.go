@@ -132,7 +132,7 @@ func runFloor(ctx context.Context, cfg config, rep *report) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	cpu := startCPU(0)
+	cpu := startCPU(nil)
 	sent0, dropped0 := sent.Load(), dropped.Load()
 	if _, err := io.WriteString(toChild, "start\n"); err != nil {
 		return err

@@ -8,6 +8,10 @@
 // a floor to be read against. Every run is bounded in connections and
 // time, and it refuses non-loopback targets unless told otherwise.
 //
+// Given several instance URLs (-url a,b,c) it spreads every session's
+// members across them, so a seek crosses instances through the shared
+// store, as it does behind a load balancer.
+//
 // Usage: bandsync-bench -scenario fanout -sessions 50 -members 8 -baseline
 package main
 
@@ -20,6 +24,7 @@ import (
 	"net/url"
 	"os"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,7 +48,8 @@ type config struct {
 	MaxConns    int
 	AllowRemote bool
 	SourceIPs   []net.IP
-	ServerPID   int
+	ServerPID   int   // the first of ServerPIDs: memory is read from it
+	ServerPIDs  []int // CPU is the sum over these
 	Baseline    bool
 	JSON        bool
 	CPUProfile  string
@@ -51,13 +57,23 @@ type config struct {
 
 	RampStart, RampStep, RampMax int
 	StepDuration                 time.Duration
+	RampSeekP99                  time.Duration // ramp: also a seek-latency knee
+
+	// Several instances (-url a,b,c).
+	URLs   []string
+	Single bool // also measure the shape with every member on URLs[0]
+
+	// ClientTick is the tickIntervalMs followers ask for in join_session
+	// (docs/protocol.md "Ticks on demand"): -1 asks nothing (every tick).
+	ClientTick int
 
 	// A slow Redis behind the server (redisfault.go).
 	RedisProxy, RedisUpstream                  string
 	RedisDelay, RedisDelayAfter, RedisDelayFor time.Duration
 
-	wsURL string      // derived
-	redis *redisFault // started from RedisProxy
+	wsURL  string      // derived: the first of wsURLs
+	wsURLs []string    // derived, one per URLs
+	redis  *redisFault // started from RedisProxy
 }
 
 func main() {
@@ -118,9 +134,12 @@ func main() {
 
 func parseFlags(args []string) (config, error) {
 	var c config
-	var sources string
+	var sources, pids string
 	fs := flag.NewFlagSet("bandsync-bench", flag.ContinueOnError)
-	fs.StringVar(&c.URL, "url", "http://127.0.0.1:3001", "server base URL (the Socket.IO path /socket.io/ is appended)")
+	fs.StringVar(&c.URL, "url", "http://127.0.0.1:3001", "server base URL (the Socket.IO path /socket.io/ is appended); several instances comma-separated: member i of session j connects to instance (i+j) mod N")
+	fs.BoolVar(&c.Single, "single", false, "fanout, ticks with several -url: also measure the same shape with every member on the first instance, right before the spread run")
+	fs.IntVar(&c.ClientTick, "client-tick-ms", -1, "fanout, ticks, ramp: the tickIntervalMs every member asks for in join_session: -1 asks nothing (every tick), 0 no ticks, N at most one per N ms")
+	fs.DurationVar(&c.RampSeekP99, "ramp-seek-p99", 0, "ramp: leaders also seek every -interval, and a step past this seek p99 (or missing a seek) is past the knee; 0: ticks only")
 	fs.StringVar(&c.Scenario, "scenario", "fanout", "connect | join | fanout | ticks | idle | ramp | relay | floor")
 	fs.IntVar(&c.Sessions, "sessions", 50, "sessions (fanout, ticks, relay)")
 	fs.IntVar(&c.Members, "members", 8, "members per session, leader included (fanout, ticks, idle, ramp, relay)")
@@ -135,7 +154,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.MaxConns, "max-conns", 19000, "hard cap on client connections (also capped by the open-file limit)")
 	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow a non-loopback -url")
 	fs.StringVar(&sources, "source-ips", "", "comma-separated 127.x.y.z source addresses to spread connections over (default: automatic when needed)")
-	fs.IntVar(&c.ServerPID, "server-pid", 0, "server process id: RSS and CPU are read from /proc/<pid> (idle: otherwise GET /metrics)")
+	fs.StringVar(&pids, "server-pid", "", "server process id: RSS and CPU are read from /proc/<pid> (idle: otherwise GET /metrics); several instances comma-separated: CPU is their sum")
 	fs.BoolVar(&c.Baseline, "baseline", false, "fanout, ticks: measure the in-process relay with the same shape right before and after the server, and report p99 ratios")
 	fs.BoolVar(&c.JSON, "json", false, "print results as JSON instead of a table")
 	fs.StringVar(&c.Readers, "readers", "epoll", "how the bench reads its connections: epoll (shared loops, Linux) or goroutine (one per connection)")
@@ -176,6 +195,12 @@ func parseFlags(args []string) (config, error) {
 			return c, errors.New("-members must be at least 2: latency is measured at followers")
 		}
 	}
+	if c.ClientTick < -1 || c.ClientTick > 60000 {
+		return c, errors.New("-client-tick-ms must be -1 (ask nothing), 0 (no ticks) or up to 60000")
+	}
+	if c.RampSeekP99 < 0 {
+		return c, errors.New("-ramp-seek-p99 must not be negative")
+	}
 	if c.Interval <= 0 || c.Tick <= 0 || c.Duration <= 0 || c.StepDuration <= 0 || c.Timeout <= 0 || c.SeekEvery < 0 || c.Warmup < 0 {
 		return c, errors.New("durations must be positive")
 	}
@@ -205,14 +230,43 @@ func parseFlags(args []string) (config, error) {
 	if c.SourceIPs, err = parseSources(sources); err != nil {
 		return c, err
 	}
-	if c.Scenario != "relay" {
-		if err := checkLoopback(c.URL, c.AllowRemote); err != nil {
-			return c, err
-		}
-	}
-	if c.wsURL, err = benchclient.SocketURL(c.URL); err != nil {
+	if c.ServerPIDs, err = parsePIDs(pids); err != nil {
 		return c, err
 	}
+	if len(c.ServerPIDs) > 0 {
+		c.ServerPID = c.ServerPIDs[0]
+	}
+	for _, u := range strings.Split(c.URL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			c.URLs = append(c.URLs, u)
+		}
+	}
+	if len(c.URLs) == 0 {
+		return c, errors.New("-url is empty")
+	}
+	if len(c.URLs) > 1 {
+		switch c.Scenario {
+		case "fanout", "ticks", "ramp":
+		default:
+			return c, fmt.Errorf("several -url go with -scenario fanout, ticks or ramp, not %s", c.Scenario)
+		}
+	}
+	if c.Single && len(c.URLs) < 2 {
+		return c, errors.New("-single compares with several -url; give more than one")
+	}
+	for _, u := range c.URLs {
+		if c.Scenario != "relay" {
+			if err := checkLoopback(u, c.AllowRemote); err != nil {
+				return c, err
+			}
+		}
+		ws, err := benchclient.SocketURL(u)
+		if err != nil {
+			return c, err
+		}
+		c.wsURLs = append(c.wsURLs, ws)
+	}
+	c.wsURL = c.wsURLs[0]
 	c.MaxConns = min(c.MaxConns, fileLimit()-200)
 	return c, nil
 }
@@ -230,6 +284,34 @@ func parseSources(s string) ([]net.IP, error) {
 		out = append(out, ip)
 	}
 	return out, nil
+}
+
+func parsePIDs(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("-server-pid: %q is not a process id", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// tickPeriod is how often a follower expects a tick: the server's
+// interval, or the slower rate it asked for; 0 when it asked for none.
+func (c config) tickPeriod() time.Duration {
+	switch {
+	case c.ClientTick < 0:
+		return c.Tick
+	case c.ClientTick == 0:
+		return 0
+	default:
+		return max(c.Tick, time.Duration(c.ClientTick)*time.Millisecond)
+	}
 }
 
 // checkLoopback refuses a target that is not on this machine: the tool

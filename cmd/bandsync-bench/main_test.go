@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,8 +12,11 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/bandsync/bandsync/internal/benchclient"
 )
 
 // TestMain lets the test binary serve as the floor scenario's receiver,
@@ -193,5 +197,94 @@ func TestDialsLeaveFromTheGivenSourceAddresses(t *testing.T) {
 	defer mu.Unlock()
 	if seen["127.0.0.2"] != 2 || seen["127.0.0.3"] != 2 || len(seen) != 2 {
 		t.Errorf("connections came from %v; want two each from 127.0.0.2 and 127.0.0.3", seen)
+	}
+}
+
+// With several -url, member i of session j connects to instance (i+j)
+// mod N. Two counting TCP forwarders in front of one relay stand for two
+// instances on a shared store: every seek must still arrive, and 3
+// sessions of 3 split 5/4 (each session 2/1, its leader's instance
+// taking two, leaders alternating); "member i on instance i mod N" alone
+// would split 6/3. -single first measures the shape on the first one.
+func TestSeveralInstancesSpreadEverySession(t *testing.T) {
+	r, err := benchclient.ListenRelay("127.0.0.1:0", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	upstream := strings.TrimPrefix(r.URL(), "http://")
+	var urls []string
+	var counts [2]atomic.Int64
+	for i := range counts {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go forward(ln, upstream, &counts[i])
+		urls = append(urls, "http://"+ln.Addr().String())
+	}
+	cfg, err := parseFlags([]string{"-scenario", "fanout", "-url", strings.Join(urls, ","), "-single",
+		"-sessions", "3", "-members", "3", "-client-tick-ms", "0",
+		"-duration", "1s", "-interval", "250ms", "-warmup", "100ms"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]*row{}
+	for _, r := range rep.Rows {
+		rows[r.Target+"/"+r.Metric] = r
+	}
+	// 1 s at one seek per 250 ms: 4 seeks per session, 2 followers each.
+	for _, name := range []string{"1 instance", "2 instances"} {
+		s := rows[name+"/seek latency"]
+		if s == nil || s.Count != 24 || *s.Missing != 0 {
+			t.Errorf("%s: seek row %+v; want 24 receipts, 0 missing", name, s)
+		}
+		if tl := rows[name+"/tick lag"]; tl == nil || tl.Count != 0 || !strings.Contains(tl.Note, "no ticks asked for") {
+			t.Errorf("%s: tick row without ticks asked for: %+v", name, tl)
+		}
+	}
+	// The single run put 9 on the first; the spread run 5 and 4.
+	if a, b := counts[0].Load(), counts[1].Load(); a != 9+5 || b != 4 {
+		t.Errorf("connections per instance %d, %d; want 14 (9 single + 5 spread) and 4", a, b)
+	}
+}
+
+// forward relays every connection accepted on ln to upstream, counting them.
+func forward(ln net.Listener, upstream string, n *atomic.Int64) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		n.Add(1)
+		go func() {
+			defer c.Close()
+			u, err := net.Dial("tcp", upstream)
+			if err != nil {
+				return
+			}
+			defer u.Close()
+			go func() { _, _ = io.Copy(u, c); _ = u.Close() }()
+			_, _ = io.Copy(c, u)
+		}()
+	}
+}
+
+func TestSeveralURLsOnlyWhereTheyMeanSomething(t *testing.T) {
+	if _, err := parseFlags([]string{"-scenario", "idle", "-url", "http://127.0.0.1:1,http://127.0.0.1:2"}); err == nil {
+		t.Error("idle accepted several -url")
+	}
+	if _, err := parseFlags([]string{"-scenario", "fanout", "-single"}); err == nil {
+		t.Error("-single accepted with one -url")
+	}
+	if _, err := parseFlags([]string{"-url", "http://127.0.0.1:1,http://10.0.0.1:2"}); err == nil {
+		t.Error("a non-loopback second -url was accepted")
 	}
 }

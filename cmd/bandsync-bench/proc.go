@@ -24,7 +24,7 @@ const clockTicks = 100
 // kept apart: it is mostly the kernel's loopback TCP work for the bench
 // and the server, which Linux charges to neither process.
 type cpuMeter struct {
-	pid        int
+	pids       []int // the server's instances; their CPU is summed
 	t0         time.Time
 	self0, sv0 time.Duration
 	m0         machineCPU
@@ -41,10 +41,10 @@ type cpuUse struct {
 	Machine float64 `json:"machine"`
 }
 
-func startCPU(pid int) cpuMeter {
-	m := cpuMeter{pid: pid, t0: time.Now(), self0: selfCPU()}
-	if pid > 0 {
-		m.sv0, _ = procCPU(pid)
+func startCPU(pids []int) cpuMeter {
+	m := cpuMeter{pids: pids, t0: time.Now(), self0: selfCPU()}
+	if len(pids) > 0 {
+		m.sv0, _ = procsCPU(pids)
 	}
 	m.m0, m.mOK = readMachineCPU()
 	return m
@@ -53,8 +53,8 @@ func startCPU(pid int) cpuMeter {
 func (m cpuMeter) stop() cpuUse {
 	wall := time.Since(m.t0).Seconds()
 	u := cpuUse{Bench: (selfCPU() - m.self0).Seconds() / wall, Server: -1, SoftIRQ: -1, Machine: -1}
-	if m.pid > 0 {
-		if sv, err := procCPU(m.pid); err == nil {
+	if len(m.pids) > 0 {
+		if sv, err := procsCPU(m.pids); err == nil {
 			u.Server = (sv - m.sv0).Seconds() / wall
 		}
 	}
@@ -98,6 +98,19 @@ func readMachineCPU() (machineCPU, bool) {
 	}
 	tick := time.Second / clockTicks
 	return machineCPU{busy: time.Duration(busy) * tick, softirq: time.Duration(soft) * tick}, true
+}
+
+// procsCPU is the sum of procCPU over pids.
+func procsCPU(pids []int) (time.Duration, error) {
+	var sum time.Duration
+	for _, p := range pids {
+		d, err := procCPU(p)
+		if err != nil {
+			return 0, err
+		}
+		sum += d
+	}
+	return sum, nil
 }
 
 // procCPU reads utime+stime of a process from /proc/<pid>/stat.

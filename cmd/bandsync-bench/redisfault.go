@@ -33,16 +33,16 @@ func startRedisFault(ctx context.Context, cfg config) (*redisFault, error) {
 		return nil, fmt.Errorf("-redis-proxy: %w", err)
 	}
 	r := &redisFault{net: n, link: l, cfg: cfg}
-	fmt.Fprintf(os.Stderr, "bandsync-bench: fault proxy on %s -> %s; waiting for %s to report Redis mode\n", l.Addr(), cfg.RedisUpstream, cfg.URL)
+	fmt.Fprintf(os.Stderr, "bandsync-bench: fault proxy on %s -> %s; waiting for %s to report Redis mode\n", l.Addr(), cfg.RedisUpstream, cfg.URLs[0])
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		mode, err := healthMode(ctx, cfg.URL)
+		mode, err := healthMode(ctx, cfg.URLs[0])
 		if err == nil && mode == "redis" {
 			return r, nil
 		}
 		if time.Now().After(deadline) {
 			r.close()
-			return nil, fmt.Errorf("-redis-proxy: %s did not report Redis mode within 30 s (last: %q, %v); start it with REDIS_URL=redis://%s", cfg.URL, mode, err, cfg.RedisProxy)
+			return nil, fmt.Errorf("-redis-proxy: %s did not report Redis mode within 30 s (last: %q, %v); start it with REDIS_URL=redis://%s", cfg.URLs[0], mode, err, cfg.RedisProxy)
 		}
 		if err := sleep(ctx, 200*time.Millisecond); err != nil {
 			r.close()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -52,7 +53,7 @@ func runConnect(ctx context.Context, cfg config, rep *report) error {
 	}()
 	jobs := make(chan int)
 	var wg sync.WaitGroup
-	cpu := startCPU(cfg.ServerPID)
+	cpu := startCPU(cfg.ServerPIDs)
 	t0 := time.Now()
 	for w := range cfg.Concurrency {
 		wg.Add(1)
@@ -155,7 +156,7 @@ func runJoin(ctx context.Context, cfg config, rep *report) error {
 	runID := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	var lat benchclient.Samples
 	timeouts := 0
-	cpu := startCPU(cfg.ServerPID)
+	cpu := startCPU(cfg.ServerPIDs)
 	for i, c := range conns {
 		if ctx.Err() != nil {
 			break
@@ -182,8 +183,10 @@ func runJoin(ctx context.Context, cfg config, rep *report) error {
 }
 
 // runPlaying is the fanout and ticks scenarios: S sessions of M members,
-// all playing, leaders seeking. With -baseline (fanout), the relay is
-// measured with the same shape right before and right after the server.
+// all playing, leaders seeking. With -baseline, the relay is measured with
+// the same shape right before and right after the server. With several
+// -url the members are spread over the instances, and -single measures
+// the same shape on the first instance alone first, in the same series.
 func runPlaying(ctx context.Context, cfg config, rep *report) error {
 	if err := checkCap(cfg, cfg.Sessions*cfg.Members); err != nil {
 		return err
@@ -201,7 +204,9 @@ func runPlaying(ctx context.Context, cfg config, rep *report) error {
 		if err != nil {
 			return fmt.Errorf("relay baseline: %w", err)
 		}
-		relayDelivery = min(relayDelivery, w.delivery(cfg.Tick))
+		if cfg.tickPeriod() > 0 {
+			relayDelivery = min(relayDelivery, w.delivery(cfg.tickPeriod()))
+		}
 		for _, r := range windowRows(rep, "relay", "relay", shape, w, cfg, seek) {
 			floor[r.Metric] = append(floor[r.Metric], r.summary.P99)
 		}
@@ -212,13 +217,29 @@ func runPlaying(ctx context.Context, cfg config, rep *report) error {
 			return err
 		}
 	}
-	w, err := playWindow(ctx, cfg, cfg.wsURL, seek, cfg.ServerPID)
-	if err != nil {
-		return err
+	type target struct {
+		name   string
+		urls   []string
+		faulty bool // the -redis-proxy fault runs during this one
 	}
-	rows := windowRows(rep, cfg.Scenario, "server", shape, w, cfg, seek)
-	if cfg.redis != nil {
-		rows[0].Note += "; " + cfg.redis.String()
+	targets := []target{{"server", cfg.wsURLs, true}}
+	if n := len(cfg.wsURLs); n > 1 {
+		targets[0].name = fmt.Sprintf("%d instances", n)
+		if cfg.Single {
+			targets = append([]target{{"1 instance", cfg.wsURLs[:1], false}}, targets...)
+		}
+	}
+	var rows []*row
+	for _, t := range targets {
+		w, err := playWindow(ctx, cfg, t.urls, seek, cfg.ServerPIDs, t.faulty)
+		if err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+		rs := windowRows(rep, cfg.Scenario, t.name, shape, w, cfg, seek)
+		if cfg.redis != nil && t.faulty {
+			rs[0].Note += "; " + cfg.redis.String()
+		}
+		rows = append(rows, rs...)
 	}
 	if !cfg.Baseline {
 		return nil
@@ -260,7 +281,9 @@ func runRelay(ctx context.Context, cfg config, rep *report) error {
 }
 
 func relayWindow(ctx context.Context, cfg config, seek time.Duration) (*window, error) {
-	r, err := benchclient.ListenRelay("127.0.0.1:0", cfg.Tick)
+	// The relay ticks everyone at the rate the members asked for (none
+	// for 0), so it carries the same traffic as the server.
+	r, err := benchclient.ListenRelay("127.0.0.1:0", cfg.tickPeriod())
 	if err != nil {
 		return nil, err
 	}
@@ -269,13 +292,14 @@ func relayWindow(ctx context.Context, cfg config, seek time.Duration) (*window, 
 	if err != nil {
 		return nil, err
 	}
-	return playWindow(ctx, cfg, u, seek, 0)
+	return playWindow(ctx, cfg, []string{u}, seek, nil, false)
 }
 
-// playWindow sets up S x M, starts playback, waits -warmup and measures
-// one -duration window.
-func playWindow(ctx context.Context, cfg config, wsURL string, seek time.Duration, pid int) (*window, error) {
-	f := newFleet(newDialer(wsURL, cfg.SourceIPs, cfg.Sessions*cfg.Members), cfg.Tick)
+// playWindow sets up S x M over the instances wsURLs, starts playback,
+// waits -warmup and measures one -duration window; the -redis-proxy fault
+// runs during it when faulty.
+func playWindow(ctx context.Context, cfg config, wsURLs []string, seek time.Duration, pids []int, faulty bool) (*window, error) {
+	f := newFleetFor(cfg, wsURLs, cfg.Sessions*cfg.Members)
 	defer f.close()
 	ss, err := f.addSessions(ctx, repeat(cfg.Members, cfg.Sessions))
 	if err != nil {
@@ -287,11 +311,11 @@ func playWindow(ctx context.Context, cfg config, wsURL string, seek time.Duratio
 	if err := sleep(ctx, cfg.Warmup); err != nil {
 		return nil, err
 	}
-	if cfg.redis != nil && wsURL == cfg.wsURL {
+	if cfg.redis != nil && faulty {
 		stop := cfg.redis.during(ctx)
 		defer stop()
 	}
-	return f.measure(ctx, cfg.Duration, seek, pid)
+	return f.measure(ctx, cfg.Duration, seek, pids)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -312,6 +336,7 @@ func windowRows(rep *report, scenario, target, shape string, w *window, cfg conf
 	extra := map[string]any{
 		"windowMs": w.duration.Milliseconds(), "followers": w.followers, "cpu": w.cpu,
 		"drops": w.drops, "errorEvents": w.errEvents, "tickIntervalMs": cfg.Tick.Milliseconds(), "seekIntervalMs": seek.Milliseconds(),
+		"clientTickMs": cfg.ClientTick,
 	}
 	run := w.cpu.note()
 	if w.drops > 0 {
@@ -328,10 +353,22 @@ func windowRows(rep *report, scenario, target, shape string, w *window, cfg conf
 		extra["seekReceipts"], extra["seekReceiptsExpected"], extra["firstBySnapshot"] = w.seekLat.Len(), w.seeksExpected, w.bySnapshot
 		rows = append(rows, r)
 	}
-	{
+	if period := cfg.tickPeriod(); period == 0 {
+		// The members asked for no ticks: any that came are a fault.
 		r := rep.add(distRow(scenario, target, shape, "tick lag", &w.lag))
-		r.Delivery = ptr(w.delivery(cfg.Tick))
-		r.Note = fmt.Sprintf("%d ticks / %d expected", w.ticks, int64(float64(w.followers)*float64(w.duration)/float64(cfg.Tick)))
+		r.Note = fmt.Sprintf("no ticks asked for (tickIntervalMs 0); %d received", w.ticks)
+		if seek == 0 {
+			r.Note += "; " + run
+			r.Extra = extra
+		}
+		rows = append(rows, r)
+	} else {
+		r := rep.add(distRow(scenario, target, shape, "tick lag", &w.lag))
+		r.Delivery = ptr(w.delivery(period))
+		r.Note = fmt.Sprintf("%d ticks / %d expected", w.ticks, int64(float64(w.followers)*float64(w.duration)/float64(period)))
+		if period != cfg.Tick {
+			r.Note += fmt.Sprintf(" (one per %v asked for)", period)
+		}
 		if seek == 0 {
 			r.Note += "; " + run
 			r.Extra = extra
@@ -398,7 +435,7 @@ func runIdle(ctx context.Context, cfg config, rep *report) error {
 	if err := checkCap(cfg, cfg.N); err != nil {
 		return err
 	}
-	m0, err := serverMemory(ctx, cfg.URL, cfg.ServerPID)
+	m0, err := serverMemory(ctx, cfg.URLs[0], cfg.ServerPID)
 	if err != nil {
 		return fmt.Errorf("server memory: %w", err)
 	}
@@ -406,7 +443,7 @@ func runIdle(ctx context.Context, cfg config, rep *report) error {
 	if r := cfg.N % cfg.Members; r > 0 {
 		sizes = append(sizes, r)
 	}
-	f := newFleet(newDialer(cfg.wsURL, cfg.SourceIPs, cfg.N), cfg.Tick)
+	f := newFleet([]*dialer{newDialer(cfg.wsURL, cfg.SourceIPs, cfg.N)}, cfg.Tick, -1)
 	defer f.close()
 	t0 := time.Now()
 	if _, err := f.addSessions(ctx, sizes); err != nil {
@@ -418,14 +455,14 @@ func runIdle(ctx context.Context, cfg config, rep *report) error {
 	if err := sleep(ctx, 2*time.Second); err != nil {
 		return err
 	}
-	m1, err := serverMemory(ctx, cfg.URL, cfg.ServerPID)
+	m1, err := serverMemory(ctx, cfg.URLs[0], cfg.ServerPID)
 	if err != nil {
 		return err
 	}
 	if err := sleep(ctx, cfg.Duration); err != nil {
 		return err
 	}
-	m2, err := serverMemory(ctx, cfg.URL, cfg.ServerPID)
+	m2, err := serverMemory(ctx, cfg.URLs[0], cfg.ServerPID)
 	if err != nil {
 		return err
 	}
@@ -457,11 +494,24 @@ func runIdle(ctx context.Context, cfg config, rep *report) error {
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 // runRamp adds playing sessions step by step until tick lag p99 exceeds
-// one tick interval or delivery drops under 99%, and reports the knee:
-// the last step that met both.
+// one tick interval or delivery drops under 99% (when the members take
+// ticks), or, with -ramp-seek-p99, seek latency p99 exceeds it or a seek
+// is missing, and reports the knee: the last step that met every test.
 func runRamp(ctx context.Context, cfg config, rep *report) error {
-	f := newFleet(newDialer(cfg.wsURL, cfg.SourceIPs, min(cfg.RampMax*cfg.Members, cfg.MaxConns)), cfg.Tick)
+	f := newFleetFor(cfg, cfg.wsURLs, min(cfg.RampMax*cfg.Members, cfg.MaxConns))
 	defer f.close()
+	period := cfg.tickPeriod()
+	var seek time.Duration
+	if cfg.RampSeekP99 > 0 {
+		seek = cfg.Interval
+	}
+	if period == 0 && seek == 0 {
+		return errors.New("ramp: the members take no ticks (-client-tick-ms 0), so give -ramp-seek-p99 to have a knee")
+	}
+	target := "server"
+	if n := len(cfg.wsURLs); n > 1 {
+		target = fmt.Sprintf("%d instances", n)
+	}
 	sessions, knee := 0, 0
 	var stop string
 	for step := 0; ; step++ {
@@ -492,24 +542,48 @@ func runRamp(ctx context.Context, cfg config, rep *report) error {
 		// the machine was busy: on a shared box the knee should be the
 		// server's, not a neighbour's.
 		for attempt := 0; attempt < 2; attempt++ {
-			w, err := f.measure(ctx, cfg.StepDuration, 0, cfg.ServerPID)
+			w, err := f.measure(ctx, cfg.StepDuration, seek, cfg.ServerPIDs)
 			if err != nil {
 				return err
 			}
-			r := rep.add(distRow("ramp", "server", shape, "tick lag", &w.lag))
-			r.Delivery = ptr(w.delivery(cfg.Tick))
+			var r *row
+			if seek > 0 {
+				r = rep.add(distRow("ramp", target, shape, "seek latency", &w.seekLat))
+				r.Missing = ptr(w.missing())
+			} else {
+				r = rep.add(distRow("ramp", target, shape, "tick lag", &w.lag))
+			}
+			if period > 0 {
+				r.Delivery = ptr(w.delivery(period))
+			}
 			r.Note = w.cpu.note()
 			if w.drops > 0 {
 				r.Note += fmt.Sprintf("; %d dropped", w.drops)
 			}
-			r.Extra = map[string]any{"sessions": sessions, "connections": sessions * cfg.Members, "cpu": w.cpu,
-				"jitterP99Ms": *ms(w.jitter.Percentile(99)), "drops": w.drops}
-			bad = bad[:0]
-			if p := w.lag.Percentile(99); p > cfg.Tick {
-				bad = append(bad, fmt.Sprintf("lag p99 %v > %v", p.Round(time.Microsecond), cfg.Tick))
+			if period == 0 {
+				r.Note += fmt.Sprintf("; no ticks asked for, %d received", w.ticks)
 			}
-			if d := w.delivery(cfg.Tick); d < 0.99 {
-				bad = append(bad, fmt.Sprintf("delivery %.2f%% < 99%%", d*100))
+			r.Extra = map[string]any{"sessions": sessions, "connections": sessions * cfg.Members, "cpu": w.cpu,
+				"jitterP99Ms": *ms(w.jitter.Percentile(99)), "tickLagP99Ms": *ms(w.lag.Percentile(99)), "drops": w.drops}
+			bad = bad[:0]
+			if period > 0 {
+				if p := w.lag.Percentile(99); p > cfg.Tick {
+					bad = append(bad, fmt.Sprintf("lag p99 %v > %v", p.Round(time.Microsecond), cfg.Tick))
+				}
+				if d := w.delivery(period); d < 0.99 {
+					bad = append(bad, fmt.Sprintf("delivery %.2f%% < 99%%", d*100))
+				}
+			}
+			if seek > 0 {
+				if p := w.seekLat.Percentile(99); p > cfg.RampSeekP99 {
+					bad = append(bad, fmt.Sprintf("seek p99 %v > %v", p.Round(time.Microsecond), cfg.RampSeekP99))
+				}
+				if m := w.missing(); m > 0 {
+					bad = append(bad, fmt.Sprintf("%d seeks missing", m))
+				}
+			}
+			if w.drops > 0 {
+				bad = append(bad, fmt.Sprintf("%d connections dropped", w.drops))
 			}
 			if len(bad) == 0 {
 				break
@@ -526,15 +600,25 @@ func runRamp(ctx context.Context, cfg config, rep *report) error {
 		}
 		knee = sessions
 	}
+	ticks := fmt.Sprintf("%v ticks", cfg.Tick)
+	switch {
+	case period == 0:
+		ticks = "no ticks (tickIntervalMs 0)"
+	case period != cfg.Tick:
+		ticks = fmt.Sprintf("one tick per %v", period)
+	}
+	if seek > 0 {
+		ticks += fmt.Sprintf(", a seek per session every %v", seek)
+	}
 	switch {
 	case knee == 0:
 		rep.Knee = fmt.Sprintf("none: the first step already failed (%s)", stop)
 	case knee == sessions:
-		rep.Knee = fmt.Sprintf("not reached: every step up to %d sessions x %d members = %d connections at %v ticks passed (%s)",
-			knee, cfg.Members, knee*cfg.Members, cfg.Tick, stop)
+		rep.Knee = fmt.Sprintf("not reached: every step up to %d sessions x %d members = %d connections at %s passed (%s)",
+			knee, cfg.Members, knee*cfg.Members, ticks, stop)
 	default:
-		rep.Knee = fmt.Sprintf("%d sessions x %d members = %d connections at %v ticks (stopped: %s)",
-			knee, cfg.Members, knee*cfg.Members, cfg.Tick, stop)
+		rep.Knee = fmt.Sprintf("%d sessions x %d members = %d connections at %s (stopped: %s)",
+			knee, cfg.Members, knee*cfg.Members, ticks, stop)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
