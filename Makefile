@@ -3,7 +3,7 @@
 GO       ?= go
 FUZZTIME ?= 60s
 
-.PHONY: all run build test e2e fuzz bench soak loadtest floor redis-stall precision lint chaos clean release image stack stack-down deploy-test
+.PHONY: all run build test e2e fuzz bench soak loadtest floor redis-stall multi-instance precision lint chaos clean release image stack stack-down deploy-test
 
 all: build
 
@@ -50,6 +50,10 @@ loadtest:
 ## redis-stall: fanout S x M (50x8) in Redis mode, undisturbed and with Redis answering DELAY (250ms) late for FOR (4s); needs redis-server
 redis-stall:
 	S=$(or $(S),50) M=$(or $(M),8) DELAY=$(or $(DELAY),250ms) FOR=$(or $(FOR),4s) bash scripts/redis-stall.sh
+
+## multi-instance: a private redis-server, N=3 instances and fanout S x M (625x8) spread over them at TICK=100 ms ticks, beside one instance and the relay floor; CLIENT_TICK=0 for clients that take no ticks; docs/benchmarks.md
+multi-instance:
+	bash scripts/multi-instance.sh
 
 ## floor: what this machine's loopback TCP can carry for a shape, no server needed (S=625 M=8 sessions x members)
 floor:
