@@ -11,7 +11,8 @@
 #   make multi-instance [N=3 S=625 M=8 TICK=100 CLIENT_TICK=-1 SCENARIO=fanout
 #                        INTERVAL=250ms DURATION=10s BIN=bin SERVER=path ARGS=...]
 #
-# ARGS are passed to bandsync-bench last (e.g. ARGS="-json"). The machine
+# ARGS are passed to bandsync-bench last (e.g. ARGS="-json"); LOGDIR keeps
+# the instances' and Redis's logs (they are deleted otherwise). The machine
 # must allow 20,000 open files per process (ulimit -n): the bench holds one
 # descriptor per client and the first instance all of them in the single
 # run.
@@ -26,7 +27,12 @@ ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 work="$(mktemp -d)"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	if [ -n "${LOGDIR:-}" ]; then mkdir -p "$LOGDIR" && cp "$work"/*.log "$LOGDIR"/; fi
+	rm -rf "$work"
+}
 trap cleanup EXIT
 rport="$(free_port)"
 redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" --daemonize no >"$work/redis.log" 2>&1 &
@@ -55,10 +61,13 @@ single=()
 echo "=== $N instances on redis 127.0.0.1:$rport, ${S}x$M, ${TICK} ms ticks, client tickIntervalMs $CLIENT_TICK; $(uptime)"
 "$BIN/bandsync-bench" -url "$(join "${urls[@]}")" -server-pid "$(join "${spids[@]}")" "${single[@]}" -baseline \
 	-scenario "$SCENARIO" -sessions "$S" -members "$M" -tick-interval "${TICK}ms" -client-tick-ms "$CLIENT_TICK" \
-	-interval "$INTERVAL" -duration "$DURATION" -timeout 4m ${ARGS:-}
-status=$?
+	-interval "$INTERVAL" -duration "$DURATION" -timeout 4m ${ARGS:-} && status=0 || status=$?
 for i in $(seq "$N"); do
-	if grep -qi "panic\|fatal" "$work/server-$i.log"; then echo "instance $i log:" >&2; tail -20 "$work/server-$i.log" >&2; fi
+	# What the instances had to say (warnings: dropped connections, Redis).
+	if [ -s "$work/server-$i.log" ]; then
+		echo "--- instance $i: $(wc -l <"$work/server-$i.log") log lines; the last 5:"
+		tail -5 "$work/server-$i.log" | cut -c1-300
+	fi
 done
 echo "=== done; $(uptime)"
 exit $status
