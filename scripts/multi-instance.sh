@@ -43,7 +43,7 @@ urls=() spids=()
 prefix="multi-$RANDOM:"
 for i in $(seq "$N"); do
 	port="$(free_port)"
-	PORT="$port" REDIS_URL="redis://127.0.0.1:$rport" REDIS_KEY_PREFIX="$prefix" INSTANCE_ID="bench-$i" \
+	HOST=127.0.0.1 PORT="$port" REDIS_URL="redis://127.0.0.1:$rport" REDIS_KEY_PREFIX="$prefix" INSTANCE_ID="bench-$i" \
 		SCROLL_TICK_INTERVAL="$TICK" LOG_LEVEL=warn "${SERVER:-$BIN/bandsync}" >"$work/server-$i.log" 2>&1 &
 	pids+=($!) spids+=($!)
 	urls+=("http://127.0.0.1:$port")
