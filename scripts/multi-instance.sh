@@ -2,8 +2,8 @@
 # The multi-instance benchmark (issue 12): a private redis-server, N
 # bandsync instances on it (Redis mode) on free ports, and bandsync-bench
 # spreading S sessions x M members over them (member i of session j on
-# instance (i+j) mod N). One series: the relay floor, the same shape on
-# the first instance alone, the shape spread over the N instances, the
+# instance (i+j) mod N). One series: the relay floor, the shape spread
+# over the N instances, the same shape on the first instance alone, the
 # relay again. Every instance runs with TICK ms ticks, and the bench's
 # members ask for CLIENT_TICK (-1: nothing, i.e. every tick; 0: none; or
 # a slower rate in ms).

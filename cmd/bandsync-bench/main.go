@@ -137,7 +137,7 @@ func parseFlags(args []string) (config, error) {
 	var sources, pids string
 	fs := flag.NewFlagSet("bandsync-bench", flag.ContinueOnError)
 	fs.StringVar(&c.URL, "url", "http://127.0.0.1:3001", "server base URL (the Socket.IO path /socket.io/ is appended); several instances comma-separated: member i of session j connects to instance (i+j) mod N")
-	fs.BoolVar(&c.Single, "single", false, "fanout, ticks with several -url: also measure the same shape with every member on the first instance, right before the spread run")
+	fs.BoolVar(&c.Single, "single", false, "fanout, ticks with several -url: also measure the same shape with every member on the first instance, right after the spread run")
 	fs.IntVar(&c.ClientTick, "client-tick-ms", -1, "fanout, ticks, ramp: the tickIntervalMs every member asks for in join_session: -1 asks nothing (every tick), 0 no ticks, N at most one per N ms")
 	fs.DurationVar(&c.RampSeekP99, "ramp-seek-p99", 0, "ramp: leaders also seek every -interval, and a step past this seek p99 (or missing a seek) is past the knee; 0: ticks only")
 	fs.StringVar(&c.Scenario, "scenario", "fanout", "connect | join | fanout | ticks | idle | ramp | relay | floor")

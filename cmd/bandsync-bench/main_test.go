@@ -205,7 +205,7 @@ func TestDialsLeaveFromTheGivenSourceAddresses(t *testing.T) {
 // instances on a shared store: every seek must still arrive, and 3
 // sessions of 3 split 5/4 (each session 2/1, its leader's instance
 // taking two, leaders alternating); "member i on instance i mod N" alone
-// would split 6/3. -single first measures the shape on the first one.
+// would split 6/3. -single then measures the shape on the first one.
 func TestSeveralInstancesSpreadEverySession(t *testing.T) {
 	r, err := benchclient.ListenRelay("127.0.0.1:0", 0)
 	if err != nil {
@@ -250,9 +250,9 @@ func TestSeveralInstancesSpreadEverySession(t *testing.T) {
 			t.Errorf("%s: tick row without ticks asked for: %+v", name, tl)
 		}
 	}
-	// The single run put 9 on the first; the spread run 5 and 4.
-	if a, b := counts[0].Load(), counts[1].Load(); a != 9+5 || b != 4 {
-		t.Errorf("connections per instance %d, %d; want 14 (9 single + 5 spread) and 4", a, b)
+	// The spread run put 5 and 4; the single run 9 on the first.
+	if a, b := counts[0].Load(), counts[1].Load(); a != 5+9 || b != 4 {
+		t.Errorf("connections per instance %d, %d; want 14 (5 spread + 9 single) and 4", a, b)
 	}
 }
 

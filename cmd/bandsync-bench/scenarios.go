@@ -185,8 +185,8 @@ func runJoin(ctx context.Context, cfg config, rep *report) error {
 // runPlaying is the fanout and ticks scenarios: S sessions of M members,
 // all playing, leaders seeking. With -baseline, the relay is measured with
 // the same shape right before and right after the server. With several
-// -url the members are spread over the instances, and -single measures
-// the same shape on the first instance alone first, in the same series.
+// -url the members are spread over the instances, and -single then
+// measures the same shape on the first instance alone, in the same series.
 func runPlaying(ctx context.Context, cfg config, rep *report) error {
 	if err := checkCap(cfg, cfg.Sessions*cfg.Members); err != nil {
 		return err
@@ -226,7 +226,10 @@ func runPlaying(ctx context.Context, cfg config, rep *report) error {
 	if n := len(cfg.wsURLs); n > 1 {
 		targets[0].name = fmt.Sprintf("%d instances", n)
 		if cfg.Single {
-			targets = append([]target{{"1 instance", cfg.wsURLs[:1], false}}, targets...)
+			// After the spread run: an overloaded single run can leave
+			// the instances busy (Redis timed out, sessions to write
+			// back), which would disturb the run the series is for.
+			targets = append(targets, target{"1 instance", cfg.wsURLs[:1], false})
 		}
 	}
 	var rows []*row
