@@ -58,6 +58,12 @@ type fleet struct {
 	// is left out, as the mobile app does).
 	joinTicks int
 
+	// seqBase is the first seek sequence of the next window: sequences
+	// go on rising across windows (ramp steps), or a follower that saw
+	// the last window's seeks would take the next one's as old.
+	// Touched by seekLoop only.
+	seqBase int64
+
 	measuring atomic.Bool // ticks count only while set
 	closing   atomic.Bool
 
@@ -401,6 +407,8 @@ func (f *fleet) seekLoop(ctx context.Context, interval time.Duration, end time.T
 	step := interval / time.Duration(len(ss))
 	t0 := time.Now()
 	var buf []byte
+	var rounds int64
+	defer func() { f.seqBase += rounds }()
 	for j := int64(0); ; j++ {
 		due := t0.Add(time.Duration(j) * step)
 		if !due.Before(end) || ctx.Err() != nil {
@@ -410,7 +418,8 @@ func (f *fleet) seekLoop(ctx context.Context, interval time.Duration, end time.T
 			time.Sleep(d)
 		}
 		s := ss[j%int64(len(ss))]
-		seq := j / int64(len(ss))
+		seq := f.seqBase + j/int64(len(ss))
+		rounds = j/int64(len(ss)) + 1
 		if seq >= maxSeeks {
 			return errors.New("seek positions exhausted; shorten -duration or lengthen -interval")
 		}

@@ -288,3 +288,37 @@ func TestSeveralURLsOnlyWhereTheyMeanSomething(t *testing.T) {
 		t.Error("a non-loopback second -url was accepted")
 	}
 }
+
+// A seek-latency ramp against the relay, which delivers every seek: every
+// step must count every seek, the later steps too (their seeks continue
+// the earlier steps' sequence), and so find no knee.
+func TestRampBySeekLatencyCountsEveryStep(t *testing.T) {
+	r, err := benchclient.ListenRelay("127.0.0.1:0", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cfg, err := parseFlags([]string{"-scenario", "ramp", "-url", r.URL(), "-members", "3", "-client-tick-ms", "0",
+		"-ramp-start", "2", "-ramp-step", "2", "-ramp-max", "4", "-step-duration", "1s", "-interval", "250ms",
+		"-warmup", "100ms", "-ramp-seek-p99", "10s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rows) != 2 {
+		t.Fatalf("want one row per step, got %+v", rep.Rows)
+	}
+	for i, row := range rep.Rows {
+		if row.Metric != "seek latency" || row.Count == 0 || row.Missing == nil || *row.Missing != 0 {
+			t.Errorf("step %d: %s count %d missing %v; want every seek received", i+1, row.Metric, row.Count, row.Missing)
+		}
+	}
+	if !strings.HasPrefix(rep.Knee, "not reached") {
+		t.Errorf("knee = %q; the relay should pass every step", rep.Knee)
+	}
+}
