@@ -270,13 +270,18 @@ if [[ " ${stages[*]} " == *" unit "* || " ${stages[*]} " == *" e2e "* ]]; then
 fi
 
 failed=()
+took=()
 start=$SECONDS
 for s in "${stages[@]}"; do
+	t0=$SECONDS
 	if ! "stage_$s"; then
 		failed+=("$s")
 		warn "stage '$s' FAILED"
 	fi
+	took+=("$s $((SECONDS - t0))s")
 done
+# The whole run must stay within CI's 15 minutes: say where the time went.
+printf '\n=== time per stage: %s ===\n' "$(IFS=,; echo "${took[*]}" | sed 's/,/, /g')"
 
 if ((${#failed[@]} > 0)); then
 	section "RESULT"
