@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/bandsync/bandsync/internal/wsframe"
 )
 
 // Disconnect reasons, as Socket.IO names them.
@@ -196,7 +198,7 @@ func (c *Conn) Disconnect() {
 	c.mu.Lock()
 	c.kicked = true
 	c.mu.Unlock()
-	c.enqueueControl(newFrame(opText, []byte{eioMessage, '0' + byte(PacketDisconnect)}))
+	c.enqueueControl(newFrame(wsframe.OpText, []byte{eioMessage, '0' + byte(PacketDisconnect)}))
 	c.closeAfterFlushWith(ReasonServerDisconnect, closeFrame(1000, ""))
 }
 
@@ -324,7 +326,7 @@ func (c *Conn) flush(quick bool) {
 			}
 			frames := c.batch[:0]
 			if c.pongDue {
-				frames = append(frames, newFrame(opPong, c.pong))
+				frames = append(frames, newFrame(wsframe.OpPong, c.pong))
 				c.pongDue = false
 			}
 			take := min(batch, c.qlenLocked())
@@ -503,34 +505,34 @@ func (c *Conn) consume(buf []byte) (used int, stop bool) {
 func (c *Conn) consumeFrames(buf []byte, now time.Time) (used int, stop bool) {
 	max := int64(c.srv.opts.MaxPayload)
 	for {
-		h, hlen, ok := parseHeader(buf[used:])
+		h, hlen, ok := wsframe.Parse(buf[used:])
 		if !ok {
 			return used, false
 		}
 		switch {
-		case !h.masked:
+		case !h.Masked:
 			c.close(ReasonParseError, closeFrame(1002, "client frames must be masked"))
 			return used, true
-		case h.rsv23 || (h.rsv1 && (h.op == opContinuation || h.op >= opClose)):
+		case h.Rsv&0x3 != 0 || (h.Rsv1() && (h.Op == wsframe.OpContinuation || h.Op >= wsframe.OpClose)):
 			// RFC 6455 5.2: no extension we negotiated defines these.
 			c.close(ReasonParseError, closeFrame(1002, "reserved bits set"))
 			return used, true
-		case h.length > max || int64(len(c.frag))+h.length > max:
+		case h.Length > max || int64(len(c.frag))+h.Length > max:
 			c.srv.stats.tooLarge.Add(1)
 			c.close(ReasonParseError, closeFrame(1009, "message exceeds maxPayload"))
 			return used, true
-		case h.op >= opClose && (!h.fin || h.length > 125):
+		case h.Op >= wsframe.OpClose && (!h.Fin || h.Length > 125):
 			c.close(ReasonParseError, closeFrame(1002, "malformed control frame"))
 			return used, true
 		}
-		total := hlen + int(h.length)
+		total := hlen + int(h.Length)
 		if len(buf)-used < total {
 			return used, false
 		}
 		payload := buf[used+hlen : used+total]
 		used += total
-		if h.op != opClose && !c.admitFrame(now, h.op, h.length) {
-			if c.frag != nil || h.op == opContinuation {
+		if h.Op != wsframe.OpClose && !c.admitFrame(now, h.Op, h.Length) {
+			if c.frag != nil || h.Op == wsframe.OpContinuation {
 				// A message with a hole in it cannot be handled.
 				c.kick(closeFrame(1008, "message rate exceeded"))
 			}
@@ -539,7 +541,7 @@ func (c *Conn) consumeFrames(buf []byte, now time.Time) (used int, stop bool) {
 			}
 			continue
 		}
-		maskBytes(payload, h.mask)
+		wsframe.Mask(payload, h.Mask)
 		c.frame(h, payload)
 		if c.isClosed() {
 			return used, true
@@ -551,32 +553,32 @@ func (c *Conn) consumeFrames(buf []byte, now time.Time) (used int, stop bool) {
 }
 
 // frame handles one WebSocket frame, assembling fragmented messages.
-func (c *Conn) frame(h frameHeader, payload []byte) {
-	switch h.op {
-	case opPing:
+func (c *Conn) frame(h wsframe.Header, payload []byte) {
+	switch h.Op {
+	case wsframe.OpPing:
 		c.queuePong(payload)
-	case opPong:
-	case opClose:
+	case wsframe.OpPong:
+	case wsframe.OpClose:
 		c.close(ReasonTransportClose, closeFrame(1000, ""))
-	case opText, opBinary:
+	case wsframe.OpText, wsframe.OpBinary:
 		if c.frag != nil {
 			c.close(ReasonParseError, closeFrame(1002, "new message inside a fragmented one"))
 			return
 		}
-		if h.fin {
-			c.message(h.op, h.rsv1, payload)
+		if h.Fin {
+			c.message(h.Op, h.Rsv1(), payload)
 			return
 		}
 		// The payload points into the read buffer: keep a copy.
 		c.frag = append(make([]byte, 0, len(payload)*2), payload...)
-		c.fragOp, c.fragRsv1 = h.op, h.rsv1
-	case opContinuation:
+		c.fragOp, c.fragRsv1 = h.Op, h.Rsv1()
+	case wsframe.OpContinuation:
 		if c.frag == nil {
 			c.close(ReasonParseError, closeFrame(1002, "continuation without a message"))
 			return
 		}
 		c.frag = append(c.frag, payload...)
-		if h.fin {
+		if h.Fin {
 			msg := c.frag
 			c.frag = nil
 			c.message(c.fragOp, c.fragRsv1, msg)
@@ -590,55 +592,6 @@ func (c *Conn) isClosed() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.closed
-}
-
-type frameHeader struct {
-	fin, rsv1, rsv23, masked bool
-	op                       byte
-	length                   int64
-	mask                     [4]byte
-}
-
-// parseHeader parses a WebSocket frame header (RFC 6455 5.2) at the start
-// of b; ok is false when b does not hold all of it yet.
-func parseHeader(b []byte) (h frameHeader, n int, ok bool) {
-	if len(b) < 2 {
-		return h, 0, false
-	}
-	h.fin = b[0]&0x80 != 0
-	h.rsv1 = b[0]&0x40 != 0
-	h.rsv23 = b[0]&0x30 != 0
-	h.op = b[0] & 0x0F
-	h.masked = b[1]&0x80 != 0
-	l := int64(b[1] & 0x7F)
-	n = 2
-	switch l {
-	case 126:
-		n += 2
-	case 127:
-		n += 8
-	}
-	if h.masked {
-		n += 4
-	}
-	if len(b) < n {
-		return h, 0, false
-	}
-	switch l {
-	case 126:
-		l = int64(binary.BigEndian.Uint16(b[2:4]))
-	case 127:
-		u := binary.BigEndian.Uint64(b[2:10])
-		if u > 1<<62 {
-			u = 1 << 62
-		}
-		l = int64(u)
-	}
-	h.length = l
-	if h.masked {
-		copy(h.mask[:], b[n-4:n])
-	}
-	return h, n, true
 }
 
 // readBlocking reads with a goroutine of its own until the connection
@@ -705,17 +658,11 @@ func readErrReason(err error) string {
 	return ReasonTransportError
 }
 
-func maskBytes(b []byte, mask [4]byte) {
-	for i := range b {
-		b[i] ^= mask[i&3]
-	}
-}
-
 func closeFrame(code uint16, reason string) []byte {
 	body := make([]byte, 2, 2+len(reason))
 	binary.BigEndian.PutUint16(body, code)
 	body = append(body, reason...)
-	return newFrame(opClose, body).plain
+	return newFrame(wsframe.OpClose, body).plain
 }
 
 // message handles one complete WebSocket message.
@@ -746,12 +693,12 @@ func (c *Conn) message(op byte, compressed bool, data []byte) {
 		c.chargeInflated(now, len(out))
 		data = out
 	}
-	if op == opText && !utf8.Valid(data) {
+	if op == wsframe.OpText && !utf8.Valid(data) {
 		c.close(ReasonParseError, closeFrame(1007, "text message is not valid UTF-8"))
 		return
 	}
 	c.srv.stats.framesIn.Add(1)
-	if op == opBinary {
+	if op == wsframe.OpBinary {
 		c.reportError("", ErrBinaryUnsupported)
 		return
 	}
@@ -786,7 +733,7 @@ func (c *Conn) packet(data []byte) {
 	if p.Namespace != defaultNamespace {
 		// The answer echoes the namespace: a long one is not worth it.
 		if p.Type == PacketConnect && len(p.Namespace) <= maxNamespaceEcho {
-			c.enqueueControl(newFrame(opText, connectError(p.Namespace, "Invalid namespace")))
+			c.enqueueControl(newFrame(wsframe.OpText, connectError(p.Namespace, "Invalid namespace")))
 		}
 		return
 	}
@@ -855,7 +802,7 @@ func (c *Conn) ackFunc(id int64) Ack {
 			b = []byte(`{"ok":false,"error":{"code":"INTERNAL","message":"unencodable reply"}}`)
 		}
 		pkt := appendAck(make([]byte, 0, len(b)+24), id, b)
-		c.enqueue(newFrame(opText, pkt))
+		c.enqueue(newFrame(wsframe.OpText, pkt))
 	}
 }
 
@@ -884,7 +831,7 @@ func (c *Conn) replay(records []Record) {
 	}
 	var lastReplayed uint64
 	for _, r := range records {
-		c.queue = append(c.queue, newFrame(opText, r.Packet))
+		c.queue = append(c.queue, newFrame(wsframe.OpText, r.Packet))
 		lastReplayed = r.Offset
 	}
 	for _, f := range c.held {

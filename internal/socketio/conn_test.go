@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bandsync/bandsync/internal/wsframe"
 )
 
 // sinkConn is a net.Conn that accepts every write; optionally it blocks
@@ -178,7 +180,7 @@ func TestWriterCoalescesPendingFrames(t *testing.T) {
 	}
 	want := ""
 	for i := 0; i <= 20; i++ {
-		want += string(newFrame(opText, appendEvent(nil, "e", []byte(strconv.Itoa(i)), "")).plain)
+		want += string(newFrame(wsframe.OpText, wsframe.AppendEvent(nil, "e", []byte(strconv.Itoa(i)), "")).plain)
 	}
 	if got := sink.written(); got != want {
 		t.Fatalf("bytes on the wire differ from the frames in order:\n got %q\nwant %q", got, want)

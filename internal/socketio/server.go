@@ -33,6 +33,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsflate"
+
+	"github.com/bandsync/bandsync/internal/wsframe"
 )
 
 // Ack answers a client's acknowledgement request. It is nil when the
@@ -361,7 +363,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			c.close(ReasonPingTimeout, closeFrame(1008, "no Socket.IO CONNECT"))
 		}
 	})
-	c.enqueueControl(newFrame(opText, c.openPacket(randomID())))
+	c.enqueueControl(newFrame(wsframe.OpText, c.openPacket(randomID())))
 	if n := rw.Reader.Buffered(); n > 0 {
 		pre, _ := rw.Reader.Peek(n)
 		used, stop := c.consume(pre)
@@ -456,7 +458,7 @@ func (s *Server) connect(c *Conn, auth json.RawMessage) {
 		c.pid = randomID()
 	}
 	s.register(c)
-	c.enqueueControl(newFrame(opText, connectReply(c.id, c.pid)))
+	c.enqueueControl(newFrame(wsframe.OpText, connectReply(c.id, c.pid)))
 	c.connected.Store(true)
 	s.connected(c)
 }
@@ -507,7 +509,7 @@ func (s *Server) tryRecover(c *Conn, pid, offsetStr string) bool {
 		records, c.replaySkipped = nil, true
 		s.stats.replaysSkipped.Add(1)
 	}
-	c.enqueueControl(newFrame(opText, connectReply(c.id, c.pid)))
+	c.enqueueControl(newFrame(wsframe.OpText, connectReply(c.id, c.pid)))
 	c.connected.Store(true)
 	c.replay(records)
 	s.stats.recovered.Add(1)
@@ -638,8 +640,8 @@ func (s *Server) encode(target, event string, payload any, kind emitKind) (*Fram
 	// A shared recovery store records events itself (SharedRecovery), so
 	// nothing gets an offset here.
 	if kind != kindRecorded || s.opts.Recovery == nil || target == "" || s.shared() != nil {
-		pkt := appendEvent(make([]byte, 0, eventLen(event, body, "")), event, body, "")
-		f := newFrame(opText, pkt)
+		pkt := wsframe.AppendEvent(make([]byte, 0, wsframe.EventLen(event, body, "")), event, body, "")
+		f := newFrame(wsframe.OpText, pkt)
 		f.volatile = kind == kindVolatile
 		return f, nil
 	}
@@ -647,8 +649,8 @@ func (s *Server) encode(target, event string, payload any, kind emitKind) (*Fram
 	defer s.recMu.Unlock()
 	s.seq++
 	off := formatOffset(s.seq)
-	pkt := appendEvent(make([]byte, 0, eventLen(event, body, off)), event, body, off)
-	f := newFrame(opText, pkt)
+	pkt := wsframe.AppendEvent(make([]byte, 0, wsframe.EventLen(event, body, off)), event, body, off)
+	f := newFrame(wsframe.OpText, pkt)
 	f.seq = s.seq
 	if err := s.opts.Recovery.Append(context.Background(), target, s.seq, f.payload()); err != nil {
 		s.opts.Logger.Warn("recovery store append failed", "err", err)
@@ -738,14 +740,14 @@ func (s *Server) RoomSize(room string) int { return s.rooms.size(room) }
 
 // EncodeVolatile builds a volatile event frame to hand to BroadcastFrame.
 func EncodeVolatile(event string, payload []byte) *Frame {
-	pkt := appendEvent(make([]byte, 0, eventLen(event, payload, "")), event, payload, "")
-	f := newFrame(opText, pkt)
+	pkt := wsframe.AppendEvent(make([]byte, 0, wsframe.EventLen(event, payload, "")), event, payload, "")
+	f := newFrame(wsframe.OpText, pkt)
 	f.volatile = true
 	return f
 }
 
 // pingFrame is the Engine.IO ping, shared by every connection.
-var pingFrame = newFrame(opText, []byte{eioPing})
+var pingFrame = newFrame(wsframe.OpText, []byte{eioPing})
 
 // pingLoop sends the Engine.IO ping to every connection once per
 // pingInterval, one shard of connections at a time so pings go out
