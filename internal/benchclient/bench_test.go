@@ -53,4 +53,3 @@ func BenchmarkEmit(b *testing.B) {
 		}
 	}
 }
-
