@@ -85,7 +85,6 @@ func testFanoutAgainstRelay(t *testing.T, readers string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer parseFlags(nil) // back to the default readers
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	rep, err := run(ctx, cfg)
