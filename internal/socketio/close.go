@@ -17,25 +17,27 @@ func recoverable(reason string) bool {
 }
 
 // closeAfterFlushWith closes the connection once what is queued now has
-// been written (or the write timeout passed).
+// been written, or the write timeout passed.
 func (c *Conn) closeAfterFlushWith(reason string, frame []byte) {
 	go func() {
-		deadline := time.Now().Add(c.srv.opts.WriteTimeout)
-		for time.Now().Before(deadline) {
-			c.mu.Lock()
-			idle := !c.writing || c.closed
-			c.mu.Unlock()
-			if idle {
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		c.mu.Lock()
+		c.awaitLocked(c.srv.opts.WriteTimeout, func() bool { return !c.writing || c.closed })
+		c.mu.Unlock()
 		c.close(reason, frame)
 	}()
 }
 
+// closeFrameTimeout bounds what a close frame may wait for: the writer
+// finishing the frame it is in the middle of, then the close frame's own
+// write.
+const closeFrameTimeout = 100 * time.Millisecond
+
 // close ends the connection once. closeFrame, when given, is written
-// directly first (best effort) so the client learns the close code.
+// first (best effort) so the client learns the close code; it only ever
+// follows whole frames. If the writer is in the middle of a write, it gets
+// until closeFrameTimeout to finish it; if it cannot, the stream may end
+// inside a frame and the close frame is left out rather than written into
+// the middle of it.
 func (c *Conn) close(reason string, closeFrame []byte) {
 	c.mu.Lock()
 	if c.closed {
@@ -43,6 +45,10 @@ func (c *Conn) close(reason string, closeFrame []byte) {
 		return
 	}
 	c.closed = true
+	c.closeBy = time.Now().Add(closeFrameTimeout)
+	if c.inWrite {
+		_ = c.nc.SetWriteDeadline(c.closeBy) // see setWriteDeadline
+	}
 	polled := c.polled
 	if c.kicked {
 		reason = ReasonServerDisconnect
@@ -55,13 +61,22 @@ func (c *Conn) close(reason string, closeFrame []byte) {
 	clear(c.queue)
 	c.queue, c.qhead = nil, 0
 	c.held = nil
+	c.signalLocked()
+	if closeFrame != nil {
+		// Once the writer is out of its write it sees closed and writes
+		// nothing more: the wire is ours.
+		atBoundary := c.awaitLocked(closeFrameTimeout, func() bool { return !c.inWrite })
+		if !atBoundary || c.partial {
+			closeFrame = nil
+		}
+	}
 	c.mu.Unlock()
 
 	if polled {
 		c.srv.poller.forget(c)
 	}
 	if closeFrame != nil {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_ = c.nc.SetWriteDeadline(c.closeBy)
 		_, _ = c.nc.Write(closeFrame)
 		lingerClose(c.nc)
 	} else {

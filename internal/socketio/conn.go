@@ -67,9 +67,17 @@ type Conn struct {
 	// pong is the payload of the latest client ping not yet answered.
 	// RFC 6455 5.5.3 lets a server answer only the latest, so a ping
 	// flood costs one slot, never a queue.
-	pong     []byte
-	pongDue  bool
-	inWrite  bool // the writer is inside a write call
+	pong    []byte
+	pongDue bool
+	inWrite bool // the writer holds a batch not yet fully written
+	// partial: the writer gave up with part of a batch unwritten, so the
+	// wire may end inside a frame and no close frame may follow.
+	partial bool
+	// progress, when someone waits on the writer (awaitLocked), is closed
+	// at its next step; signalLocked closes it.
+	progress chan struct{}
+	// closeBy is when a closing connection's last writes must be done.
+	closeBy  time.Time
 	kicked   bool // Disconnect was called
 	closed   bool
 	holding  bool     // recovery replay in progress: live frames wait in held

@@ -12,6 +12,11 @@ import (
 // socket. A write into a socket with buffer space takes microseconds.
 const quickWriteTimeout = 2 * time.Millisecond
 
+// testHookWriteStalled, set by a test, runs where a shared worker has
+// written part of a batch and hands the rest to a goroutine of the
+// connection's own: the moment the wire ends inside a frame.
+var testHookWriteStalled func(*Conn)
+
 // flush drains the queue, writing everything pending in one vectored
 // write per round, until the queue is empty. Shared write workers run it
 // with quick set: their writes get a short deadline, and a connection
@@ -26,6 +31,7 @@ func (c *Conn) flush(quick bool) {
 			if (c.qlenLocked() == 0 && !c.pongDue) || c.closed {
 				c.writing = false
 				c.inWrite = false
+				c.signalLocked()
 				c.mu.Unlock()
 				return
 			}
@@ -42,6 +48,7 @@ func (c *Conn) flush(quick bool) {
 				c.queue, c.qhead = c.queue[:0], 0
 			}
 			c.inWrite = true
+			c.signalLocked() // the queue shrank: awaitWriter may go on
 			c.mu.Unlock()
 
 			c.bufs = c.bufsBacking[:0]
@@ -68,6 +75,9 @@ func (c *Conn) flush(quick bool) {
 			// at 3,000 playing members. What the socket will not take
 			// now goes to a goroutine of the connection's own.
 			if !c.writeNonblocking() {
+				if testHookWriteStalled != nil {
+					testHookWriteStalled(c)
+				}
 				go c.flush(false)
 				return
 			}
@@ -76,7 +86,7 @@ func (c *Conn) flush(quick bool) {
 			if quick {
 				timeout = quickWriteTimeout
 			}
-			_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
+			c.setWriteDeadline(timeout)
 			_, err = c.bufs.WriteTo(c.nc) // consumes what it wrote
 		}
 		if err != nil {
@@ -85,6 +95,12 @@ func (c *Conn) flush(quick bool) {
 				go c.flush(false)
 				return
 			}
+			// The wire may end inside a frame now: no close frame may
+			// follow it.
+			c.mu.Lock()
+			c.inWrite, c.partial = false, len(c.bufs) > 0
+			c.signalLocked()
+			c.mu.Unlock()
 			c.bufs = nil
 			c.close(ReasonTransportError, nil)
 			return
@@ -93,22 +109,74 @@ func (c *Conn) flush(quick bool) {
 		c.bufs = c.bufs[:0]
 		c.mu.Lock()
 		c.inWrite = false
+		c.signalLocked() // at a frame boundary: a close frame may follow
 		c.mu.Unlock()
 	}
+}
+
+// setWriteDeadline bounds the next write by timeout, or by the close's
+// deadline once the connection is closing, so a writer finishing its frame
+// for a close frame to follow cannot push the close back by a write
+// timeout. Setting a deadline arms a timer and does no I/O; it is done
+// under c.mu so close's deadline and this one cannot be set out of order.
+func (c *Conn) setWriteDeadline(timeout time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	deadline := c.closeBy
+	if !c.closed {
+		deadline = time.Now().Add(timeout)
+	}
+	_ = c.nc.SetWriteDeadline(deadline)
 }
 
 // awaitWriter holds the reading of a client's next event while more
 // than half its write queue is pending. A client that sends a burst of
 // events, each answered, then waits for its own answers to go out instead
 // of overflowing its queue and being dropped: back-pressure on the one
-// sending the burst. Only that client's reading waits.
+// sending the burst. Only that client's reading waits, until the writer
+// has taken the queue below a quarter, or for the write timeout at most.
 func (c *Conn) awaitWriter() {
 	high, low := c.srv.opts.WriteQueueSize/2, c.srv.opts.WriteQueueSize/4
-	if c.queueLen() <= high {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.qlenLocked() <= high {
 		return
 	}
-	deadline := time.Now().Add(c.srv.opts.WriteTimeout)
-	for c.queueLen() > low && time.Now().Before(deadline) && !c.isClosed() {
-		time.Sleep(200 * time.Microsecond)
+	c.awaitLocked(c.srv.opts.WriteTimeout, func() bool { return c.qlenLocked() <= low || c.closed })
+}
+
+// awaitLocked waits until ready holds or d has passed, and reports
+// whether ready held. ready is checked under c.mu whenever the writer
+// signals progress (it took frames, finished a write, stopped) and when the
+// connection closes. The caller holds c.mu; it is released while waiting.
+func (c *Conn) awaitLocked(d time.Duration, ready func() bool) bool {
+	if ready() {
+		return true
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for !ready() {
+		if c.progress == nil {
+			c.progress = make(chan struct{})
+		}
+		progress := c.progress
+		c.mu.Unlock()
+		select {
+		case <-progress:
+			c.mu.Lock()
+		case <-timer.C:
+			c.mu.Lock()
+			return ready()
+		}
+	}
+	return true
+}
+
+// signalLocked wakes whoever waits in awaitLocked; the caller holds c.mu.
+// Nobody waiting costs a nil check, so the writer signals freely.
+func (c *Conn) signalLocked() {
+	if c.progress != nil {
+		close(c.progress)
+		c.progress = nil
 	}
 }
