@@ -108,9 +108,3 @@ func (c *Conn) overflowAndUnlock() {
 
 // qlenLocked is the number of frames waiting; the caller holds c.mu.
 func (c *Conn) qlenLocked() int { return len(c.queue) - c.qhead }
-
-func (c *Conn) queueLen() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.qlenLocked()
-}

@@ -44,3 +44,9 @@ func TestVolatileDroppedWhenBehindAndQueueOverflowDisconnects(t *testing.T) {
 		t.Fatalf("the fast member got %d ticks, want 2: a slow member must not hold others back: %q", got, fast.written())
 	}
 }
+
+func (c *Conn) queueLen() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.qlenLocked()
+}
