@@ -131,7 +131,7 @@ func newFleet(ds []*dialer, tick time.Duration, joinTicks int) *fleet {
 func newFleetFor(cfg config, wsURLs []string, total int) *fleet {
 	ds := make([]*dialer, len(wsURLs))
 	for i, u := range wsURLs {
-		ds[i] = newDialer(u, cfg.SourceIPs, total)
+		ds[i] = newDialer(u, cfg.SourceIPs, total, cfg.Readers == "goroutine")
 	}
 	return newFleet(ds, cfg.tickPeriod(), cfg.ClientTick)
 }

@@ -205,10 +205,7 @@ func parseFlags(args []string) (config, error) {
 		return c, errors.New("durations must be positive")
 	}
 	switch c.Readers {
-	case "epoll":
-		benchclient.UseGoroutineReaders(false)
-	case "goroutine":
-		benchclient.UseGoroutineReaders(true)
+	case "epoll", "goroutine":
 	default:
 		return c, fmt.Errorf("-readers must be epoll or goroutine, not %q", c.Readers)
 	}

@@ -85,7 +85,6 @@ func testFanoutAgainstRelay(t *testing.T, readers string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer parseFlags(nil) // back to the default readers
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	rep, err := run(ctx, cfg)
@@ -162,10 +161,10 @@ func TestConnectionCapIsEnforced(t *testing.T) {
 }
 
 func TestSourceAddressesAreAddedWhenNeeded(t *testing.T) {
-	if d := newDialer("ws://x", nil, 1000); len(d.sources) != 0 {
+	if d := newDialer("ws://x", nil, 1000, false); len(d.sources) != 0 {
 		t.Errorf("small run got source addresses %v", d.sources)
 	}
-	d := newDialer("ws://x", nil, 60000)
+	d := newDialer("ws://x", nil, 60000, false)
 	if len(d.sources) != 3 || d.sources[2].String() != "127.0.0.3" {
 		t.Errorf("60,000 connections got sources %v; want 127.0.0.1-3", d.sources)
 	}
@@ -187,7 +186,7 @@ func TestDialsLeaveFromTheGivenSourceAddresses(t *testing.T) {
 		http.Error(w, "no upgrade here", http.StatusTeapot)
 	}))
 	defer srv.Close()
-	d := newDialer("ws"+strings.TrimPrefix(srv.URL, "http")+"/socket.io/", []net.IP{net.IPv4(127, 0, 0, 2), net.IPv4(127, 0, 0, 3)}, 4)
+	d := newDialer("ws"+strings.TrimPrefix(srv.URL, "http")+"/socket.io/", []net.IP{net.IPv4(127, 0, 0, 2), net.IPv4(127, 0, 0, 3)}, 4, false)
 	for range 4 {
 		if _, err := d.dial(); err == nil {
 			t.Fatal("dial succeeded against a server that refuses upgrades")

@@ -36,7 +36,7 @@ func runConnect(ctx context.Context, cfg config, rep *report) error {
 	if err := checkCap(cfg, cfg.N); err != nil {
 		return err
 	}
-	d := newDialer(cfg.wsURL, cfg.SourceIPs, cfg.N)
+	d := newDialer(cfg.wsURL, cfg.SourceIPs, cfg.N, cfg.Readers == "goroutine")
 	conns := make([]*benchclient.Conn, cfg.N)
 	lats := make([]benchclient.Samples, cfg.Concurrency)
 	var (
@@ -108,7 +108,7 @@ func runJoin(ctx context.Context, cfg config, rep *report) error {
 	if err := checkCap(cfg, cfg.N); err != nil {
 		return err
 	}
-	d := newDialer(cfg.wsURL, cfg.SourceIPs, cfg.N)
+	d := newDialer(cfg.wsURL, cfg.SourceIPs, cfg.N, cfg.Readers == "goroutine")
 	conns := make([]*benchclient.Conn, cfg.N)
 	snaps := make([]chan time.Time, cfg.N)
 	defer func() {
@@ -446,7 +446,7 @@ func runIdle(ctx context.Context, cfg config, rep *report) error {
 	if r := cfg.N % cfg.Members; r > 0 {
 		sizes = append(sizes, r)
 	}
-	f := newFleet([]*dialer{newDialer(cfg.wsURL, cfg.SourceIPs, cfg.N)}, cfg.Tick, -1)
+	f := newFleet([]*dialer{newDialer(cfg.wsURL, cfg.SourceIPs, cfg.N, cfg.Readers == "goroutine")}, cfg.Tick, -1)
 	defer f.close()
 	t0 := time.Now()
 	if _, err := f.addSessions(ctx, sizes); err != nil {

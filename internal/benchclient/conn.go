@@ -18,10 +18,11 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/bandsync/bandsync/internal/wsframe"
 )
 
 // readBufferSize is small on purpose: messages larger than the buffer are
@@ -62,7 +63,7 @@ type Handler func(now time.Time, pkt []byte)
 //
 // Until Start it is a net.Conn read through a bufio.Reader (the handshake).
 // Start hands reading to an epoll loop shared by many connections (Linux)
-// or to a goroutine of its own (elsewhere, or after UseGoroutineReaders).
+// or to a goroutine of its own (elsewhere, or with DialOptions.GoroutineReader).
 type Conn struct {
 	// SID is the socket id from the server's CONNECT reply.
 	SID string
@@ -70,8 +71,9 @@ type Conn struct {
 	nc net.Conn
 	fr frameReader
 
-	h      Handler
-	closed func(error)
+	h               Handler
+	closed          func(error)
+	goroutineReader bool // see DialOptions
 
 	// Epoll mode (Linux): the socket is a raw descriptor owned by a poller.
 	fd      int
@@ -89,14 +91,25 @@ type Conn struct {
 	err  error
 }
 
-// Dial connects to wsURL (see SocketURL) from local (nil for the kernel's
-// choice) and completes the Engine.IO open and Socket.IO CONNECT, so the
-// returned connection is ready for events. timeout bounds the whole
-// exchange.
-func Dial(wsURL string, local net.IP, timeout time.Duration) (*Conn, error) {
+// DialOptions says how Dial connects.
+type DialOptions struct {
+	// Local is the source address, nil for the kernel's choice.
+	Local net.IP
+	// Timeout bounds the whole exchange: dial, upgrade, open and CONNECT.
+	Timeout time.Duration
+	// GoroutineReader makes the connection read on a goroutine of its own
+	// rather than on the shared epoll loops (Linux). The goroutine way is
+	// the simple one, kept to compare against.
+	GoroutineReader bool
+}
+
+// Dial connects to wsURL (see SocketURL) and completes the Engine.IO open
+// and Socket.IO CONNECT, so the returned connection is ready for events.
+func Dial(wsURL string, o DialOptions) (*Conn, error) {
+	timeout := o.Timeout
 	d := ws.Dialer{Timeout: timeout, ReadBufferSize: readBufferSize, WriteBufferSize: 512}
-	if local != nil {
-		nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: local}}
+	if o.Local != nil {
+		nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: o.Local}}
 		d.NetDial = nd.DialContext
 	}
 	// A background context keeps gobwas/ws from starting a watcher
@@ -110,7 +123,7 @@ func Dial(wsURL string, local net.IP, timeout time.Duration) (*Conn, error) {
 	}
 	// br (when gobwas/ws returns one) comes from its pool and holds bytes
 	// the server sent after the upgrade; it is kept rather than returned.
-	c := &Conn{nc: nc, fr: frameReader{br: br}, fd: -1, done: make(chan struct{})}
+	c := &Conn{nc: nc, fr: frameReader{br: br}, fd: -1, done: make(chan struct{}), goroutineReader: o.GoroutineReader}
 	if err := c.handshake(timeout); err != nil {
 		_ = nc.Close()
 		return nil, err
@@ -156,15 +169,6 @@ func (c *Conn) handshake(timeout time.Duration) error {
 	}
 }
 
-// goroutineReaders forces a reading goroutine per connection.
-var goroutineReaders atomic.Bool
-
-// UseGoroutineReaders makes connections started from now on read on a
-// goroutine each (on) or on the shared epoll loops where available (off,
-// the default). The goroutine way is the simple one, kept to compare
-// against.
-func UseGoroutineReaders(on bool) { goroutineReaders.Store(on) }
-
 // Start begins reading the connection until it closes, answering
 // Engine.IO pings and WebSocket pings and passing every Socket.IO packet
 // to h (which may be nil). closed, when not nil, runs once with the reason
@@ -174,7 +178,7 @@ func (c *Conn) Start(h Handler, closed func(err error)) {
 	c.wmu.Lock()
 	c.started = true
 	c.wmu.Unlock()
-	if !goroutineReaders.Load() && c.startPolled() {
+	if !c.goroutineReader && c.startPolled() {
 		return
 	}
 	go func() {
@@ -259,7 +263,7 @@ func (c *Conn) write(op ws.OpCode, p []byte) error {
 	if c.dead {
 		return errWriteClosed
 	}
-	c.wbuf = appendFrame(c.wbuf[:0], op, p, true)
+	c.wbuf = appendClientFrame(c.wbuf[:0], op, p)
 	var err error
 	if c.rawFD {
 		err = writeFD(c.fd, c.wbuf)
@@ -275,7 +279,7 @@ func (c *Conn) write(op ws.OpCode, p []byte) error {
 // Emit sends the event name with one JSON argument.
 func (c *Conn) Emit(name string, arg []byte) error {
 	var b [256]byte
-	return c.WriteText(AppendEvent(b[:0], name, arg))
+	return c.WriteText(wsframe.AppendEvent(b[:0], name, arg, ""))
 }
 
 // Close closes the connection; Done is closed soon after. The close is

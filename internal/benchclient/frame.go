@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 
 	"github.com/gobwas/ws"
+
+	"github.com/bandsync/bandsync/internal/wsframe"
 )
 
 // maxMessage bounds one reassembled message; BandSync's largest, a
@@ -52,7 +54,7 @@ func (r *frameReader) next() (ws.OpCode, []byte, error) {
 				return 0, nil, err
 			}
 			if masked {
-				ws.Cipher(r.ctrl, mask, 0)
+				wsframe.Mask(r.ctrl, mask)
 			}
 			r.buf = msg
 			return fop, r.ctrl, nil
@@ -77,7 +79,7 @@ func (r *frameReader) next() (ws.OpCode, []byte, error) {
 			return 0, nil, err
 		}
 		if masked {
-			ws.Cipher(msg[start:], mask, 0)
+			wsframe.Mask(msg[start:], mask)
 		}
 		if fin {
 			r.buf = msg[:0]
@@ -86,70 +88,29 @@ func (r *frameReader) next() (ws.OpCode, []byte, error) {
 	}
 }
 
+// header reads one frame header with wsframe's parser: Peek keeps the
+// bytes in br's buffer, so nothing is copied or allocated.
 func (r *frameReader) header() (fin bool, op ws.OpCode, n int, mask [4]byte, masked bool, err error) {
 	b, err := r.br.Peek(2)
 	if err != nil {
 		return
 	}
-	fin = b[0]&0x80 != 0
-	op = ws.OpCode(b[0] & 0x0f)
-	masked = b[1]&0x80 != 0
-	l := int(b[1] & 0x7f)
-	_, _ = r.br.Discard(2)
-	switch l {
-	case 126:
-		if b, err = r.br.Peek(2); err != nil {
-			return
-		}
-		l = int(binary.BigEndian.Uint16(b))
-		_, _ = r.br.Discard(2)
-	case 127:
-		if b, err = r.br.Peek(8); err != nil {
-			return
-		}
-		v := binary.BigEndian.Uint64(b)
-		_, _ = r.br.Discard(8)
-		if v > maxMessage {
-			err = errTooLarge
-			return
-		}
-		l = int(v)
+	if b, err = r.br.Peek(wsframe.HeaderSize(b[1])); err != nil {
+		return
 	}
-	if masked {
-		if b, err = r.br.Peek(4); err != nil {
-			return
-		}
-		copy(mask[:], b)
-		_, _ = r.br.Discard(4)
+	h, hlen, _ := wsframe.Parse(b)
+	_, _ = r.br.Discard(hlen)
+	if h.Length > maxMessage {
+		err = errTooLarge
+		return
 	}
-	return fin, op, l, mask, masked, nil
+	return h.Fin, ws.OpCode(h.Op), int(h.Length), h.Mask, h.Masked, nil
 }
 
-// appendFrame appends one final WebSocket frame. Client frames must be
-// masked (RFC 6455 5.3); server frames must not be.
-func appendFrame(dst []byte, op ws.OpCode, payload []byte, masked bool) []byte {
-	n := len(payload)
-	var mbit byte
-	if masked {
-		mbit = 0x80
-	}
-	dst = append(dst, 0x80|byte(op))
-	switch {
-	case n < 126:
-		dst = append(dst, mbit|byte(n))
-	case n <= 0xFFFF:
-		dst = append(dst, mbit|126, byte(n>>8), byte(n))
-	default:
-		dst = append(dst, mbit|127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	if !masked {
-		return append(dst, payload...)
-	}
+// appendClientFrame appends one final frame masked with a fresh key, as a
+// client must send it (RFC 6455 5.3).
+func appendClientFrame(dst []byte, op ws.OpCode, payload []byte) []byte {
 	var key [4]byte
 	binary.LittleEndian.PutUint32(key[:], rand.Uint32())
-	dst = append(dst, key[:]...)
-	start := len(dst)
-	dst = append(dst, payload...)
-	ws.Cipher(dst[start:], key, 0)
-	return dst
+	return wsframe.AppendMasked(dst, byte(op), payload, key)
 }

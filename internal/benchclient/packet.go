@@ -191,17 +191,3 @@ func skipValue(b []byte, i int) int {
 	}
 	return j
 }
-
-// AppendEvent appends the Engine.IO message of a Socket.IO EVENT for the
-// default namespace: 42["name",arg]. arg must be valid JSON; name must
-// need no escaping.
-func AppendEvent(dst []byte, name string, arg []byte) []byte {
-	dst = append(dst, '4', '2', '[', '"')
-	dst = append(dst, name...)
-	dst = append(dst, '"')
-	if arg != nil {
-		dst = append(dst, ',')
-		dst = append(dst, arg...)
-	}
-	return append(dst, ']')
-}

@@ -85,22 +85,12 @@ func TestEventVariants(t *testing.T) {
 	}
 }
 
-func TestAppendEvent(t *testing.T) {
-	got := string(AppendEvent(nil, "join_session", []byte(`{"sessionId":"s"}`)))
-	if got != `42["join_session",{"sessionId":"s"}]` {
-		t.Errorf("AppendEvent = %s", got)
-	}
-	if got := string(AppendEvent(nil, "ping", nil)); got != `42["ping"]` {
-		t.Errorf("AppendEvent without argument = %s", got)
-	}
-}
-
 // Frames the bench writes must be masked client frames a server library
 // reads back, and frames a server writes must be read by the bench.
 func TestFramesRoundTrip(t *testing.T) {
 	for _, n := range []int{0, 5, 125, 126, 65535, 65536, 200000} {
 		payload := bytes.Repeat([]byte{'a'}, n)
-		frame := appendFrame(nil, ws.OpText, payload, true)
+		frame := appendClientFrame(nil, ws.OpText, payload)
 		r := bytes.NewReader(frame)
 		h, err := ws.ReadHeader(r)
 		if err != nil {

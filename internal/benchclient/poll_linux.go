@@ -14,6 +14,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/bandsync/bandsync/internal/epoll"
+	"github.com/bandsync/bandsync/internal/wsframe"
 )
 
 // On Linux, connections are read by a few epoll loops instead of a
@@ -223,49 +224,20 @@ func (c *Conn) consume(now time.Time, data []byte) error {
 // parseFrame decodes the frame at the start of b. n is 0 when b does not
 // hold a whole frame yet.
 func parseFrame(b []byte) (fin bool, op ws.OpCode, payload []byte, n int, err error) {
-	if len(b) < 2 {
-		return
-	}
-	fin = b[0]&0x80 != 0
-	op = ws.OpCode(b[0] & 0x0f)
-	masked := b[1]&0x80 != 0
-	l := uint64(b[1] & 0x7f)
-	h := 2
-	switch l {
-	case 126:
-		if len(b) < 4 {
-			return false, 0, nil, 0, nil
-		}
-		l, h = uint64(b[2])<<8|uint64(b[3]), 4
-	case 127:
-		if len(b) < 10 {
-			return false, 0, nil, 0, nil
-		}
-		l = 0
-		for i := 2; i < 10; i++ {
-			l = l<<8 | uint64(b[i])
-		}
-		h = 10
-	}
-	if l > maxMessage {
+	h, hlen, ok := wsframe.Parse(b)
+	switch {
+	case !ok:
+		return false, 0, nil, 0, nil
+	case h.Length > maxMessage:
 		return false, 0, nil, 0, errTooLarge
-	}
-	var mask [4]byte
-	if masked {
-		if len(b) < h+4 {
-			return false, 0, nil, 0, nil
-		}
-		copy(mask[:], b[h:h+4])
-		h += 4
-	}
-	if uint64(len(b)-h) < l {
+	case int64(len(b)-hlen) < h.Length:
 		return false, 0, nil, 0, nil
 	}
-	payload = b[h : h+int(l)]
-	if masked {
-		ws.Cipher(payload, mask, 0)
+	payload = b[hlen : hlen+int(h.Length)]
+	if h.Masked {
+		wsframe.Mask(payload, h.Mask)
 	}
-	return fin, op, payload, h + int(l), nil
+	return h.Fin, ws.OpCode(h.Op), payload, hlen + int(h.Length), nil
 }
 
 // remove unregisters and closes a connection that ended.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/bandsync/bandsync/internal/wsframe"
 )
 
 // Relay is the smallest server the bench's fan-out code can drive: it
@@ -152,7 +154,7 @@ func (r *Relay) serve(c *relayConn) {
 				g.control(p[1:])
 				// One encoding for the whole group, as a real server's
 				// broadcast would do.
-				fwd = appendFrame(fwd[:0], ws.OpText, p, false)
+				fwd = wsframe.AppendFrame(fwd[:0], wsframe.OpText, p)
 				g.broadcast(fwd)
 			}
 		default:
@@ -285,7 +287,7 @@ func (r *Relay) ticker(shard, n int) {
 			pkt = append(pkt, `,"version":`...)
 			pkt = strconv.AppendInt(pkt, int64(version), 10)
 			pkt = append(pkt, "}]"...)
-			frame = appendFrame(frame[:0], ws.OpText, pkt, false)
+			frame = wsframe.AppendFrame(frame[:0], wsframe.OpText, pkt)
 			g.broadcast(frame)
 		}
 	}
@@ -294,7 +296,7 @@ func (r *Relay) ticker(shard, n int) {
 func (c *relayConn) send(p []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.wbuf = appendFrame(c.wbuf[:0], ws.OpText, p, false)
+	c.wbuf = wsframe.AppendFrame(c.wbuf[:0], wsframe.OpText, p)
 	_, err := c.nc.Write(c.wbuf)
 	return err
 }

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bandsync/bandsync/internal/wsframe"
 )
 
 // rawClient is a hand-driven WebSocket client: it can do what
@@ -87,7 +89,7 @@ func (c *rawClient) closeCode(within time.Duration) int {
 		if _, err := io.ReadFull(c.br, body); err != nil {
 			return 0
 		}
-		if h[0]&0x0F == opClose && n >= 2 {
+		if h[0]&0x0F == wsframe.OpClose && n >= 2 {
 			return int(binary.BigEndian.Uint16(body))
 		}
 	}

@@ -1,5 +1,7 @@
 package socketio
 
+import "github.com/bandsync/bandsync/internal/wsframe"
+
 // SharedRecovery is a RecoveryStore shared by several server instances (the
 // Redis store). It differs from the memory one in two ways, and the server
 // adapts to both when its Recovery implements this interface:
@@ -28,7 +30,7 @@ type SharedRecovery interface {
 // the client sends back when it recovers; seq is the same offset as
 // ParseOffset reads it, for the replay's deduplication.
 func EncodeRecorded(event string, payload []byte, offset string, seq uint64) *Frame {
-	f := newFrame(opText, RecordedPacket(event, payload, offset))
+	f := newFrame(wsframe.OpText, RecordedPacket(event, payload, offset))
 	f.seq = seq
 	return f
 }
@@ -39,7 +41,7 @@ func RecordedPacket(event string, payload []byte, offset string) []byte {
 	if len(payload) == 0 {
 		payload = nil
 	}
-	return appendEvent(make([]byte, 0, eventLen(event, payload, offset)), event, payload, offset)
+	return wsframe.AppendEvent(make([]byte, 0, wsframe.EventLen(event, payload, offset)), event, payload, offset)
 }
 
 // Send queues an already encoded frame to this socket; it reports false

@@ -5,16 +5,8 @@ import (
 	"compress/flate"
 	"io"
 	"sync"
-)
 
-// WebSocket opcodes used by the server.
-const (
-	opContinuation = 0x0
-	opText         = 0x1
-	opBinary       = 0x2
-	opClose        = 0x8
-	opPing         = 0x9
-	opPong         = 0xA
+	"github.com/bandsync/bandsync/internal/wsframe"
 )
 
 // Frame is one server-to-client WebSocket message, header included, encoded
@@ -34,40 +26,11 @@ type Frame struct {
 	deflated    []byte
 }
 
-// appendHeader appends an unmasked, final WebSocket frame header.
-func appendHeader(dst []byte, op byte, rsv1 bool, n int) []byte {
-	b0 := 0x80 | op
-	if rsv1 {
-		b0 |= 0x40
-	}
-	switch {
-	case n < 126:
-		return append(dst, b0, byte(n))
-	case n <= 0xFFFF:
-		return append(dst, b0, 126, byte(n>>8), byte(n))
-	default:
-		return append(dst, b0, 127,
-			byte(uint64(n)>>56), byte(uint64(n)>>48), byte(uint64(n)>>40), byte(uint64(n)>>32),
-			byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-}
-
-func headerLen(n int) int {
-	switch {
-	case n < 126:
-		return 2
-	case n <= 0xFFFF:
-		return 4
-	default:
-		return 10
-	}
-}
-
 // newFrame wraps an Engine.IO text packet in a WebSocket frame.
 func newFrame(op byte, payload []byte) *Frame {
-	h := headerLen(len(payload))
+	h := wsframe.Len(len(payload))
 	b := make([]byte, 0, h+len(payload))
-	b = appendHeader(b, op, false, len(payload))
+	b = wsframe.AppendHeader(b, op, false, len(payload))
 	b = append(b, payload...)
 	return &Frame{plain: b, hdrLen: h}
 }
@@ -108,8 +71,8 @@ func (f *Frame) compress() {
 		return // incompressible: keep sending it plain
 	}
 	out = out[:len(out)-4]
-	d := make([]byte, 0, headerLen(len(out))+len(out))
-	d = appendHeader(d, opText, true, len(out))
+	d := make([]byte, 0, wsframe.Len(len(out))+len(out))
+	d = wsframe.AppendHeader(d, wsframe.OpText, true, len(out))
 	f.deflated = append(d, out...)
 }
 

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/bandsync/bandsync/internal/wsframe"
 )
 
 // inboundLimit charges a socket for what it sends before the server does
@@ -39,7 +41,7 @@ func (c *Conn) admitFrame(now time.Time, op byte, n int64) bool {
 		l.frames = rate.NewLimiter(rate.Limit(o.MaxFrameRate), o.MaxFrameRate)
 		l.bytes = rate.NewLimiter(rate.Limit(o.MaxReadRate), max(o.MaxReadRate, 2*o.MaxPayload))
 	}
-	if l.frames.AllowN(now, 1) && (op >= opClose || l.bytes.AllowN(now, int(n))) {
+	if l.frames.AllowN(now, 1) && (op >= wsframe.OpClose || l.bytes.AllowN(now, int(n))) {
 		return true
 	}
 	c.srv.stats.refusedFrames.Add(1)

@@ -244,37 +244,6 @@ func validEventName(s string) bool {
 	return true
 }
 
-// appendEvent appends the Engine.IO message carrying a Socket.IO EVENT for
-// the default namespace: 42["event",<payload>] or, when offset is non-empty,
-// 42["event",<payload>,"<offset>"] as connection-state recovery expects.
-func appendEvent(dst []byte, event string, payload []byte, offset string) []byte {
-	dst = append(dst, eioMessage, '0'+byte(PacketEvent), '[')
-	dst = strconv.AppendQuote(dst, event)
-	if payload != nil {
-		dst = append(dst, ',')
-		dst = append(dst, payload...)
-	}
-	if offset != "" {
-		dst = append(dst, ',', '"')
-		dst = append(dst, offset...)
-		dst = append(dst, '"')
-	}
-	return append(dst, ']')
-}
-
-// eventLen is the exact length appendEvent produces, so a frame can be
-// built in one allocation.
-func eventLen(event string, payload []byte, offset string) int {
-	n := 3 + len(event) + 2 + 1 // names are validated to need no escaping
-	if payload != nil {
-		n += 1 + len(payload)
-	}
-	if offset != "" {
-		n += 3 + len(offset)
-	}
-	return n
-}
-
 // appendAck appends 43<id>[<payload>].
 func appendAck(dst []byte, id int64, payload []byte) []byte {
 	dst = append(dst, eioMessage, '0'+byte(PacketAck))

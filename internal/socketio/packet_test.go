@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/bandsync/bandsync/internal/wsframe"
 )
 
 // The inputs are the exact strings socket.io-client@4 / socket.io-parser
@@ -95,9 +97,9 @@ func TestSplitEvent(t *testing.T) {
 // The server's side of the wire, as socket.io-client parses it.
 func TestEncode(t *testing.T) {
 	tests := []struct{ got, want string }{
-		{string(appendEvent(nil, "snapshot", []byte(`{"v":1}`), "")), `42["snapshot",{"v":1}]`},
-		{string(appendEvent(nil, "snapshot", []byte(`{"v":1}`), "17")), `42["snapshot",{"v":1},"17"]`},
-		{string(appendEvent(nil, "stop", nil, "")), `42["stop"]`},
+		{string(wsframe.AppendEvent(nil, "snapshot", []byte(`{"v":1}`), "")), `42["snapshot",{"v":1}]`},
+		{string(wsframe.AppendEvent(nil, "snapshot", []byte(`{"v":1}`), "17")), `42["snapshot",{"v":1},"17"]`},
+		{string(wsframe.AppendEvent(nil, "stop", nil, "")), `42["stop"]`},
 		{string(appendAck(nil, 12, []byte(`{"ok":true}`))), `4312[{"ok":true}]`},
 		{string(connectReply("sid1", "pid1")), `40{"pid":"pid1","sid":"sid1"}`},
 		{string(connectReply("sid1", "")), `40{"sid":"sid1"}`},
@@ -108,14 +110,14 @@ func TestEncode(t *testing.T) {
 			t.Errorf("got %s, want %s", tt.got, tt.want)
 		}
 	}
-	if n, p := eventLen("snapshot", []byte(`{"v":1}`), "17"), appendEvent(nil, "snapshot", []byte(`{"v":1}`), "17"); n != len(p) {
+	if n, p := wsframe.EventLen("snapshot", []byte(`{"v":1}`), "17"), wsframe.AppendEvent(nil, "snapshot", []byte(`{"v":1}`), "17"); n != len(p) {
 		t.Errorf("eventLen = %d, encoded length %d", n, len(p))
 	}
 }
 
 func TestFrameHeader(t *testing.T) {
 	for _, n := range []int{0, 1, 125, 126, 65535, 65536, 1 << 20} {
-		f := newFrame(opText, make([]byte, n))
+		f := newFrame(wsframe.OpText, make([]byte, n))
 		if got := len(f.plain) - f.hdrLen; got != n {
 			t.Fatalf("payload %d: frame carries %d", n, got)
 		}
@@ -127,18 +129,18 @@ func TestFrameHeader(t *testing.T) {
 
 func TestCompressRoundTrip(t *testing.T) {
 	payload := []byte(`42["snapshot",` + `{"message":"` + strings.Repeat("la la ", 300) + `"}]`)
-	f := newFrame(opText, payload)
+	f := newFrame(wsframe.OpText, payload)
 	if b := f.bytesFor(true, 1024); b[0] != 0xC1 || len(b) >= len(f.plain) {
 		t.Fatalf("large frame not compressed: first byte %#x, %d vs %d bytes", b[0], len(b), len(f.plain))
 	}
 	if b := f.bytesFor(false, 1024); &b[0] != &f.plain[0] {
 		t.Fatal("a client without deflate got the compressed frame")
 	}
-	small := newFrame(opText, []byte(`42["scroll_tick",{"positionMs":1}]`))
+	small := newFrame(wsframe.OpText, []byte(`42["scroll_tick",{"positionMs":1}]`))
 	if b := small.bytesFor(true, 1024); b[0] != 0x81 {
 		t.Fatal("a frame under the threshold was compressed")
 	}
-	body := f.deflated[headerLen(len(f.deflated)-2):]
+	body := f.deflated[wsframe.Len(len(f.deflated)-2):]
 	if f.deflated[1]&0x7f == 126 {
 		body = f.deflated[4:]
 	}

@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"github.com/bandsync/bandsync/internal/epoll"
+
+	"github.com/bandsync/bandsync/internal/wsframe"
 )
 
 // poller reads connections when the kernel says they are readable, so an
@@ -212,10 +214,10 @@ func (c *Conn) readReady() {
 // in place. A buffer that is already its own and not far too big is kept.
 func keepPartial(buf []byte, pooled bool) []byte {
 	need := max(len(buf), 14) // the longest header
-	if h, hlen, ok := parseHeader(buf); ok {
+	if h, hlen, ok := wsframe.Parse(buf); ok {
 		// Room for the whole frame, but not allocated on the word of a
 		// header alone: growth follows the bytes that actually come.
-		need = max(len(buf), min(hlen+int(h.length), 2*len(buf)+readBufSize))
+		need = max(len(buf), min(hlen+int(h.Length), 2*len(buf)+readBufSize))
 	}
 	if !pooled && cap(buf) <= 2*need {
 		return buf

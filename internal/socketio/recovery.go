@@ -2,8 +2,11 @@ package socketio
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/bandsync/bandsync/internal/wsframe"
 )
 
 // RecoveryStore keeps what connection-state recovery needs: the recent
@@ -180,4 +183,126 @@ func (m *MemoryRecovery) Take(_ context.Context, pid string) (Saved, bool, error
 		return Saved{}, false, nil
 	}
 	return s, true, nil
+}
+
+// replay queues recovered packets ahead of every live frame: live frames
+// that arrived during the lookup waited in held and follow, minus any the
+// replay already carried.
+func (c *Conn) replay(records []Record) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	var lastReplayed uint64
+	for _, r := range records {
+		c.queue = append(c.queue, newFrame(wsframe.OpText, r.Packet))
+		lastReplayed = r.Offset
+	}
+	for _, f := range c.held {
+		if f.seq != 0 && f.seq <= lastReplayed {
+			continue
+		}
+		c.queue = append(c.queue, f)
+	}
+	c.held = nil
+	c.holding = false
+	start := !c.writing && c.qlenLocked() > 0
+	if start {
+		c.writing = true
+	}
+	c.mu.Unlock()
+	if start {
+		c.srv.schedule(c)
+	}
+}
+
+func formatOffset(seq uint64) string { return strconv.FormatUint(seq, 10) }
+
+func parseOffset(s string) (uint64, bool) {
+	v, err := strconv.ParseUint(s, 10, 64)
+	return v, err == nil
+}
+
+func (s *Server) tryRecover(c *Conn, pid, offsetStr string) bool {
+	ctx := context.Background()
+	offset, ok := s.parseClientOffset(offsetStr)
+	if !ok {
+		return false
+	}
+	saved, ok, err := s.opts.Recovery.Take(ctx, pid)
+	if err != nil || !ok {
+		return false
+	}
+	if live, taken := s.Conn(saved.SID); taken {
+		// The socket is alive: whoever presents its pid is not it. The
+		// record goes back as it was, so a refused attempt costs the
+		// real owner nothing.
+		s.restoreSaved(ctx, live, pid, saved)
+		return false
+	}
+	c.id, c.pid, c.recovered = saved.SID, pid, true
+	c.mu.Lock()
+	c.holding = true
+	c.mu.Unlock()
+	s.register(c)
+	targets := append([]string{saved.SID}, saved.Rooms...)
+	for _, r := range saved.Rooms {
+		c.Join(r)
+	}
+	records, ok, err := s.opts.Recovery.Since(ctx, offset, targets)
+	if err != nil || !ok {
+		// Too late to replay without a gap: a fresh socket is honest.
+		for _, r := range saved.Rooms {
+			c.Leave(r)
+		}
+		s.forget(c)
+		c.mu.Lock()
+		c.holding, c.held = false, nil
+		c.mu.Unlock()
+		c.id, c.pid, c.recovered = "", "", false
+		return false
+	}
+	if !s.replayFits(records) {
+		// More than the client can absorb before its queue overflows
+		// (and it would come back to ask again): it resumes as itself,
+		// in its rooms, and the application sends a fresh state instead.
+		records, c.replaySkipped = nil, true
+		s.stats.replaysSkipped.Add(1)
+	}
+	c.enqueueControl(newFrame(wsframe.OpText, connectReply(c.id, c.pid)))
+	c.connected.Store(true)
+	c.replay(records)
+	s.stats.recovered.Add(1)
+	s.connected(c)
+	return true
+}
+
+// replayFits reports whether a recovery's missed packets fit in half the
+// write queue and in replayMaxBytes: a replay is queued at once, and one
+// that does not fit would overflow the queue of the very client it is for.
+func (s *Server) replayFits(records []Record) bool {
+	if len(records) > s.opts.WriteQueueSize/2 {
+		return false
+	}
+	n := 0
+	for _, r := range records {
+		n += len(r.Packet)
+	}
+	return n <= replayMaxBytes
+}
+
+// replayMaxBytes bounds one recovering socket's replay: 49 of them at
+// once then cost a few MB, and a phone on a 100 KB/s link drains one in
+// under three seconds.
+const replayMaxBytes = 256 << 10
+
+// restoreSaved puts back a recovery record taken for a socket that is
+// still alive.
+func (s *Server) restoreSaved(ctx context.Context, live *Conn, pid string, saved Saved) {
+	if sr := s.shared(); sr != nil {
+		sr.Track(pid, Saved{SID: live.id, Rooms: live.Rooms()})
+		return
+	}
+	_ = s.opts.Recovery.Save(ctx, pid, saved)
 }

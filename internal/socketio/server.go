@@ -15,24 +15,18 @@ package socketio
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
 	"io"
 	"log/slog"
-	"net/http"
 	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"bytes"
-
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsflate"
+	"github.com/bandsync/bandsync/internal/wsframe"
 )
 
 // Ack answers a client's acknowledgement request. It is nil when the
@@ -286,274 +280,6 @@ func (s *Server) connShard(id string) *connShard {
 	return &s.conns[maphash.String(s.seed, id)%connShards]
 }
 
-// ServeHTTP answers /socket.io/ requests: WebSocket handshakes, and the
-// errors Engine.IO gives every other request.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	// The checks and their order follow engine.io's verify() and
-	// handshake(), so clients see the answers they know.
-	switch {
-	case q.Get("transport") != "websocket":
-		s.refuse(w, http.StatusBadRequest, 0, "Transport unknown")
-		return
-	case q.Get("EIO") != "4":
-		s.refuse(w, http.StatusBadRequest, 5, "Unsupported protocol version")
-		return
-	case q.Get("sid") != "":
-		s.refuse(w, http.StatusBadRequest, 1, "Session ID unknown")
-		return
-	case r.Method != http.MethodGet:
-		s.refuse(w, http.StatusBadRequest, 2, "Bad handshake method")
-		return
-	case !headerHasToken(r.Header, "Upgrade", "websocket"):
-		s.refuse(w, http.StatusBadRequest, 3, "Bad request")
-		return
-	case s.opts.CheckOrigin != nil && !s.opts.CheckOrigin(r.Header.Get("Origin")):
-		s.refuse(w, http.StatusForbidden, 4, "Forbidden")
-		return
-	case s.draining.Load():
-		s.refuse(w, http.StatusServiceUnavailable, 4, "Server shutting down")
-		return
-	}
-
-	addrKey, refusal := s.admit(r.RemoteAddr)
-	if refusal != "" {
-		s.refuseBusy(w, refusal)
-		return
-	}
-	admitted := false
-	defer func() {
-		if !admitted {
-			s.release(addrKey)
-		}
-	}()
-
-	ext := wsflate.Extension{Parameters: wsflate.Parameters{ServerNoContextTakeover: true, ClientNoContextTakeover: true}}
-	up := ws.HTTPUpgrader{Timeout: s.opts.WriteTimeout}
-	if !s.opts.DisableCompression {
-		up.Negotiate = ext.Negotiate
-	}
-	nc, rw, _, err := up.Upgrade(r, w)
-	if err != nil {
-		s.stats.rejected.Add(1)
-		s.opts.Logger.Debug("websocket upgrade failed", "err", err, "remote", r.RemoteAddr)
-		if nc != nil {
-			_ = nc.Close()
-		}
-		return
-	}
-	_, deflate := ext.Accepted()
-	// The HTTP server's read and write timeouts were set on the
-	// connection for the request; a WebSocket keeps its own.
-	_ = nc.SetDeadline(time.Time{})
-
-	now := time.Now()
-	c := &Conn{srv: s, nc: nc, deflate: deflate, remote: r.RemoteAddr, addrKey: addrKey, admitted: true, closedCh: make(chan struct{}), created: now}
-	admitted = true
-	c.lastRead.Store(now.UnixNano())
-	c.initRaw()
-	s.stats.active.Add(1)
-	s.stats.total.Add(1)
-	// Until its CONNECT the socket is in no registry the heartbeat sweep
-	// walks, so it gets a timer of its own.
-	time.AfterFunc(s.opts.ConnectTimeout, func() {
-		if !c.connected.Load() {
-			c.close(ReasonPingTimeout, closeFrame(1008, "no Socket.IO CONNECT"))
-		}
-	})
-	c.enqueueControl(newFrame(opText, c.openPacket(randomID())))
-	if n := rw.Reader.Buffered(); n > 0 {
-		pre, _ := rw.Reader.Peek(n)
-		used, stop := c.consume(pre)
-		if stop {
-			return
-		}
-		c.pending = bytes.Clone(pre[used:])
-	}
-	// The HTTP server's buffers and this goroutine are released now; an
-	// idle connection costs a few small structs.
-	if s.poller != nil && s.poller.add(c) {
-		return
-	}
-	go c.serve()
-}
-
-// serve reads the connection with a goroutine of its own, where the
-// event-driven reader is not available. A panic in it closes this
-// connection only.
-func (c *Conn) serve() {
-	defer func() {
-		if v := recover(); v != nil {
-			c.srv.opts.Logger.Error("panic in connection", "panic", v, "stack", string(debug.Stack()))
-			c.close(ReasonTransportError, closeFrame(1011, "internal error"))
-		}
-	}()
-	src := io.Reader(c.nc)
-	if c.pending != nil {
-		src = io.MultiReader(bytes.NewReader(c.pending), c.nc)
-		c.pending = nil
-	}
-	c.readBlocking(src)
-}
-
-func headerHasToken(h http.Header, key, token string) bool {
-	for _, v := range h.Values(key) {
-		if bytes.Contains(bytes.ToLower([]byte(v)), []byte(token)) {
-			return true
-		}
-	}
-	return false
-}
-
-func (s *Server) refuse(w http.ResponseWriter, status, code int, msg string) {
-	s.stats.rejected.Add(1)
-	if s.opts.OnReject != nil {
-		s.opts.OnReject(rejectReason(code, status))
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"code": code, "message": msg})
-}
-
-// rejectReason names a refused handshake for the metrics.
-func rejectReason(code, status int) string {
-	switch {
-	case status == http.StatusServiceUnavailable:
-		return "draining"
-	case code == 0:
-		return "transport"
-	case code == 4:
-		return "origin"
-	case code == 5 || code == 2 || code == 3:
-		return "protocol_version"
-	}
-	return "other"
-}
-
-// randomID returns 20 URL-safe characters from 15 random bytes, like
-// Socket.IO's ids.
-func randomID() string {
-	var b [15]byte
-	_, _ = rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
-}
-
-// connect accepts a Socket.IO CONNECT, resuming a dropped socket when the
-// client presents a valid pid and offset.
-func (s *Server) connect(c *Conn, auth json.RawMessage) {
-	var a struct {
-		PID    string `json:"pid"`
-		Offset string `json:"offset"`
-	}
-	if auth != nil {
-		_ = json.Unmarshal(auth, &a)
-	}
-	if a.PID != "" && s.opts.Recovery != nil && s.tryRecover(c, a.PID, a.Offset) {
-		return
-	}
-	c.id = randomID()
-	if s.opts.Recovery != nil {
-		c.pid = randomID()
-	}
-	s.register(c)
-	c.enqueueControl(newFrame(opText, connectReply(c.id, c.pid)))
-	c.connected.Store(true)
-	s.connected(c)
-}
-
-func (s *Server) tryRecover(c *Conn, pid, offsetStr string) bool {
-	ctx := context.Background()
-	offset, ok := s.parseClientOffset(offsetStr)
-	if !ok {
-		return false
-	}
-	saved, ok, err := s.opts.Recovery.Take(ctx, pid)
-	if err != nil || !ok {
-		return false
-	}
-	if live, taken := s.Conn(saved.SID); taken {
-		// The socket is alive: whoever presents its pid is not it. The
-		// record goes back as it was, so a refused attempt costs the
-		// real owner nothing.
-		s.restoreSaved(ctx, live, pid, saved)
-		return false
-	}
-	c.id, c.pid, c.recovered = saved.SID, pid, true
-	c.mu.Lock()
-	c.holding = true
-	c.mu.Unlock()
-	s.register(c)
-	targets := append([]string{saved.SID}, saved.Rooms...)
-	for _, r := range saved.Rooms {
-		c.Join(r)
-	}
-	records, ok, err := s.opts.Recovery.Since(ctx, offset, targets)
-	if err != nil || !ok {
-		// Too late to replay without a gap: a fresh socket is honest.
-		for _, r := range saved.Rooms {
-			c.Leave(r)
-		}
-		s.forget(c)
-		c.mu.Lock()
-		c.holding, c.held = false, nil
-		c.mu.Unlock()
-		c.id, c.pid, c.recovered = "", "", false
-		return false
-	}
-	if !s.replayFits(records) {
-		// More than the client can absorb before its queue overflows
-		// (and it would come back to ask again): it resumes as itself,
-		// in its rooms, and the application sends a fresh state instead.
-		records, c.replaySkipped = nil, true
-		s.stats.replaysSkipped.Add(1)
-	}
-	c.enqueueControl(newFrame(opText, connectReply(c.id, c.pid)))
-	c.connected.Store(true)
-	c.replay(records)
-	s.stats.recovered.Add(1)
-	s.connected(c)
-	return true
-}
-
-// replayFits reports whether a recovery's missed packets fit in half the
-// write queue and in replayMaxBytes: a replay is queued at once, and one
-// that does not fit would overflow the queue of the very client it is for.
-func (s *Server) replayFits(records []Record) bool {
-	if len(records) > s.opts.WriteQueueSize/2 {
-		return false
-	}
-	n := 0
-	for _, r := range records {
-		n += len(r.Packet)
-	}
-	return n <= replayMaxBytes
-}
-
-// replayMaxBytes bounds one recovering socket's replay: 49 of them at
-// once then cost a few MB, and a phone on a 100 KB/s link drains one in
-// under three seconds.
-const replayMaxBytes = 256 << 10
-
-// restoreSaved puts back a recovery record taken for a socket that is
-// still alive.
-func (s *Server) restoreSaved(ctx context.Context, live *Conn, pid string, saved Saved) {
-	if sr := s.shared(); sr != nil {
-		sr.Track(pid, Saved{SID: live.id, Rooms: live.Rooms()})
-		return
-	}
-	_ = s.opts.Recovery.Save(ctx, pid, saved)
-}
-
-func connectReply(sid, pid string) []byte {
-	b := []byte{eioMessage, '0' + byte(PacketConnect)}
-	m := map[string]string{"sid": sid}
-	if pid != "" {
-		m["pid"] = pid
-	}
-	j, _ := json.Marshal(m)
-	return append(b, j...)
-}
-
 func (s *Server) register(c *Conn) {
 	sh := s.connShard(c.id)
 	sh.mu.Lock()
@@ -638,8 +364,8 @@ func (s *Server) encode(target, event string, payload any, kind emitKind) (*Fram
 	// A shared recovery store records events itself (SharedRecovery), so
 	// nothing gets an offset here.
 	if kind != kindRecorded || s.opts.Recovery == nil || target == "" || s.shared() != nil {
-		pkt := appendEvent(make([]byte, 0, eventLen(event, body, "")), event, body, "")
-		f := newFrame(opText, pkt)
+		pkt := wsframe.AppendEvent(make([]byte, 0, wsframe.EventLen(event, body, "")), event, body, "")
+		f := newFrame(wsframe.OpText, pkt)
 		f.volatile = kind == kindVolatile
 		return f, nil
 	}
@@ -647,8 +373,8 @@ func (s *Server) encode(target, event string, payload any, kind emitKind) (*Fram
 	defer s.recMu.Unlock()
 	s.seq++
 	off := formatOffset(s.seq)
-	pkt := appendEvent(make([]byte, 0, eventLen(event, body, off)), event, body, off)
-	f := newFrame(opText, pkt)
+	pkt := wsframe.AppendEvent(make([]byte, 0, wsframe.EventLen(event, body, off)), event, body, off)
+	f := newFrame(wsframe.OpText, pkt)
 	f.seq = s.seq
 	if err := s.opts.Recovery.Append(context.Background(), target, s.seq, f.payload()); err != nil {
 		s.opts.Logger.Warn("recovery store append failed", "err", err)
@@ -738,14 +464,14 @@ func (s *Server) RoomSize(room string) int { return s.rooms.size(room) }
 
 // EncodeVolatile builds a volatile event frame to hand to BroadcastFrame.
 func EncodeVolatile(event string, payload []byte) *Frame {
-	pkt := appendEvent(make([]byte, 0, eventLen(event, payload, "")), event, payload, "")
-	f := newFrame(opText, pkt)
+	pkt := wsframe.AppendEvent(make([]byte, 0, wsframe.EventLen(event, payload, "")), event, payload, "")
+	f := newFrame(wsframe.OpText, pkt)
 	f.volatile = true
 	return f
 }
 
 // pingFrame is the Engine.IO ping, shared by every connection.
-var pingFrame = newFrame(opText, []byte{eioPing})
+var pingFrame = newFrame(wsframe.OpText, []byte{eioPing})
 
 // pingLoop sends the Engine.IO ping to every connection once per
 // pingInterval, one shard of connections at a time so pings go out

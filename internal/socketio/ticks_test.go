@@ -17,7 +17,10 @@ func TestTicksOnDemand(t *testing.T) {
 	}
 	cNone.SetTickInterval(NoTicks)
 	cSlow.SetTickInterval(100 * time.Millisecond)
+	start := time.Now()
+	var span time.Duration
 	for range 10 {
+		span = time.Since(start)
 		if err := s.BroadcastVolatile("band", "scroll_tick", map[string]int{"v": 1}); err != nil {
 			t.Fatal(err)
 		}
@@ -37,9 +40,10 @@ func TestTicksOnDemand(t *testing.T) {
 		t.Errorf("socket that asked for no ticks got %d", n)
 	}
 	// 10 ticks 16+ ms apart span at least 144 ms: at most one per 100 ms
-	// is 2 (the first, and one >= 100 ms later), never more.
-	if n := ticks(slow); n < 1 || n > 2 {
-		t.Errorf("socket at one per 100 ms got %d ticks in ~150 ms", n)
+	// is 2 (the first, and one >= 100 ms later), more only if a loaded
+	// machine stretched the sleeps.
+	if n, most := ticks(slow), 1+int(span/(100*time.Millisecond)); n < min(2, most) || n > most {
+		t.Errorf("socket at one per 100 ms got %d ticks in %v, want 1 to %d", n, span, most)
 	}
 	for name, k := range map[string]*sinkConn{"every": every, "none": none, "slow": slow} {
 		if !strings.Contains(k.written(), `"snapshot",{"version":2}`) {
