@@ -107,7 +107,7 @@ type waiter struct {
 // enableShared switches the engine to the shared mode when st supports it.
 func (e *Engine) enableShared(st store.Store) {
 	sh, ok := st.(store.Shared)
-	if !ok {
+	if _, memory := st.(*store.Memory); !ok || memory {
 		return
 	}
 	x := &sharedEngine{st: sh, inst: sh.Instance()}

@@ -11,6 +11,7 @@ import (
 	"github.com/bandsync/bandsync/internal/redisstore"
 	"github.com/bandsync/bandsync/internal/socketio"
 	"github.com/bandsync/bandsync/internal/store"
+	"github.com/bandsync/bandsync/internal/store/storetest"
 )
 
 func sessionRoom(room string) (string, bool) { return strings.CutPrefix(room, "session:") }
@@ -183,7 +184,7 @@ func TestRecoverySinceReadsTheSessionLog(t *testing.T) {
 	}
 }
 
-func recOf(id string, v uint64) store.SessionRecord { return rec(id, v, 1) }
+func recOf(id string, v uint64) store.SessionRecord { return storetest.Rec(id, v, 1) }
 
 // logID returns the id of the op-th operation of version v in the log.
 func logID(t *testing.T, rs interface {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -395,6 +396,9 @@ func (r *Redis) write(ctx context.Context, mode string, rec store.SessionRecord,
 	if err != nil {
 		return store.Result{}, err
 	}
+	if ops, err = encodePayloads(ops); err != nil {
+		return store.Result{}, err
+	}
 	var body []byte
 	if len(ops) > 0 {
 		if body, err = json.Marshal(published{Version: rec.Version, Ops: ops, Record: &rec}); err != nil {
@@ -461,6 +465,29 @@ func (r *Redis) write(ctx context.Context, mode string, rec store.SessionRecord,
 		}
 	}
 	return store.Result{Written: true, Batch: b}, nil
+}
+
+// encodePayloads returns ops with every Value encoded into Payload: the
+// log and the published message carry JSON.
+func encodePayloads(ops []store.Op) ([]store.Op, error) {
+	var out []store.Op
+	for i, op := range ops {
+		if op.Value == nil || op.Payload != nil {
+			continue
+		}
+		p, err := json.Marshal(op.Value)
+		if err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = slices.Clone(ops)
+		}
+		out[i].Payload = p
+	}
+	if out == nil {
+		return ops, nil
+	}
+	return out, nil
 }
 
 func decodeRecord(raw string) (store.SessionRecord, bool, error) {

@@ -4,65 +4,410 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
-// Memory is a Store that keeps records in process memory. It never fails
-// except on a version conflict or an empty session id.
+// Memory is the in-process Shared store: the memory mode's store, and the
+// store several engines of one process share in tests of multi-instance
+// behaviour. It keeps the contract of Shared exactly as the Redis store
+// does (compare-and-set commits, a bounded per-session log with "ms-seq"
+// ids, publication to the instances that follow a session), so the engine
+// runs one pipeline over either.
+//
+// A Memory value is one instance's view: Peer returns another instance's
+// view of the same records. It never fails except on a version conflict or
+// an empty session id, and is always available.
+//
+// It is hand-written because it is the product's own contract in memory;
+// there is no library for it.
 type Memory struct {
-	mu      sync.RWMutex
-	records map[string]SessionRecord
+	h        *memHub
+	inst     string
+	listener atomic.Pointer[listenerRef]
 }
 
-// NewMemory returns an empty in-memory store.
-func NewMemory() *Memory {
-	return &Memory{records: make(map[string]SessionRecord)}
+// MemoryOptions configure NewMemoryWith.
+type MemoryOptions struct {
+	// Instance is the first view's instance id ("" by default: the one
+	// instance of the memory mode).
+	Instance string
+	// TTL: a record not changed for this long is gone, with its log, as
+	// a Redis session's keys expire after SESSION_TTL. 0: never.
+	TTL time.Duration
+	// LogMaxLen is how many operations each session's log keeps (1000).
+	LogMaxLen int
+	// Now is the clock of the TTL and of the log ids (time.Now).
+	Now func() time.Time
 }
+
+type listenerRef struct{ Listener }
+
+// memHub is the state the views of one Memory share.
+type memHub struct {
+	ttl    time.Duration
+	maxLen int
+	now    func() time.Time
+
+	mu       sync.RWMutex
+	sessions map[string]*memSession
+	swept    time.Time
+}
+
+// memSession is one session's record, log and followers. Its mutex is held
+// while a commit's batch is handed to the followers, which is what keeps
+// every follower's deliveries in log order.
+type memSession struct {
+	mu      sync.Mutex
+	rec     SessionRecord
+	found   bool
+	written time.Time // last write, for the TTL
+	log     []memBatch
+	logOps  int    // operations in log
+	lastSeq uint64 // LogSeq of the last id handed out; never decreases
+	trimmed bool   // entries were dropped from the front of log
+	follow  map[*Memory]int
+	dropped bool // removed from the hub's map: look the id up again
+}
+
+// memBatch is one logged batch: its ops carry their ids.
+type memBatch struct {
+	version uint64
+	first   uint64 // LogSeq of the first op's id
+	last    uint64
+	ops     []Op
+}
+
+var _ Shared = (*Memory)(nil)
+
+// NewMemory returns an empty in-memory store whose records never expire.
+func NewMemory() *Memory { return NewMemoryWith(MemoryOptions{}) }
+
+// NewMemoryWith returns an empty in-memory store configured by o.
+func NewMemoryWith(o MemoryOptions) *Memory {
+	if o.LogMaxLen <= 0 {
+		o.LogMaxLen = 1000
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	h := &memHub{ttl: o.TTL, maxLen: o.LogMaxLen, now: o.Now, sessions: make(map[string]*memSession)}
+	return &Memory{h: h, inst: o.Instance}
+}
+
+// Peer returns the view of another instance, instance, on the same records:
+// what one commits, the other's followed sessions receive.
+func (m *Memory) Peer(instance string) *Memory { return &Memory{h: m.h, inst: instance} }
 
 var errNoID = errors.New("store: record has no session id")
 
-// Save stores a copy of r under the compare-and-set rule of the package.
+// session returns the session's entry, creating it when create is set
+// (nil otherwise when absent). An expired record is cleared first.
+func (h *memHub) session(id string, create bool) *memSession {
+	h.mu.RLock()
+	s := h.sessions[id]
+	h.mu.RUnlock()
+	if s != nil || !create {
+		return s
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s = h.sessions[id]; s == nil {
+		h.sweepLocked()
+		s = &memSession{}
+		h.sessions[id] = s
+	}
+	return s
+}
+
+// sweepLocked drops the entries of expired, unfollowed sessions, at most
+// once per TTL, so that sessions nobody asks for again do not stay in
+// memory. The caller holds h.mu.
+func (h *memHub) sweepLocked() {
+	now := h.now()
+	if h.ttl <= 0 || now.Sub(h.swept) < h.ttl {
+		return
+	}
+	h.swept = now
+	for id, s := range h.sessions {
+		s.mu.Lock()
+		h.expireLocked(s, now)
+		gone := !s.found && len(s.follow) == 0
+		s.dropped = gone
+		s.mu.Unlock()
+		if gone {
+			delete(h.sessions, id)
+		}
+	}
+}
+
+// expireLocked clears a record (and its log) not written for the TTL. The
+// caller holds s.mu.
+func (h *memHub) expireLocked(s *memSession, now time.Time) {
+	if s.found && h.ttl > 0 && now.Sub(s.written) >= h.ttl {
+		s.rec, s.found = SessionRecord{}, false
+		s.log, s.logOps, s.trimmed = nil, 0, false
+	}
+}
+
+// lock locks the session's entry (nil when absent and !create) and clears
+// an expired record.
+func (h *memHub) lock(id string, create bool) *memSession {
+	for {
+		s := h.session(id, create)
+		if s == nil {
+			return nil
+		}
+		s.mu.Lock()
+		if !s.dropped {
+			h.expireLocked(s, h.now())
+			return s
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Save stores a copy of r if it is newer than the stored record, without
+// logging or publishing anything.
 func (m *Memory) Save(_ context.Context, r SessionRecord) error {
 	if r.SessionID == "" {
 		return errNoID
 	}
-	// Copy before taking the lock: the caller may reuse r.Members.
-	r = r.Clone()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if cur, ok := m.records[r.SessionID]; ok && cur.Version >= r.Version {
+	s := m.h.lock(r.SessionID, true)
+	defer s.mu.Unlock()
+	if s.found && s.rec.Version >= r.Version {
 		return fmt.Errorf("%w: session %q is at version %d, refusing version %d",
-			ErrConflict, r.SessionID, cur.Version, r.Version)
+			ErrConflict, r.SessionID, s.rec.Version, r.Version)
 	}
-	m.records[r.SessionID] = r
+	m.h.storeLocked(s, r)
 	return nil
+}
+
+func (h *memHub) storeLocked(s *memSession, r SessionRecord) {
+	s.rec, s.found, s.written = r.Clone(), true, h.now()
 }
 
 // Load returns a copy of the stored record.
 func (m *Memory) Load(_ context.Context, sessionID string) (SessionRecord, bool, error) {
-	m.mu.RLock()
-	r, ok := m.records[sessionID]
-	m.mu.RUnlock()
-	if !ok {
+	s := m.h.lock(sessionID, false)
+	if s == nil {
 		return SessionRecord{}, false, nil
 	}
-	return r.Clone(), true, nil
+	defer s.mu.Unlock()
+	if !s.found {
+		return SessionRecord{}, false, nil
+	}
+	return s.rec.Clone(), true, nil
 }
 
-// Delete removes the record, if any.
+// Delete removes the record and its log, if any.
 func (m *Memory) Delete(_ context.Context, sessionID string) error {
-	m.mu.Lock()
-	delete(m.records, sessionID)
-	m.mu.Unlock()
+	s := m.h.lock(sessionID, false)
+	if s == nil {
+		return nil
+	}
+	defer s.mu.Unlock()
+	s.rec, s.found = SessionRecord{}, false
+	s.log, s.logOps, s.trimmed = nil, 0, false
 	return nil
 }
 
 // Mode reports "memory".
 func (m *Memory) Mode() string { return "memory" }
 
+// Instance implements Shared.
+func (m *Memory) Instance() string { return m.inst }
+
+// Available implements Shared: memory is always there.
+func (m *Memory) Available() bool { return true }
+
+// Listen implements Shared.
+func (m *Memory) Listen(l Listener) { m.listener.Store(&listenerRef{l}) }
+
+// Follow implements Shared.
+func (m *Memory) Follow(_ context.Context, sessionID string) (SessionRecord, bool, string, error) {
+	s := m.h.lock(sessionID, true)
+	defer s.mu.Unlock()
+	if s.follow == nil {
+		s.follow = make(map[*Memory]int)
+	}
+	s.follow[m]++
+	cursor := "0-0"
+	if n := len(s.log); n > 0 {
+		cursor = LogID(s.log[n-1].last)
+	}
+	if !s.found {
+		return SessionRecord{}, false, cursor, nil
+	}
+	return s.rec.Clone(), true, cursor, nil
+}
+
+// Unfollow implements Shared.
+func (m *Memory) Unfollow(sessionID string) {
+	s := m.h.lock(sessionID, false)
+	if s == nil {
+		return
+	}
+	defer s.mu.Unlock()
+	if s.follow[m] > 1 {
+		s.follow[m]--
+	} else {
+		delete(s.follow, m)
+	}
+}
+
+// Commit implements Shared.
+func (m *Memory) Commit(_ context.Context, r SessionRecord, prev, term uint64, ops []Op) (Result, error) {
+	if r.SessionID == "" {
+		return Result{}, errNoID
+	}
+	s := m.h.lock(r.SessionID, true)
+	defer s.mu.Unlock()
+	var v, t uint64
+	if s.found {
+		v, t = s.rec.Version, s.rec.LeaderTerm
+	}
+	if v != prev || t != term {
+		res := Result{Found: s.found}
+		if s.found {
+			res.Current = s.rec.Clone()
+		}
+		return res, fmt.Errorf("%w: session %q is at version %d term %d, not version %d term %d",
+			ErrConflict, r.SessionID, v, t, prev, term)
+	}
+	return m.h.writeLocked(s, r, ops), nil
+}
+
+// WriteBack implements Shared.
+func (m *Memory) WriteBack(_ context.Context, r SessionRecord, ops []Op) (Result, error) {
+	if r.SessionID == "" {
+		return Result{}, errNoID
+	}
+	s := m.h.lock(r.SessionID, true)
+	defer s.mu.Unlock()
+	if s.found && (s.rec.Version >= r.Version || s.rec.LeaderTerm > r.LeaderTerm) {
+		return Result{Current: s.rec.Clone(), Found: true}, nil
+	}
+	return m.h.writeLocked(s, r, ops), nil
+}
+
+// writeLocked stores r, logs ops under fresh ids and hands the batch to
+// the followers, in that order and under s.mu, so log order, delivery
+// order and version order are one. The ops' payloads are handed over as
+// they are, never encoded: every reader is in this process.
+func (h *memHub) writeLocked(s *memSession, r SessionRecord, ops []Op) Result {
+	h.storeLocked(s, r)
+	rec := s.rec.Clone() // the copy the batch carries; followers only read it
+	prev := "0-0"
+	if n := len(s.log); n > 0 {
+		prev = LogID(s.log[n-1].last)
+	}
+	b := Batch{Version: r.Version, Prev: prev, Last: prev, Record: &rec}
+	if len(ops) == 0 {
+		return Result{Written: true, Batch: b}
+	}
+	b.Ops = slices.Clone(ops)
+	ms := uint64(max(h.now().UnixMilli(), 0))
+	var first uint64
+	for i := range b.Ops {
+		seq := ms << 20
+		if seq <= s.lastSeq {
+			seq = s.lastSeq + 1
+		}
+		s.lastSeq = seq
+		if i == 0 {
+			first = seq
+		}
+		b.Ops[i].ID = LogID(seq)
+	}
+	b.Last = b.Ops[len(b.Ops)-1].ID
+	s.log = append(s.log, memBatch{version: r.Version, first: first, last: s.lastSeq, ops: b.Ops})
+	s.logOps += len(b.Ops)
+	for s.logOps > h.maxLen && len(s.log) > 1 {
+		s.logOps -= len(s.log[0].ops)
+		s.log[0] = memBatch{}
+		s.log = s.log[1:]
+		s.trimmed = true
+	}
+	for f := range s.follow {
+		if ref := f.listener.Load(); ref != nil {
+			ref.Deliver(r.SessionID, b)
+		}
+	}
+	return Result{Written: true, Batch: b}
+}
+
+// Since implements Shared. complete is false when the entry at cursor is
+// no longer in the log (trimmed or expired), so entries after it may be
+// missing; from "0-0" it is false once anything was trimmed.
+func (m *Memory) Since(_ context.Context, sessionID, cursor string) ([]Batch, bool, error) {
+	s := m.h.lock(sessionID, false)
+	if s == nil {
+		return nil, cursor == "" || cursor == "0-0", nil
+	}
+	defer s.mu.Unlock()
+	var from uint64
+	complete := false
+	if cursor == "" || cursor == "0-0" {
+		complete = !s.trimmed
+	} else {
+		seq, ok := LogSeq(cursor)
+		if !ok {
+			return nil, false, fmt.Errorf("store: %q is not a log id", cursor)
+		}
+		from = seq
+		i, found := slices.BinarySearchFunc(s.log, seq, func(b memBatch, seq uint64) int {
+			switch {
+			case b.last < seq:
+				return -1
+			case b.first > seq:
+				return 1
+			}
+			return 0
+		})
+		// Cursors are the last id of a batch, as Follow and delivery hand
+		// them out.
+		complete = found && s.log[i].last == seq
+	}
+	var out []Batch
+	prev := cursor
+	if prev == "" {
+		prev = "0-0"
+	}
+	for _, b := range s.log {
+		if b.last <= from {
+			continue
+		}
+		ops := b.ops
+		if b.first <= from { // a cursor inside a batch: the rest of it
+			k := slices.IndexFunc(ops, func(op Op) bool { s, _ := LogSeq(op.ID); return s > from })
+			ops = ops[k:]
+		}
+		last := LogID(b.last)
+		out = append(out, Batch{Version: b.version, Prev: prev, Last: last, Ops: slices.Clone(ops)})
+		prev = last
+	}
+	return out, complete, nil
+}
+
 // Len reports how many records are stored.
 func (m *Memory) Len() int {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return len(m.records)
+	m.h.mu.RLock()
+	all := make([]*memSession, 0, len(m.h.sessions))
+	for _, s := range m.h.sessions {
+		all = append(all, s)
+	}
+	m.h.mu.RUnlock()
+	n, now := 0, m.h.now()
+	for _, s := range all {
+		s.mu.Lock()
+		m.h.expireLocked(s, now)
+		if s.found {
+			n++
+		}
+		s.mu.Unlock()
+	}
+	return n
 }

@@ -97,6 +97,11 @@ type Op struct {
 	Member  string          `json:"m,omitempty"`
 	Event   string          `json:"e,omitempty"`
 	Payload json.RawMessage `json:"p,omitempty"`
+	// Value is the payload as the engine made it. A store that carries
+	// ops out of the process encodes it into Payload (ops read back from
+	// it have only Payload); the in-process store hands it over as it
+	// is, so memory mode never encodes an event twice.
+	Value any `json:"-"`
 	// ID is the op's log id, set by the store: the recovery offset of the
 	// event it carries.
 	ID string `json:"-"`
