@@ -125,7 +125,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 
 	eng = engine.New(engine.Config{
 		TickInterval: cfg.ScrollTickInterval, LeaderGrace: cfg.LeaderGrace, RecoveryWindow: cfg.RecoveryWindow,
-		IdleTimeout: cfg.SessionIdleTimeout, MaxMembers: cfg.MaxSessionMembers, MaxSessions: cfg.MaxSessions,
+		MaxMembers: cfg.MaxSessionMembers, MaxSessions: cfg.MaxSessions,
 		OpenLeadership: cfg.LeaderPolicy == "open",
 	}, engine.SystemClock(), events.Outbox(sio), st, log)
 	handlers.Register(sio, eng)
@@ -237,9 +237,11 @@ func shutdown(cfg config.Config, log *slog.Logger, srv *http.Server, sio *socket
 // the Redis backend (also returned as rs). Redis being unreachable is not
 // an error: the instance starts degraded, from memory, and catches up when
 // Redis answers.
-func openStore(cfg config.Config, log *slog.Logger) (st store.Store, rs *redisstore.Redis, err error) {
+func openStore(cfg config.Config, log *slog.Logger) (st store.Shared, rs *redisstore.Redis, err error) {
 	if !cfg.RedisConfigured() {
-		return store.NewMemory(), nil, nil
+		// A session unchanged for SESSION_IDLE_TIMEOUT_MS expires, as a
+		// Redis session does after SESSION_TTL.
+		return store.NewMemoryWith(store.MemoryOptions{Instance: cfg.InstanceID, TTL: cfg.SessionIdleTimeout}), nil, nil
 	}
 	rs, err = redisstore.Open(redisstore.Options{
 		Conn: redisstore.Conn{URL: cfg.RedisURL, Host: cfg.RedisHost, Port: cfg.RedisPort,
@@ -254,7 +256,7 @@ func openStore(cfg config.Config, log *slog.Logger) (st store.Store, rs *redisst
 	return rs, rs, nil
 }
 
-func storeNote(st store.Store, rs *redisstore.Redis) string {
+func storeNote(st store.Shared, rs *redisstore.Redis) string {
 	if rs != nil {
 		return "using Redis " + rs.Describe() + "; several instances may share it"
 	}

@@ -5,21 +5,6 @@ import (
 	"time"
 )
 
-// emptySessionTimeout is how long a session with no members at all (not
-// even detached ones waiting to recover) is kept. Such a session costs a
-// slot of MaxSessions and nobody can be waiting for it: a squatter that
-// creates and leaves sessions must not hold them for IdleTimeout.
-const emptySessionTimeout = 2 * time.Minute
-
-// idleFor is how long a session in s's condition may go unchanged before
-// the sweeper deletes it.
-func (s *sessionState) idleFor(idle time.Duration) time.Duration {
-	if len(s.members) == 0 {
-		return min(idle, emptySessionTimeout)
-	}
-	return idle
-}
-
 // evictDetached makes room in a full session for a connected member by
 // removing one that dropped and has not come back (not the leader, whose
 // grace period is the band's to wait out). A dropped phone must not lock

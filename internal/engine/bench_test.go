@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,4 +49,43 @@ func BenchmarkTick300Playing(b *testing.B) {
 		now = now.Add(16 * time.Millisecond)
 		e.Tick(now)
 	}
+}
+
+// BenchmarkSeek50x8 measures one leader's seek, the fanout scenario's
+// command, in the memory mode: 50 sessions of 8 members, each seek on the
+// next session, through the whole pipeline to the Outbox calls. Run with
+// -benchmem.
+func BenchmarkSeek50x8(b *testing.B) {
+	e := engine.New(engine.Config{}, enginetest.NewFakeClock(t0), nopOutbox{}, store.NewMemory(), nil)
+	const sessions = 50
+	for i := range sessions {
+		id := fmt.Sprintf("s%d", i)
+		for m := range 8 {
+			if _, err := e.Join(fmt.Sprintf("%s-m%d", id, m), engine.JoinRequest{SessionID: id}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := e.Play(id+"-m0", id, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	cpu := processCPU()
+	i := 0
+	for b.Loop() {
+		id := fmt.Sprintf("s%d", i%sessions)
+		if _, err := e.Seek(id+"-m0", id, float64(i%100000)); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	// The machine is shared: CPU time per seek (the whole process's,
+	// garbage collection included) is steadier than wall time.
+	b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -17,7 +17,6 @@ func TestConcurrentUseKeepsPerSessionOrder(t *testing.T) {
 	f := newFixture(t, func(c *engine.Config) {
 		c.LeaderGrace = 50 * time.Millisecond
 		c.RecoveryWindow = 200 * time.Millisecond
-		c.IdleTimeout = time.Hour
 	})
 	sessions := []string{"s1", "s2"}
 	var wg sync.WaitGroup
@@ -66,7 +65,7 @@ func TestConcurrentUseKeepsPerSessionOrder(t *testing.T) {
 			}
 			f.clk.Advance(7 * time.Millisecond)
 			f.e.Tick(f.clk.Now())
-			f.e.SweepIdle(f.clk.Now())
+			f.e.Sweep()
 			_ = f.e.Stats()
 			_, _ = f.e.Session("s1")
 		}

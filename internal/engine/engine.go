@@ -1,22 +1,53 @@
-// Package engine is BandSync's sync engine: it owns every live session
-// (members, leadership, tempo, transport, the message), validates and
-// applies the commands of the event handlers, broadcasts the resulting
-// events through an Outbox, writes sessions through to a store.Store, and
-// drives the scroll_tick scheduler and the idle-session sweeper.
+// Package engine is BandSync's sync engine: it owns this instance's copy of
+// every session its members are in (members, leadership, tempo, transport,
+// the message, the songs), validates and applies the commands of the event
+// handlers, performs the resulting events through an Outbox, and drives the
+// scroll_tick scheduler and the sweeper.
 //
-// Concurrency: there is no goroutine per session. Each session has its own
-// mutex and all mutation of a session happens in the methods of the session
-// type (session.go) under that lock. Outbox calls are non-blocking and made
-// under the lock, so every member sees a session's events in the order the
-// session changed. The state transitions themselves are pure functions
-// (transition.go) of (state, command, now) returning the new state and the
-// events to send, so a store-backed engine can replay them in a
-// compare-and-set loop.
+// # One pipeline
 //
-// Locks: Engine.mu guards only the session map and the member->session
+// The engine runs over a store.Shared, whichever it is: store.Memory in the
+// memory mode (one instance), Redis when several instances share sessions.
+// The store is authoritative; a session in memory is a copy, changed only
+// by the one pipeline of session.runLocked, in both modes:
+//
+//  1. step: the command's pure transition (transition.go) on the copy
+//     gives the next state and the effects, as ordered operations;
+//  2. commit: compare-and-set on (version, leader term), which logs the
+//     operations under fresh log ids and publishes them in one atomic
+//     step, so log order = publish order = version order; on a conflict
+//     the stored record is adopted and the command stepped again, so a
+//     deposed leader's command or a second claim never lands;
+//  3. deliver: the store hands the batch to every instance that follows
+//     the session (store.Listener), in log order;
+//  4. perform: each instance carries the operations out on its own
+//     sockets, events under their log id (the recovery offset) where the
+//     transport uses it, and adopts the state after them. A batch that
+//     does not follow on from the last one performed is completed from
+//     the log first.
+//
+// The committing instance performs its own batch from the commit's answer
+// instead of waiting for its delivery (which it then recognises by log id
+// and skips), so a command's ack follows its events. Ticks are not
+// published: each instance ticks its own members from the anchor in its
+// copy.
+//
+// While the store is unavailable (Redis down; never in memory) a session
+// is served from its copy alone and marked dirty, and written back when
+// the store returns: the higher version wins, never a lower leader term.
+//
+// # Locks
+//
+// There is no goroutine per session. A session has two locks (see the
+// session type): op serialises the changes of one session and may be held
+// across store I/O; mu guards the state for readers and is never held
+// across I/O, and the tick scheduler takes only mu, so a slow store never
+// delays a tick. Outbox calls are non-blocking and made under mu, so every
+// member sees a session's events, ticks included, in the order the session
+// changed. Engine.mu guards only the session map and the member->session
 // index; it may be held while taking a session lock, never the other way
-// round. Engine.playMu guards the set of playing sessions and is a leaf
-// (nothing is locked while holding it).
+// round, and never while calling the store (whose deliveries take it).
+// Engine.playMu guards the set of playing sessions and is a leaf.
 //
 // Position is derived from an anchor, never accumulated, so a session plays
 // for hours without drift; see sessionState.
@@ -28,6 +59,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -41,7 +73,6 @@ type Config struct {
 	TickInterval   time.Duration // scroll_tick period (SCROLL_TICK_INTERVAL)
 	LeaderGrace    time.Duration // a detached leader keeps leadership this long
 	RecoveryWindow time.Duration // a detached member stays a member this long
-	IdleTimeout    time.Duration // sessions with no connected member and no change for this long are deleted
 	MaxMembers     int           // per session
 	MaxSessions    int           // per server
 	OpenLeadership bool          // LEADER_POLICY=open: set_role leader takes over from a sitting leader
@@ -54,7 +85,6 @@ func DefaultConfig() Config {
 		TickInterval:   16 * time.Millisecond,
 		LeaderGrace:    5 * time.Second,
 		RecoveryWindow: 2 * time.Minute,
-		IdleTimeout:    time.Hour,
 		MaxMembers:     50,
 		MaxSessions:    10000,
 	}
@@ -70,9 +100,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RecoveryWindow <= 0 {
 		c.RecoveryWindow = d.RecoveryWindow
-	}
-	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = d.IdleTimeout
 	}
 	if c.MaxMembers <= 0 {
 		c.MaxMembers = d.MaxMembers
@@ -101,9 +128,14 @@ type Engine struct {
 	policy policy
 	clk    Clock
 	out    Outbox
-	store  store.Store
+	sout   StreamOutbox // out, when it can send an event at a log id; else nil
+	store  store.Shared
+	inst   string // this instance's id in the store
 	log    *slog.Logger
-	sh     *sharedEngine // nil unless the store is a store.Shared (shared.go)
+
+	resyncMu      sync.Mutex
+	resyncRunning bool
+	resyncAgain   bool
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -118,8 +150,9 @@ type Engine struct {
 	tickBuf []*session
 }
 
-// New returns an engine. out and st are required; log may be nil.
-func New(cfg Config, clk Clock, out Outbox, st store.Store, log *slog.Logger) *Engine {
+// New returns an engine over st: store.NewMemory() for one instance, or a
+// store shared by several (Redis). out and st are required; log may be nil.
+func New(cfg Config, clk Clock, out Outbox, st store.Shared, log *slog.Logger) *Engine {
 	if clk == nil {
 		clk = SystemClock()
 	}
@@ -133,13 +166,15 @@ func New(cfg Config, clk Clock, out Outbox, st store.Store, log *slog.Logger) *E
 		clk:      clk,
 		out:      out,
 		store:    st,
+		inst:     st.Instance(),
 		log:      log,
 		sessions: make(map[string]*session),
 		index:    make(map[string]*session),
 		slots:    tickSlots(cfg.TickInterval),
 	}
 	e.slotLoad = make([]int, e.slots)
-	e.enableShared(st)
+	e.sout, _ = out.(StreamOutbox)
+	st.Listen(engineListener{e})
 	return e
 }
 
@@ -155,14 +190,10 @@ func New(cfg Config, clk Clock, out Outbox, st store.Store, log *slog.Logger) *E
 // tick writes; spread out, the bursts are an eighth as long.
 func (e *Engine) Run(ctx context.Context) {
 	step := e.cfg.TickInterval / time.Duration(e.slots)
-	sweepEvery := min(e.cfg.IdleTimeout/2, time.Minute)
 	start := e.clk.Now()
 	next := start.Add(step)
 	nextSweep := start.Add(sweepEvery)
 	wake := make(chan struct{}, 1)
-	if e.sh != nil {
-		go e.runSharedLoop(ctx)
-	}
 	for {
 		t := e.clk.AfterFunc(next.Sub(e.clk.Now()), func() {
 			select {
@@ -182,7 +213,7 @@ func (e *Engine) Run(ctx context.Context) {
 			e.tickSlot(int(g % int64(e.slots)))
 		}
 		if !now.Before(nextSweep) {
-			e.SweepIdle(now)
+			e.Sweep()
 			nextSweep = now.Add(sweepEvery)
 		}
 		next = after
@@ -276,38 +307,39 @@ func (e *Engine) setPlaying(s *session, playing bool) {
 	}
 }
 
-// SweepIdle deletes, from memory and the store, every session with no
-// connected member whose last change is at least IdleTimeout before now.
-// Run calls it periodically. It returns how many sessions it deleted.
-func (e *Engine) SweepIdle(now time.Time) int {
-	if e.sh != nil {
-		// Shared sessions expire in the store (SESSION_TTL); runSharedLoop
-		// drops the ones this instance no longer needs.
-		return 0
-	}
+// Sweep drops from memory the sessions this instance no longer needs: no
+// member here, and no detached member whose timers it may have to run.
+// The store keeps them (until its TTL: SESSION_TTL with Redis,
+// SESSION_IDLE_TIMEOUT_MS in memory) for whoever joins next, here or on
+// another instance. Run calls it every sweepEvery; it returns how many
+// sessions it dropped.
+func (e *Engine) Sweep() int {
+	var dropped []string
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	n := 0
 	for id, s := range e.sessions {
-		members, expired := s.expireIfIdle(now, e.cfg.IdleTimeout)
-		if !expired {
+		if !s.dropIfUnneeded() {
 			continue
 		}
-		n++
 		delete(e.sessions, id)
-		for _, m := range members {
-			if e.index[m] == s {
-				delete(e.index, m)
-			}
-		}
-		// Under e.mu so a new session with this id cannot be saved
-		// before the old record is gone.
-		if err := e.store.Delete(context.Background(), id); err != nil {
-			e.log.Warn("deleting idle session from store failed", "session", id, "err", err)
-		}
-		e.log.Info("idle session deleted", "session", id)
+		dropped = append(dropped, id)
 	}
-	return n
+	e.mu.Unlock()
+	// Outside e.mu: the store's deliveries take it.
+	for _, id := range dropped {
+		e.store.Unfollow(id)
+	}
+	return len(dropped)
+}
+
+// all returns every session this instance holds.
+func (e *Engine) all() []*session {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	all := make([]*session, 0, len(e.sessions))
+	for _, s := range e.sessions {
+		all = append(all, s)
+	}
+	return all
 }
 
 func (e *Engine) lookup(sessionID string) *session {
@@ -349,58 +381,77 @@ func (e *Engine) liveOrFull(sessionID string) (*session, error) {
 	return nil, nil
 }
 
-// sessionFor returns the session, creating it (from its stored record if
-// there is one) when absent.
+// sessionFor returns the session, loading it from the store or creating
+// it when this instance does not hold it. The session is followed before
+// it is read, so no batch committed after the read can be missed.
 func (e *Engine) sessionFor(sessionID string, mayCreate CreateCheck) (*session, error) {
 	if s, err := e.liveOrFull(sessionID); s != nil || err != nil {
 		return s, err
 	}
-	if e.sh != nil {
-		return e.sharedSessionFor(sessionID, mayCreate)
+	var (
+		rec            store.SessionRecord
+		found          bool
+		cursor         string
+		followed       bool
+		sh             = e.store
+		ctx, cancelCtx = storeCtx()
+	)
+	defer cancelCtx()
+	if sh.Available() {
+		var err error
+		rec, found, cursor, err = sh.Follow(ctx, sessionID)
+		switch {
+		case err == nil:
+			followed = true
+		case sh.Available():
+			e.log.Error("loading session failed", "session", sessionID, "err", err)
+			return nil, newError(CodeInternal, "the session store is unavailable; try again")
+		}
 	}
-	// Load outside the engine lock: a remote store may be slow.
-	rec, found, err := e.store.Load(context.Background(), sessionID)
-	if err != nil {
-		e.log.Error("loading session failed", "session", sessionID, "err", err)
-		return nil, newError(CodeInternal, "the session store is unavailable; try again")
+	s, created, err := e.install(sessionID, rec, found, cursor, followed, mayCreate)
+	if followed && !created {
+		// Another caller installed it first, or it may not be created:
+		// balance this Follow, outside e.mu (deliveries take it).
+		sh.Unfollow(sessionID)
 	}
+	return s, err
+}
+
+// install puts a session read from the store (or a new one) in the map,
+// unless another caller did first.
+func (e *Engine) install(sessionID string, rec store.SessionRecord, found bool, cursor string, followed bool, mayCreate CreateCheck) (s *session, created bool, err error) {
 	now := e.clk.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if s := e.sessions[sessionID]; s != nil {
-		return s, nil
+		return s, false, nil
 	}
 	if len(e.sessions) >= e.cfg.MaxSessions {
-		return nil, e.serverFull()
+		return nil, false, e.serverFull()
 	}
 	var st sessionState
 	if found {
-		st = restore(rec, now)
-		e.log.Info("session restored from store", "session", sessionID, "version", st.version)
+		st = stateFromRecord(rec, now)
+		if st.maxMembers <= 0 {
+			st.maxMembers = e.cfg.MaxMembers
+		}
 	} else {
 		if err := mayCreate.check(); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		st = newSessionState(sessionID, e.cfg.MaxMembers, now)
 		e.log.Debug("session created", "session", sessionID)
 	}
-	s := newSession(e, st)
-	e.sessions[sessionID] = s
-	return s, nil
-}
-
-// restore rebuilds a stored session without its members: their sockets
-// belonged to a process that is gone, and they re-join on reconnect.
-// Version and leader term continue so clients and the store's
-// compare-and-set see them only grow.
-func restore(rec store.SessionRecord, now time.Time) sessionState {
-	st := stateFromRecord(rec, now)
-	st.members = nil
-	st.setLeader("")
-	if st.maxMembers <= 0 {
-		st.maxMembers = DefaultConfig().MaxMembers
+	s = newSession(e, st)
+	s.cursor, s.followed, s.dirty = cursor, followed, !followed
+	s.mu.Lock()
+	if st.playing {
+		e.setPlaying(s, true)
 	}
-	return st
+	s.reconcileTimersLocked()
+	s.mu.Unlock()
+	e.sessions[sessionID] = s
+	return s, true, nil
 }
 
 // Join puts memberID in the session, creating the session if absent, and
@@ -585,10 +636,8 @@ func (e *Engine) SyncRequest(memberID, sessionID string) (SyncResponse, error) {
 // for LeaderGrace (playback keeps running); a member not re-attached within
 // RecoveryWindow is removed.
 func (e *Engine) Detach(memberID string) {
-	if s := e.memberSession(memberID); s != nil && e.sh != nil {
-		_, _ = s.run(detachCmd{member: memberID, inst: e.sh.inst}, e.clk.Now())
-	} else if s != nil {
-		_, _ = s.run(connectCmd{member: memberID, connected: false}, e.clk.Now())
+	if s := e.memberSession(memberID); s != nil {
+		_, _ = s.run(detachCmd{member: memberID, inst: e.inst}, e.clk.Now())
 	}
 }
 
@@ -597,13 +646,24 @@ func (e *Engine) Detach(memberID string) {
 // are the sessions the recovered socket was in; with a shared store it may
 // have been on another instance, which is how its session is found.
 func (e *Engine) Attach(memberID string, sessionIDs ...string) {
-	if e.sh != nil {
-		e.sharedAttach(memberID, sessionIDs)
+	s := e.memberSession(memberID)
+	for _, id := range sessionIDs {
+		if s != nil {
+			break
+		}
+		if ValidateSessionID(id) == nil {
+			s, _ = e.sessionFor(id, nil)
+		}
+	}
+	if s == nil {
 		return
 	}
-	if s := e.memberSession(memberID); s != nil {
-		_, _ = s.run(connectCmd{member: memberID, connected: true}, e.clk.Now())
+	if _, err := s.run(attachCmd{member: memberID, inst: e.inst}, e.clk.Now()); err != nil {
+		return
 	}
+	e.mu.Lock()
+	e.index[memberID] = s
+	e.mu.Unlock()
 }
 
 // Remove takes memberID out of its session for good (explicit disconnect,
@@ -616,14 +676,22 @@ func (e *Engine) Remove(memberID string) {
 
 // Session returns a snapshot of the session as of now.
 func (e *Engine) Session(sessionID string) (State, bool) {
-	s := e.lookup(sessionID)
-	if s == nil && e.sh != nil {
-		return e.sharedSnapshot(sessionID)
+	if s := e.lookup(sessionID); s != nil {
+		return s.snapshot(e.clk.Now())
 	}
-	if s == nil {
+	// A session this instance does not hold is read from the store.
+	if !e.store.Available() {
 		return State{}, false
 	}
-	return s.snapshot(e.clk.Now())
+	ctx, cancel := storeCtx()
+	defer cancel()
+	rec, found, err := e.store.Load(ctx, sessionID)
+	if err != nil || !found {
+		return State{}, false
+	}
+	now := e.clk.Now()
+	st := stateFromRecord(rec, now)
+	return st.snapshot(now), true
 }
 
 // SessionIDs lists the sessions this instance holds, sorted, at most limit
@@ -654,24 +722,86 @@ func (e *Engine) Stats() Stats {
 	return st
 }
 
-// FlushAll saves every session whose latest change has not reached the
-// store (write-through failed), for shutdown.
+// FlushAll writes back every session changed from memory while the store
+// was unavailable and not written back since, for shutdown.
 func (e *Engine) FlushAll(ctx context.Context) error {
-	e.mu.Lock()
-	all := make([]*session, 0, len(e.sessions))
-	for _, s := range e.sessions {
-		all = append(all, s)
-	}
-	e.mu.Unlock()
 	var errs []error
-	for _, s := range all {
+	for _, s := range e.all() {
 		if err := ctx.Err(); err != nil {
 			errs = append(errs, err)
 			break
 		}
-		if err := s.flush(ctx); err != nil {
+		if err := s.flush(); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func (s *session) flush() error {
+	s.lock()
+	defer s.unlock()
+	if s.closed || !s.dirty || s.resyncLocked() && !s.dirty {
+		return nil
+	}
+	return fmt.Errorf("engine: session %q was not written back to the store", s.st.id)
+}
+
+// Follow makes sure this instance follows the session (loading it if
+// needed). The Redis recovery store calls it before it replays a
+// session's log to a recovering socket, so that nothing published after
+// the replay's read is missed.
+func (e *Engine) Follow(sessionID string) error {
+	if err := ValidateSessionID(sessionID); err != nil {
+		return err
+	}
+	_, err := e.sessionFor(sessionID, nil)
+	return err
+}
+
+// Reap detaches the members that were on a dead instance from the given
+// sessions: their leader grace and recovery windows start now, here and on
+// every instance that holds the sessions. The store's presence tracking
+// calls it for instances whose heartbeat stopped.
+func (e *Engine) Reap(instance string, sessionIDs []string) {
+	if instance == e.inst {
+		return
+	}
+	for _, id := range sessionIDs {
+		if ValidateSessionID(id) != nil {
+			continue
+		}
+		s, err := e.sessionFor(id, nil)
+		if err != nil {
+			e.log.Warn("reaping a dead instance's members failed", "instance", instance, "session", id, "err", err)
+			continue
+		}
+		st, err := s.run(detachInstanceCmd{inst: instance}, e.clk.Now())
+		if err == nil {
+			e.log.Info("members of a dead instance detached", "instance", instance, "session", id, "version", st.Version)
+		}
+	}
+}
+
+// StreamOutbox is implemented by an Outbox that can send an event under
+// its log id as the recovery offset. Without it the events go out through
+// the plain Outbox methods.
+type StreamOutbox interface {
+	ToSessionAt(sessionID, event string, payload any, offset string)
+	ToMemberAt(memberID, event string, payload any, offset string)
+}
+
+// Tuning of the pipeline.
+const (
+	// maxCommitAttempts bounds the compare-and-set retries of one command.
+	maxCommitAttempts = 16
+	// storeTimeout bounds one store call made for a command.
+	storeTimeout = 3 * time.Second
+	// sweepEvery is how often sessions this instance no longer needs are
+	// dropped from memory.
+	sweepEvery = time.Second
+)
+
+func storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), storeTimeout)
 }

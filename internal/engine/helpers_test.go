@@ -28,7 +28,6 @@ func newFixture(t *testing.T, edit ...func(*engine.Config)) *fixture {
 		TickInterval:   16 * time.Millisecond,
 		LeaderGrace:    5 * time.Second,
 		RecoveryWindow: 2 * time.Minute,
-		IdleTimeout:    10 * time.Minute,
 		MaxMembers:     50,
 		MaxSessions:    100,
 	}

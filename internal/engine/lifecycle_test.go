@@ -2,15 +2,12 @@ package engine_test
 
 import (
 	"context"
-	"errors"
 	"math"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/bandsync/bandsync/internal/engine"
 	"github.com/bandsync/bandsync/internal/engine/enginetest"
-	"github.com/bandsync/bandsync/internal/store"
 )
 
 func TestTicksOnlyForPlayingSessionsFromTheAnchor(t *testing.T) {
@@ -55,118 +52,56 @@ func TestTicksOnlyForPlayingSessionsFromTheAnchor(t *testing.T) {
 	}
 }
 
-func TestIdleSessionsExpire(t *testing.T) {
-	f := newFixture(t) // IdleTimeout 10 min
+// A session this instance no longer needs (nobody here, nobody detached
+// whose timers it runs) is dropped from memory by the sweep; the store
+// keeps it for whoever joins next, who finds it as it was.
+func TestSweepDropsSessionsNobodyHereNeeds(t *testing.T) {
+	f := newFixture(t)
 	f.join("a", "empty")
 	f.join("b", "detached")
 	f.join("c", "busy")
+	ok(t)(f.e.SetTempo("a", "empty", 90))
 	ok(t)(f.e.Play("b", "detached", 0))
 	f.e.Remove("a")
 	f.e.Detach("b")
-	// A session nobody is in (not even a dropped member) is reclaimed
-	// after 2 minutes, not IdleTimeout (10 here): squatted sessions must
-	// not hold MaxSessions for an hour.
-	f.clk.Advance(2*time.Minute - time.Millisecond)
-	if n := f.e.SweepIdle(f.clk.Now()); n != 0 {
-		t.Fatalf("swept %d sessions before the empty-session timeout", n)
-	}
-	// b was removed when its 2-minute recovery window ran out; that was
-	// the detached session's last change, so it expires 2 minutes later.
-	f.clk.Advance(time.Millisecond)
-	if n := f.e.SweepIdle(f.clk.Now()); n != 1 {
+	if n := f.e.Sweep(); n != 1 {
 		t.Fatalf("swept %d, want 1 (empty)", n)
 	}
-	if _, ok := f.e.Session("empty"); ok {
-		t.Fatal("empty session still exists")
+	if s := f.e.Stats(); s.Sessions != 2 || s.PlayingSessions != 1 || s.Members != 2 {
+		t.Fatalf("after the sweep Stats = %+v, want detached and busy", s)
 	}
-	if _, found, _ := f.st.Load(t.Context(), "empty"); found {
-		t.Fatal("empty session still in the store")
+	// Still readable (from the store), and a join carries on from it.
+	before, ok := f.e.Session("empty")
+	if !ok || before.Tempo != 90 || before.MemberCount != 0 {
+		t.Fatalf("swept session read back: %+v, %v", before, ok)
 	}
+	if st := f.join("z", "empty"); st.Version != before.Version+1 || st.Tempo != 90 || st.MemberCount != 1 {
+		t.Fatalf("re-joined swept session: version %d (want %d) tempo %v members %d", st.Version, before.Version+1, st.Tempo, st.MemberCount)
+	}
+	// b is removed when its recovery window runs out; then nobody needs
+	// the session here.
 	f.clk.Advance(2 * time.Minute)
-	if n := f.e.SweepIdle(f.clk.Now()); n != 1 {
-		t.Fatalf("swept %d, want 1 (detached)", n)
+	if n := f.e.Sweep(); n != 1 {
+		t.Fatalf("swept %d, want 1 (detached, after its recovery window)", n)
 	}
-	if s := f.e.Stats(); s.Sessions != 1 || s.PlayingSessions != 0 || s.Members != 1 {
-		t.Fatalf("after sweep Stats = %+v, want only busy", s)
-	}
-	f.clk.Advance(24 * time.Hour)
-	if n := f.e.SweepIdle(f.clk.Now()); n != 0 {
-		t.Fatalf("a session with a connected member expired")
-	}
-	// The id is free again: a new session starts at version 1.
-	if st := f.join("z", "empty"); st.Version != 1 || st.MemberCount != 1 {
-		t.Fatalf("re-created session: version %d members %d", st.Version, st.MemberCount)
+	if s := f.e.Stats(); s.Sessions != 2 || s.PlayingSessions != 0 || s.Members != 2 {
+		t.Fatalf("after the second sweep Stats = %+v, want busy and empty", s)
 	}
 }
 
-func TestSessionRestoredFromStore(t *testing.T) {
+// A record the store no longer has (expired while idle) does not reset the
+// session its members are still in: the next change writes the copy back.
+func TestExpiredRecordIsWrittenBackByTheNextChange(t *testing.T) {
 	f := newFixture(t)
-	err := f.st.Save(t.Context(), store.SessionRecord{
-		SessionID: "old", Message: "setlist", Tempo: 96, IsPlaying: true,
-		AnchorPositionMs: 1000, AnchorEpochMs: ms(t0) - 500, StartsAt: ms(t0) - 500,
-		LeaderID: "gone", LeaderTerm: 7, Version: 41, Settings: store.Settings{MaxMembers: 8},
-		Members: []store.Member{{SocketID: "gone", Role: engine.RoleLeader, Connected: true}},
-	})
-	if err != nil {
+	f.join("a", "s1")
+	before := ok(t)(f.e.SetTempo("a", "s1", 90))
+	if err := f.st.Delete(t.Context(), "s1"); err != nil {
 		t.Fatal(err)
 	}
-	st := f.join("a", "old")
-	// a leads by default, and the status text says so.
-	if st.Version != 42 || st.Message != "name-a is leading" || st.Tempo != 96 || !st.IsPlaying || st.PositionMs != 1500 {
-		t.Fatalf("restored: %+v", st)
-	}
-	if st.MemberCount != 1 || leaderOf(st) != "a" || st.LeaderTerm != 9 || st.Settings.MaxMembers != 8 {
-		t.Fatalf("restored membership: members %d leader %q term %d", st.MemberCount, leaderOf(st), st.LeaderTerm)
-	}
-}
-
-// failingStore refuses saves while failing is set.
-type failingStore struct {
-	*store.Memory
-	mu      sync.Mutex
-	failing bool
-	saves   int
-}
-
-func (s *failingStore) Save(ctx context.Context, r store.SessionRecord) error {
-	s.mu.Lock()
-	s.saves++
-	fail := s.failing
-	s.mu.Unlock()
-	if fail {
-		return errors.New("store down")
-	}
-	return s.Memory.Save(ctx, r)
-}
-
-func TestStoreErrorsAreNotFatalAndFlushAllCatchesUp(t *testing.T) {
-	fs := &failingStore{Memory: store.NewMemory(), failing: true}
-	clk := enginetest.NewFakeClock(t0)
-	e := engine.New(engine.Config{}, clk, enginetest.NewRecorder(), fs, nil)
-	if _, err := e.Join("a", engine.JoinRequest{SessionID: "s1"}); err != nil {
-		t.Fatalf("Join with a failing store: %v", err)
-	}
-	if _, err := e.SetTempo("a", "s1", 100); err != nil {
-		t.Fatalf("SetTempo with a failing store: %v", err)
-	}
-	fs.mu.Lock()
-	fs.failing = false
-	fs.mu.Unlock()
-	if err := e.FlushAll(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	rec, found, _ := fs.Load(t.Context(), "s1")
-	if !found || rec.Version != 2 || rec.Tempo != 100 {
-		t.Fatalf("after FlushAll stored %+v (found %v), want version 2 tempo 100", rec, found)
-	}
-	fs.mu.Lock()
-	before := fs.saves
-	fs.mu.Unlock()
-	if err := e.FlushAll(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if fs.saves != before {
-		t.Fatal("FlushAll re-saved a session that was already stored")
+	st := ok(t)(f.e.UpdateMessage("a", "s1", "still here"))
+	rec, found, _ := f.st.Load(t.Context(), "s1")
+	if !found || st.Version != before.Version+1 || rec.Version != st.Version || rec.Tempo != 90 || len(rec.Members) != 1 || rec.Message != "still here" {
+		t.Fatalf("after expiry: state %+v\nstored %+v (found %v)", st, rec, found)
 	}
 }
 

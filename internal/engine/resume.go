@@ -76,11 +76,7 @@ func (e *Engine) resume(memberID, sessionID, token string, mayCreate CreateCheck
 	if prev != nil {
 		_ = e.leave(prev, memberID)
 	}
-	inst := ""
-	if e.sh != nil {
-		inst = e.sh.inst
-	}
-	st, err = s.run(resumeCmd{member: memberID, old: old, token: token, inst: inst}, e.clk.Now())
+	st, err = s.run(resumeCmd{member: memberID, old: old, token: token, inst: e.inst}, e.clk.Now())
 	if err != nil {
 		return State{}, false, nil
 	}

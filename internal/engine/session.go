@@ -1,14 +1,15 @@
 package engine
 
 import (
-	"context"
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/bandsync/bandsync/internal/store"
 )
 
-// errClosed reports a command on a session the idle sweeper has already
-// removed; Join retries with a fresh session, other commands report
+// errClosed reports a command on a session this instance has already
+// dropped; Join retries with a fresh copy, other commands report
 // NOT_IN_SESSION.
 var errClosed = errors.New("engine: session closed")
 
@@ -20,26 +21,26 @@ type armed struct {
 	t      Timer
 }
 
-// session is one live session. Every mutation of a session happens in the
-// methods in this file and shared.go.
+// session is this instance's copy of one session. Every change of it
+// happens in the methods of this file and delivery.go, through one
+// pipeline (see the package comment).
 //
 // Lock contract. op serialises everything that changes the session or
 // talks to the store about it (commands, deliveries, resyncs, timers); it
 // may be held across store I/O, so the tick scheduler, snapshot readers and
-// the sweepers never wait on it (sweepers TryLock). mu guards st, closed
+// the sweeper never wait on it (the sweeper TryLocks). mu guards st, closed
 // and the timers for readers and is never held across I/O: a writer holds
 // op, and takes mu for each change of state together with the events it
-// sends, so each member sees a session's events, ticks included, in the
-// order the session changed. Order: op before mu; neither is held while
-// taking the engine's map lock.
+// performs, so each member sees a session's events, ticks included, in the
+// order the session changed. xmu guards the inbox and is a leaf. Order: op
+// before mu before xmu; none is held while taking the engine's map lock.
 type session struct {
 	e  *Engine
 	op sync.Mutex
 	mu sync.Mutex
 
-	st           sessionState
-	closed       bool
-	savedVersion uint64
+	st     sessionState
+	closed bool
 
 	grace    *armed            // detached leader's grace period
 	recovery map[string]*armed // detached members' recovery windows
@@ -49,97 +50,262 @@ type session struct {
 	playIdx int
 	slot    int
 
-	x sharedSession // the shared mode's state (shared.go)
+	// Guarded by op.
+	cursor   string   // log id of the last performed entry
+	followed bool     // the store delivers this session's batches here
+	dirty    bool     // changed while the store was unavailable, not written back yet
+	gone     []string // local members that left; unindexed once op is released
+	local    []string // applyLocked's buffer
+
+	// Guarded by xmu.
+	xmu      sync.Mutex
+	inbox    []store.Batch // delivered, not yet performed
+	holding  bool          // op is held by a lock() caller, which performs the inbox before it lets go
+	draining bool          // a drain goroutine is on its way
 }
 
 func newSession(e *Engine, st sessionState) *session {
 	return &session{e: e, st: st, playIdx: -1, recovery: make(map[string]*armed)}
 }
 
-// run applies c and returns the resulting snapshot.
-func (s *session) run(c command, now time.Time) (State, error) {
-	if s.e.sh != nil {
-		return s.runShared(c, now)
-	}
+// lock takes op for a change of the session.
+func (s *session) lock() {
 	s.op.Lock()
-	defer s.op.Unlock()
+	s.xmu.Lock()
+	s.holding = true
+	s.xmu.Unlock()
+}
+
+// unlock performs what the store delivered while op was held, releases op,
+// and then takes the members that left out of the engine's index (which
+// may not be locked under a session lock).
+func (s *session) unlock() {
+	for {
+		s.xmu.Lock()
+		if len(s.inbox) == 0 {
+			s.holding = false
+			s.xmu.Unlock()
+			break
+		}
+		b := s.inbox[0]
+		s.inbox[0] = store.Batch{}
+		s.inbox = s.inbox[1:]
+		s.xmu.Unlock()
+		if !s.closed {
+			s.applyLocked(b, nil)
+		}
+	}
+	gone := s.gone
+	s.gone = nil
+	s.op.Unlock()
+	for _, m := range gone {
+		s.e.unindex(m, s)
+	}
+}
+
+// run applies c and returns the resulting snapshot. Its events have been
+// performed here when it returns, so an ack follows them.
+func (s *session) run(c command, now time.Time) (State, error) {
+	s.lock()
+	defer s.unlock()
 	if _, err := s.runLocked(c, now); err != nil {
 		return State{}, err
 	}
-	return s.st.snapshot(now), nil
+	return s.st.snapshot(s.e.clk.Now()), nil
 }
 
-// runLocked applies c: the new state is committed and saved, then the
-// effects are sent, then the playing set and the timers are brought in
-// line with the new state. The caller holds op.
+// runLocked is the pipeline: step (the pure transition on this copy),
+// commit (compare-and-set on version and leader term, which records and
+// publishes the change's operations), deliver (the store hands the batch
+// to every instance that follows the session) and perform (each instance
+// carries the operations out on its own sockets). The committing instance
+// performs its own batch at once, from the commit's answer, rather than
+// waiting for its delivery; the delivery is then recognised by its log id
+// and skipped. A conflict means the copy was stale: the stored record is
+// adopted and c evaluated again. A refusal is confirmed against the stored
+// record before it is reported, so a stale copy never refuses what the
+// store would accept. The caller holds op, not mu.
 func (s *session) runLocked(c command, now time.Time) (changed bool, err error) {
 	if s.closed {
 		return false, errClosed
 	}
-	if s.e.sh != nil {
-		changed, _, err := s.runSharedLocked(c, now)
-		return changed, err
+	e, sh := s.e, s.e.store
+	// A session changed from memory during an outage (or never followed)
+	// is first written back, or its changes would be lost to the
+	// compare-and-set.
+	if !sh.Available() || ((s.dirty || !s.followed) && !s.resyncLocked()) {
+		return s.runLocalLocked(c, now)
 	}
-	// The memory store does no I/O, so the memory mode takes mu for the
-	// whole change.
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	wasPlaying := s.st.playing
+	rechecked := false
+	for range maxCommitAttempts {
+		next, out, err := step(s.st, c, now, e.policy)
+		if err != nil {
+			if !rechecked {
+				rechecked = true
+				if s.reloadLocked(false) {
+					now = e.clk.Now()
+					continue
+				}
+			}
+			return false, err
+		}
+		if !out.changed {
+			// An echo to the sender: nothing to record.
+			s.mu.Lock()
+			s.performMuLocked(opsOf(out.effects))
+			s.mu.Unlock()
+			return false, nil
+		}
+		stampInstance(&next, c, e.inst)
+		ctx, cancel := storeCtx()
+		res, err := sh.Commit(ctx, next.record(), s.st.version, s.st.leaderTerm, opsOf(out.effects))
+		cancel()
+		switch {
+		case err == nil:
+			s.applyLocked(res.Batch, &next)
+			return true, nil
+		case errors.Is(err, store.ErrConflict) && !res.Found:
+			// The record is gone (expired while idle, or a Redis that lost
+			// its data): this copy is the best there is; put it back.
+			ctx, cancel := storeCtx()
+			_, err := sh.WriteBack(ctx, s.st.record(), nil)
+			cancel()
+			if err != nil && !sh.Available() {
+				return s.runLocalLocked(c, now)
+			}
+			now = e.clk.Now()
+		case errors.Is(err, store.ErrConflict):
+			s.adoptRecordLocked(res.Current, true)
+			rechecked = true
+			now = e.clk.Now()
+		case !sh.Available():
+			e.log.Warn("session store lost during a command; serving from memory", "session", s.st.id, "err", err)
+			return s.runLocalLocked(c, now)
+		default:
+			e.log.Error("committing session failed", "session", s.st.id, "err", err)
+			return false, newError(CodeInternal, "the session store failed; try again")
+		}
+	}
+	return false, newError(CodeInternal, "session %q is changing too fast; try again", s.st.id)
+}
+
+// runLocalLocked applies c to this copy alone, for while the store is
+// unavailable: the session is marked dirty, and written back when the
+// store returns (resyncLocked).
+func (s *session) runLocalLocked(c command, now time.Time) (bool, error) {
 	next, out, err := step(s.st, c, now, s.e.policy)
 	if err != nil {
 		return false, err
 	}
-	s.st = next
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.performMuLocked(opsOf(out.effects))
 	if out.changed {
-		s.saveLocked(context.Background())
-	}
-	s.emitLocked(out.effects)
-	if out.changed {
-		if s.st.playing != wasPlaying {
-			s.e.setPlaying(s, s.st.playing)
-		}
-		s.reconcileTimersLocked()
+		stampInstance(&next, c, s.e.inst)
+		s.dirty = true
+		s.adoptMuLocked(next)
 	}
 	return out.changed, nil
 }
 
-func (s *session) emitLocked(effects []effect) {
-	o := s.e.out
-	for _, f := range effects {
-		switch f.kind {
-		case effBroadcast:
-			o.ToSession(s.st.id, f.event, f.payload)
-		case effToMember:
-			o.ToMember(f.member, f.event, f.payload)
-		case effJoinRoom:
-			o.JoinRoom(f.member, s.st.id)
-		case effLeaveRoom:
-			o.LeaveRoom(f.member, s.st.id)
+// adoptLocked makes next the session's state. The caller holds op, not mu.
+func (s *session) adoptLocked(next sessionState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.adoptMuLocked(next)
+}
+
+// adoptMuLocked makes next the session's state and brings the playing set
+// and the timers in line with it. The caller holds op and mu.
+func (s *session) adoptMuLocked(next sessionState) {
+	wasPlaying := s.st.playing
+	s.st = next
+	if s.st.playing != wasPlaying {
+		s.e.setPlaying(s, s.st.playing)
+	}
+	s.reconcileTimersLocked()
+}
+
+// fromRecord rebuilds a stored record as this engine's state.
+func (s *session) fromRecord(rec store.SessionRecord) sessionState {
+	next := stateFromRecord(rec, s.e.clk.Now())
+	if next.maxMembers <= 0 {
+		next.maxMembers = s.e.cfg.MaxMembers
+	}
+	return next
+}
+
+// adoptRecordLocked replaces the copy with a stored record (found false:
+// the record is gone, e.g. expired, and the session starts over).
+func (s *session) adoptRecordLocked(rec store.SessionRecord, found bool) {
+	if found {
+		s.adoptLocked(s.fromRecord(rec))
+		return
+	}
+	s.adoptLocked(newSessionState(s.st.id, s.e.cfg.MaxMembers, s.e.clk.Now()))
+}
+
+// reloadLocked reads the stored record and adopts it when it differs from
+// the copy; it reports whether it did. sameVersion adopts a stored record of
+// the copy's own version too: once the log no longer holds the entry the
+// copy was built on, the stored record of that version may be another
+// state (see fillLocked).
+//
+// A stored record older than the copy (under no newer leader term) lost
+// changes that this instance has seen and that were acknowledged: Redis
+// replicates asynchronously, and a failover can promote a replica they
+// had not reached. The copy is written back then, not the older record
+// adopted.
+func (s *session) reloadLocked(sameVersion bool) bool {
+	ctx, cancel := storeCtx()
+	defer cancel()
+	rec, found, err := s.e.store.Load(ctx, s.st.id)
+	// A vanished record is not adopted: the next commit writes this copy
+	// back instead.
+	if err != nil || !found || (rec.Version == s.st.version && !sameVersion) {
+		return false
+	}
+	if rec.Version < s.st.version && rec.LeaderTerm <= s.st.leaderTerm {
+		ops := []store.Op{{Kind: store.OpBroadcast, Event: EventSnapshot, Value: s.st.snapshot(s.e.clk.Now())}}
+		if res, err := s.e.store.WriteBack(ctx, s.st.record(), ops); err == nil && res.Written {
+			s.e.log.Warn("the stored session had lost changes this instance holds; written back",
+				"session", s.st.id, "version", s.st.version, "storedVersion", rec.Version)
+		}
+		return false
+	}
+	s.adoptRecordLocked(rec, true)
+	return true
+}
+
+// stampInstance records on which instance a joining member's socket is.
+func stampInstance(st *sessionState, c command, inst string) {
+	if jc, ok := c.(joinCmd); ok {
+		if i := st.find(jc.member); i >= 0 {
+			st.members[i].inst = inst
 		}
 	}
 }
 
-// saveLocked writes the session through to the store. A failure is logged,
-// not fatal: the session goes on in memory and FlushAll retries it. The
-// caller holds op.
-func (s *session) saveLocked(ctx context.Context) error {
-	rec := s.st.record()
-	if err := s.e.store.Save(ctx, rec); err != nil {
-		s.e.log.Warn("saving session failed", "session", s.st.id, "version", rec.Version, "err", err)
-		return err
+// opsOf turns a transition's effects into the operations a commit records.
+// Payloads stay Go values: a store that leaves the process encodes them,
+// the in-process one hands them over as they are.
+func opsOf(effects []effect) []store.Op {
+	ops := make([]store.Op, len(effects))
+	for i, f := range effects {
+		op := store.Op{Member: f.member, Event: f.event, Value: f.payload}
+		switch f.kind {
+		case effBroadcast:
+			op.Kind, op.Member = store.OpBroadcast, ""
+		case effToMember:
+			op.Kind = store.OpToMember
+		case effJoinRoom:
+			op.Kind = store.OpJoin
+		case effLeaveRoom:
+			op.Kind = store.OpLeave
+		}
+		ops[i] = op
 	}
-	s.savedVersion = rec.Version
-	return nil
-}
-
-// flush saves the session if its last change did not reach the store.
-func (s *session) flush(ctx context.Context) error {
-	s.op.Lock()
-	defer s.op.Unlock()
-	if s.closed || s.savedVersion >= s.st.version {
-		return nil
-	}
-	return s.saveLocked(ctx)
+	return ops
 }
 
 // reconcileTimersLocked arms and cancels timers to match the state: a grace
@@ -176,8 +342,8 @@ func (s *session) reconcileTimersLocked() {
 }
 
 func (s *session) graceFired(a *armed) {
-	s.op.Lock()
-	defer s.op.Unlock()
+	s.lock()
+	defer s.unlock()
 	if s.closed || s.grace != a {
 		return
 	}
@@ -190,21 +356,15 @@ func (s *session) graceFired(a *armed) {
 }
 
 func (s *session) recoveryFired(a *armed) {
-	s.op.Lock()
+	s.lock()
+	defer s.unlock()
 	if s.closed || s.recovery[a.member] != a {
-		s.op.Unlock()
 		return
 	}
 	s.mu.Lock()
 	delete(s.recovery, a.member)
 	s.mu.Unlock()
-	removed, _ := s.runLocked(leaveCmd{member: a.member, onlyIfDetached: true, reason: ReasonLeaderDisconnected}, s.e.clk.Now())
-	s.op.Unlock()
-	if removed {
-		// Outside the session lock: the engine lock is never taken while
-		// holding a session lock.
-		s.e.unindex(a.member, s)
-	}
+	_, _ = s.runLocked(leaveCmd{member: a.member, onlyIfDetached: true, reason: ReasonLeaderDisconnected}, s.e.clk.Now())
 }
 
 // tick sends one scroll_tick with the position derived at now. It takes
@@ -264,30 +424,32 @@ func (s *session) refusal(memberID string) error {
 	return newError(CodeSessionFull, "session %q is full: at most %d members", s.st.id, s.st.maxMembers)
 }
 
-// expireIfIdle closes the session when no member is connected and nothing
-// changed for idle. The caller holds the engine lock and removes it from
-// the map; it returns the ids of the members that were still in it.
-func (s *session) expireIfIdle(now time.Time, idle time.Duration) (members []string, expired bool) {
+// dropIfUnneeded closes the copy when this instance no longer needs it: no
+// member here, no detached member whose timers it may have to run, and
+// nothing changed here that the store has not got. The caller holds the
+// engine lock, so it must not wait on a command that waits on the store:
+// a busy session is needed anyway.
+func (s *session) dropIfUnneeded() bool {
 	if !s.op.TryLock() {
-		return nil, false // a command is under way: not idle
+		return false
 	}
 	defer s.op.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.st.connectedCount() > 0 || now.UnixMilli()-s.st.lastActive < s.st.idleFor(idle).Milliseconds() {
-		return nil, false
+	if s.closed || s.dirty {
+		return false
+	}
+	for _, m := range s.st.members {
+		if m.inst == s.e.inst || !m.connected {
+			return false
+		}
 	}
 	s.closeLocked()
-	for _, m := range s.st.members {
-		s.e.out.LeaveRoom(m.id, s.st.id)
-		members = append(members, m.id)
-	}
-	return members, true
+	return true
 }
 
-// closeLocked retires the session: no timer fires for it and it leaves
-// the playing set. The caller holds op and mu and removes it from the
-// engine.
+// closeLocked retires the copy: no timer fires for it and it leaves the
+// playing set. The caller holds op and mu and removes it from the engine.
 func (s *session) closeLocked() {
 	s.closed = true
 	if s.grace != nil {

@@ -179,13 +179,13 @@ type member struct {
 	id, name, role string
 	joinedAt       int64 // epoch ms
 	connected      bool
-	inst           string // instance holding the socket, with a shared store (shared.go)
+	inst           string // store instance holding the socket
 	token          string // private resume token (resume.go); never sent in a snapshot
 }
 
 // sessionState is a session as a plain value, so that state transitions are
-// functions of (state, command, now) that a store-backed engine can also run
-// inside a compare-and-set loop.
+// functions of (state, command, now) that the pipeline can run again inside
+// its compare-and-set loop.
 //
 // Position is never accumulated. It is derived from an anchor: anchorPos
 // holds at anchorAt, and while playing it advances with real time from

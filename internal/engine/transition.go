@@ -4,9 +4,9 @@ import "time"
 
 // This file holds the state transitions as pure functions: given a session
 // value, a command and the current instant they return the next value and
-// the messages to send, and touch nothing else. The session type (session.go)
-// runs them under its lock and performs the effects; a store-backed engine
-// can run the same functions inside a compare-and-set retry loop.
+// the messages to send, and touch nothing else, so the pipeline
+// (session.go) can run them again on a fresh copy when its compare-and-set
+// commit loses a race.
 
 // policy is the part of the configuration transitions depend on.
 type policy struct {
@@ -436,26 +436,67 @@ func (c messageCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, er
 	return out, nil
 }
 
-// connectCmd marks a member's socket lost (connected=false) or recovered.
-// A detached leader keeps leadership; the session's grace timer decides.
-type connectCmd struct {
-	member    string
-	connected bool
-}
+// attachCmd: a member's socket is (again) connected, on instance inst.
+type attachCmd struct{ member, inst string }
 
-func (c connectCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, error) {
+func (c attachCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, error) {
 	var out outcome
 	i, err := requireMember(s, c.member)
 	if err != nil {
 		return out, err
 	}
-	if s.members[i].connected == c.connected {
+	if s.members[i].connected && s.members[i].inst == c.inst {
 		return out, nil
 	}
 	s.touch(now)
 	out.changed = true
-	s.members[i].connected = c.connected
+	s.members[i].connected = true
+	s.members[i].inst = c.inst
 	out.presenceChanged(s, now)
+	return out, nil
+}
+
+// detachCmd: a member's socket on instance inst dropped and may recover.
+// A detached leader keeps leadership; the session's grace timer decides. A
+// member that has meanwhile recovered on another instance stays attached.
+type detachCmd struct{ member, inst string }
+
+func (c detachCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, error) {
+	var out outcome
+	i, err := requireMember(s, c.member)
+	if err != nil {
+		return out, err
+	}
+	if !s.members[i].connected || s.members[i].inst != c.inst {
+		return out, nil
+	}
+	s.touch(now)
+	out.changed = true
+	s.members[i].connected = false
+	out.presenceChanged(s, now)
+	return out, nil
+}
+
+// detachInstanceCmd: instance inst is dead; its connected members are
+// detached, as if each socket had dropped.
+type detachInstanceCmd struct{ inst string }
+
+func (c detachInstanceCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, error) {
+	var out outcome
+	n := 0
+	for i := range s.members {
+		if s.members[i].connected && s.members[i].inst == c.inst {
+			if n == 0 {
+				s.touch(now)
+				out.changed = true
+			}
+			s.members[i].connected = false
+			n++
+		}
+	}
+	if n > 0 {
+		out.presenceChanged(s, now)
+	}
 	return out, nil
 }
 

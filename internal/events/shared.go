@@ -9,25 +9,44 @@ import (
 	"github.com/bandsync/bandsync/internal/store"
 )
 
-// With a shared store (Redis) a session's events are recorded in the
-// session's log by the store, and the offset a client must present to
-// recover is the entry's log id; these methods send an event under that
-// offset.
+// The engine sends each event a session's change produces under its id in
+// the session's log. With a shared recovery store (Redis) that id is the
+// offset a client presents to recover, and the store replays from the log;
+// otherwise the transport records the event and numbers it itself.
 var _ engine.StreamOutbox = outbox{}
 
-func (o outbox) ToSessionAt(sessionID, event string, payload json.RawMessage, offset string) {
-	o.srv.BroadcastFrame(RoomName(sessionID), recordedFrame(event, payload, offset))
-}
-
-func (o outbox) ToMemberAt(memberID, event string, payload json.RawMessage, offset string) {
-	if c, ok := o.srv.Conn(memberID); ok {
-		c.Send(recordedFrame(event, payload, offset))
+func (o outbox) ToSessionAt(sessionID, event string, payload any, offset string) {
+	if !o.srv.SharedRecovery() {
+		o.ToSession(sessionID, event, payload)
+		return
+	}
+	if f, ok := recordedFrame(event, payload, offset); ok {
+		o.srv.BroadcastFrame(RoomName(sessionID), f)
 	}
 }
 
-func recordedFrame(event string, payload json.RawMessage, offset string) *socketio.Frame {
+func (o outbox) ToMemberAt(memberID, event string, payload any, offset string) {
+	if !o.srv.SharedRecovery() {
+		o.ToMember(memberID, event, payload)
+		return
+	}
+	if c, ok := o.srv.Conn(memberID); ok {
+		if f, ok := recordedFrame(event, payload, offset); ok {
+			c.Send(f)
+		}
+	}
+}
+
+func recordedFrame(event string, payload any, offset string) (*socketio.Frame, bool) {
+	body, ok := payload.(json.RawMessage)
+	if !ok && payload != nil {
+		var err error
+		if body, err = json.Marshal(payload); err != nil {
+			return nil, false
+		}
+	}
 	seq, _ := store.LogSeq(offset)
-	return socketio.EncodeRecorded(event, payload, offset, seq)
+	return socketio.EncodeRecorded(event, body, offset, seq), true
 }
 
 // SessionOfRoom is the inverse of RoomName: ok is false for a room that is

@@ -119,7 +119,7 @@ func (r *recorder) LeaveRoom(m, s string) {
 	delete(r.rooms[s], m)
 }
 
-func (r *recorder) ToSession(s, e string, p any) { r.ToSessionAt(s, e, raw(p), "") }
+func (r *recorder) ToSession(s, e string, p any) { r.ToSessionAt(s, e, p, "") }
 
 func (r *recorder) ToSessionVolatile(s, _ string, _ any) {
 	r.mu.Lock()
@@ -134,7 +134,7 @@ func (r *recorder) tickTimes(session string) []time.Time {
 	return append([]time.Time(nil), r.ticks[session]...)
 }
 
-func (r *recorder) ToMember(m, e string, p any) { r.ToMemberAt(m, e, raw(p), "") }
+func (r *recorder) ToMember(m, e string, p any) { r.ToMemberAt(m, e, p, "") }
 
 func (r *recorder) Disconnect(string) {
 	r.mu.Lock()
@@ -149,18 +149,18 @@ func (r *recorder) disconnects() int {
 	return r.closed
 }
 
-func (r *recorder) ToSessionAt(s, e string, p json.RawMessage, off string) {
+func (r *recorder) ToSessionAt(s, e string, p any, off string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for m := range r.rooms[s] {
-		r.got[m] = append(r.got[m], delivery{e, p, off})
+		r.got[m] = append(r.got[m], delivery{e, raw(p), off})
 	}
 }
 
-func (r *recorder) ToMemberAt(m, e string, p json.RawMessage, off string) {
+func (r *recorder) ToMemberAt(m, e string, p any, off string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.got[m] = append(r.got[m], delivery{e, p, off})
+	r.got[m] = append(r.got[m], delivery{e, raw(p), off})
 }
 
 // events returns what member received, by event name, in order.

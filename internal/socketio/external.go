@@ -48,6 +48,10 @@ func RecordedPacket(event string, payload []byte, offset string) []byte {
 // when the socket is closed or the frame was dropped.
 func (c *Conn) Send(f *Frame) bool { return c.enqueue(f) }
 
+// SharedRecovery reports whether the Recovery is a SharedRecovery: events
+// are then recorded outside the server and sent with EncodeRecorded.
+func (s *Server) SharedRecovery() bool { return s.shared() != nil }
+
 // shared returns the Recovery as a SharedRecovery, or nil.
 func (s *Server) shared() SharedRecovery {
 	sr, _ := s.opts.Recovery.(SharedRecovery)

@@ -37,7 +37,11 @@ type MemoryOptions struct {
 	// TTL: a record not changed for this long is gone, with its log, as
 	// a Redis session's keys expire after SESSION_TTL. 0: never.
 	TTL time.Duration
-	// LogMaxLen is how many operations each session's log keeps (1000).
+	// LogMaxLen is how many operations each session's log keeps (64).
+	// In one process the log only completes a follower's gap, which is
+	// at most the batches still queued for it; replaying to recovering
+	// sockets is the transport's (socketio.MemoryRecovery). A longer log
+	// would only keep every recent event's payload alive for the GC.
 	LogMaxLen int
 	// Now is the clock of the TTL and of the log ids (time.Now).
 	Now func() time.Time
@@ -88,7 +92,7 @@ func NewMemory() *Memory { return NewMemoryWith(MemoryOptions{}) }
 // NewMemoryWith returns an empty in-memory store configured by o.
 func NewMemoryWith(o MemoryOptions) *Memory {
 	if o.LogMaxLen <= 0 {
-		o.LogMaxLen = 1000
+		o.LogMaxLen = 64
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -269,7 +273,11 @@ func (m *Memory) Commit(_ context.Context, r SessionRecord, prev, term uint64, o
 	if s.found {
 		v, t = s.rec.Version, s.rec.LeaderTerm
 	}
-	if v != prev || t != term {
+	// A stored record older than prev lost changes the caller holds (the
+	// exception of Shared.Commit); this store never loses one itself, but
+	// keeps the contract.
+	repair := s.found && v < prev && t <= term
+	if (v != prev || t != term) && !repair {
 		res := Result{Found: s.found}
 		if s.found {
 			res.Current = s.rec.Clone()
@@ -299,7 +307,9 @@ func (m *Memory) WriteBack(_ context.Context, r SessionRecord, ops []Op) (Result
 // they are, never encoded: every reader is in this process.
 func (h *memHub) writeLocked(s *memSession, r SessionRecord, ops []Op) Result {
 	h.storeLocked(s, r)
-	rec := s.rec.Clone() // the copy the batch carries; followers only read it
+	// The batch carries the stored copy itself: s.rec is replaced on every
+	// write, never changed in place, and followers only read it.
+	rec := s.rec
 	prev := "0-0"
 	if n := len(s.log); n > 0 {
 		prev = LogID(s.log[n-1].last)
@@ -308,7 +318,7 @@ func (h *memHub) writeLocked(s *memSession, r SessionRecord, ops []Op) Result {
 	if len(ops) == 0 {
 		return Result{Written: true, Batch: b}
 	}
-	b.Ops = slices.Clone(ops)
+	b.Ops = ops // the store's now (Shared.Commit): ids are set in place
 	ms := uint64(max(h.now().UnixMilli(), 0))
 	var first uint64
 	for i := range b.Ops {

@@ -172,6 +172,17 @@ func testCommitCompareAndSet(t *testing.T, f Factory) {
 	if got := stored(t, s, "s1"); got.Version != 3 {
 		t.Fatalf("commit without ops: stored version %d", got.Version)
 	}
+	// A stored record older than the caller's copy lost acknowledged
+	// changes (a failover): the commit restores them instead of failing.
+	if err := s.Save(ctx, Rec("s2", 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.Commit(ctx, Rec("s2", 4, 1), 3, 1, snapshotOp(4)); err != nil || !res.Written {
+		t.Fatalf("commit over a record that lost changes: %+v, %v; want written", res, err)
+	}
+	if got := stored(t, s, "s2"); got.Version != 4 {
+		t.Fatalf("after the repair the stored version is %d, want 4", got.Version)
+	}
 }
 
 // Many writers racing on one session, each reading, changing and
@@ -179,7 +190,7 @@ func testCommitCompareAndSet(t *testing.T, f Factory) {
 // exactly once, and the log holds them in version order.
 func testContention(t *testing.T, f Factory) {
 	ctx := context.Background()
-	s := open(t, f, Config{})
+	s := open(t, f, Config{LogMaxLen: 1000})
 	const writers, each = 8, 25
 	var conflicts atomic.Int64
 	var wg sync.WaitGroup
