@@ -240,8 +240,10 @@ func shutdown(cfg config.Config, log *slog.Logger, srv *http.Server, sio *socket
 func openStore(cfg config.Config, log *slog.Logger) (st store.Shared, rs *redisstore.Redis, err error) {
 	if !cfg.RedisConfigured() {
 		// A session unchanged for SESSION_IDLE_TIMEOUT_MS expires, as a
-		// Redis session does after SESSION_TTL.
-		return store.NewMemoryWith(store.MemoryOptions{Instance: cfg.InstanceID, TTL: cfg.SessionIdleTimeout}), nil, nil
+		// Redis session does after SESSION_TTL; one nobody is in, after
+		// 2 minutes at most (docs/security.md: session squatting).
+		return store.NewMemoryWith(store.MemoryOptions{Instance: cfg.InstanceID, TTL: cfg.SessionIdleTimeout,
+			EmptyTTL: 2 * time.Minute}), nil, nil
 	}
 	rs, err = redisstore.Open(redisstore.Options{
 		Conn: redisstore.Conn{URL: cfg.RedisURL, Host: cfg.RedisHost, Port: cfg.RedisPort,

@@ -37,6 +37,10 @@ type MemoryOptions struct {
 	// TTL: a record not changed for this long is gone, with its log, as
 	// a Redis session's keys expire after SESSION_TTL. 0: never.
 	TTL time.Duration
+	// EmptyTTL, when shorter, is the TTL of a record with no members at
+	// all: nobody can be waiting for it, and a squatter that creates and
+	// leaves sessions must not keep them for TTL. 0: TTL.
+	EmptyTTL time.Duration
 	// LogMaxLen is how many operations each session's log keeps (64).
 	// In one process the log only completes a follower's gap, which is
 	// at most the batches still queued for it; replaying to recovering
@@ -52,6 +56,7 @@ type listenerRef struct{ Listener }
 // memHub is the state the views of one Memory share.
 type memHub struct {
 	ttl    time.Duration
+	empty  time.Duration
 	maxLen int
 	now    func() time.Time
 
@@ -97,7 +102,7 @@ func NewMemoryWith(o MemoryOptions) *Memory {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	h := &memHub{ttl: o.TTL, maxLen: o.LogMaxLen, now: o.Now, sessions: make(map[string]*memSession)}
+	h := &memHub{ttl: o.TTL, empty: o.EmptyTTL, maxLen: o.LogMaxLen, now: o.Now, sessions: make(map[string]*memSession)}
 	return &Memory{h: h, inst: o.Instance}
 }
 
@@ -131,7 +136,11 @@ func (h *memHub) session(id string, create bool) *memSession {
 // memory. The caller holds h.mu.
 func (h *memHub) sweepLocked() {
 	now := h.now()
-	if h.ttl <= 0 || now.Sub(h.swept) < h.ttl {
+	every := h.ttl
+	if h.empty > 0 && (every <= 0 || h.empty < every) {
+		every = h.empty
+	}
+	if every <= 0 || now.Sub(h.swept) < every {
 		return
 	}
 	h.swept = now
@@ -150,7 +159,11 @@ func (h *memHub) sweepLocked() {
 // expireLocked clears a record (and its log) not written for the TTL. The
 // caller holds s.mu.
 func (h *memHub) expireLocked(s *memSession, now time.Time) {
-	if s.found && h.ttl > 0 && now.Sub(s.written) >= h.ttl {
+	ttl := h.ttl
+	if h.empty > 0 && len(s.rec.Members) == 0 && (ttl <= 0 || h.empty < ttl) {
+		ttl = h.empty
+	}
+	if s.found && ttl > 0 && now.Sub(s.written) >= ttl {
 		s.rec, s.found = SessionRecord{}, false
 		s.log, s.logOps, s.trimmed = nil, 0, false
 	}

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/bandsync/bandsync/internal/store"
 	"github.com/bandsync/bandsync/internal/store/storetest"
@@ -13,4 +14,30 @@ func TestMemoryContract(t *testing.T) {
 		m := store.NewMemoryWith(store.MemoryOptions{TTL: cfg.TTL, LogMaxLen: cfg.LogMaxLen})
 		return func(name string) store.Shared { return m.Peer(name) }
 	})
+}
+
+// A record with no members expires after EmptyTTL, one with members
+// after TTL.
+func TestMemoryEmptySessionsExpireSooner(t *testing.T) {
+	now := time.Unix(1000, 0)
+	m := store.NewMemoryWith(store.MemoryOptions{TTL: time.Hour, EmptyTTL: 2 * time.Minute, Now: func() time.Time { return now }})
+	empty := storetest.Rec("empty", 1, 1)
+	empty.Members = nil
+	for _, r := range []store.SessionRecord{empty, storetest.Rec("full", 1, 1)} {
+		if _, err := m.Commit(t.Context(), r, 0, 0, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = now.Add(2*time.Minute - time.Millisecond)
+	if m.Len() != 2 {
+		t.Fatalf("%d records before the empty TTL, want 2", m.Len())
+	}
+	now = now.Add(time.Millisecond)
+	if _, ok, _ := m.Load(t.Context(), "empty"); ok || m.Len() != 1 {
+		t.Fatalf("the empty record outlived EmptyTTL (%d records)", m.Len())
+	}
+	now = now.Add(time.Hour)
+	if m.Len() != 0 {
+		t.Fatal("a record outlived TTL")
+	}
 }
