@@ -33,6 +33,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bandsync/bandsync/internal/protocol"
 	"github.com/bandsync/bandsync/internal/store"
 )
 
@@ -331,7 +332,7 @@ func (e *Engine) unindex(memberID string, s *session) {
 }
 
 func (e *Engine) serverFull() *Error {
-	return newError(CodeSessionFull,
+	return newError(protocol.CodeSessionFull,
 		"the server has no room for new sessions (limit %d); join an existing session or try again later", e.cfg.MaxSessions)
 }
 
@@ -362,7 +363,7 @@ func (e *Engine) sessionFor(sessionID string, mayCreate CreateCheck) (*session, 
 	rec, found, err := e.store.Load(context.Background(), sessionID)
 	if err != nil {
 		e.log.Error("loading session failed", "session", sessionID, "err", err)
-		return nil, newError(CodeInternal, "the session store is unavailable; try again")
+		return nil, newError(protocol.CodeInternal, "the session store is unavailable; try again")
 	}
 	now := e.clk.Now()
 	e.mu.Lock()
@@ -449,7 +450,7 @@ func (e *Engine) Join(memberID string, r JoinRequest) (State, error) {
 		e.mu.Unlock()
 		return st, nil
 	}
-	return State{}, newError(CodeInternal, "session %q was being deleted; try again", r.SessionID)
+	return State{}, newError(protocol.CodeInternal, "session %q was being deleted; try again", r.SessionID)
 }
 
 // leave removes memberID from s and from the index.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 // errClosed reports a command on a session the idle sweeper has already
@@ -216,7 +218,7 @@ func (s *session) tick(now time.Time, nowMs float64) {
 		return
 	}
 	pos := s.st.positionAt(now)
-	s.e.out.ToSessionVolatile(s.st.id, EventScrollTick, Tick{
+	s.e.out.ToSessionVolatile(s.st.id, protocol.EventScrollTick, Tick{
 		SessionID:       s.st.id,
 		PositionMs:      pos,
 		TempoBpm:        s.st.tempo,
@@ -261,7 +263,7 @@ func (s *session) refusal(memberID string) error {
 	if s.closed || s.st.find(memberID) >= 0 || s.st.hasRoom() {
 		return nil
 	}
-	return newError(CodeSessionFull, "session %q is full: at most %d members", s.st.id, s.st.maxMembers)
+	return newError(protocol.CodeSessionFull, "session %q is full: at most %d members", s.st.id, s.st.maxMembers)
 }
 
 // expireIfIdle closes the session when no member is connected and nothing

@@ -48,6 +48,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bandsync/bandsync/internal/protocol"
 	"github.com/bandsync/bandsync/internal/store"
 )
 
@@ -155,7 +156,7 @@ func (e *Engine) sharedSessionFor(sessionID string, mayCreate CreateCheck) (*ses
 			followed = true
 		case sh.Available():
 			e.log.Error("loading session failed", "session", sessionID, "err", err)
-			return nil, newError(CodeInternal, "the session store is unavailable; try again")
+			return nil, newError(protocol.CodeInternal, "the session store is unavailable; try again")
 		}
 	}
 	now := e.clk.Now()
@@ -309,10 +310,10 @@ func (s *session) runSharedLocked(c command, now time.Time) (changed bool, wait 
 			return changed, "", err
 		default:
 			e.log.Error("committing session failed", "session", s.st.id, "err", err)
-			return false, "", newError(CodeInternal, "the session store failed; try again")
+			return false, "", newError(protocol.CodeInternal, "the session store failed; try again")
 		}
 	}
-	return false, "", newError(CodeInternal, "session %q is changing too fast; try again", s.st.id)
+	return false, "", newError(protocol.CodeInternal, "session %q is changing too fast; try again", s.st.id)
 }
 
 // runLocalLocked is the memory mode's runLocked without the store: used
@@ -594,7 +595,7 @@ func (s *session) fillLocked() {
 	changed := s.reloadLocked(!complete)
 	if !complete || (changed && len(batches) == 0) {
 		s.mu.Lock()
-		s.e.out.ToSession(s.st.id, EventSnapshot, s.st.snapshot(s.e.clk.Now()))
+		s.e.out.ToSession(s.st.id, protocol.EventSnapshot, s.st.snapshot(s.e.clk.Now()))
 		s.mu.Unlock()
 	}
 }
@@ -695,7 +696,7 @@ func (s *session) resyncLocked() bool {
 		}
 	}
 	now := s.e.clk.Now()
-	ops, _ := encodeOps([]effect{{kind: effBroadcast, event: EventSnapshot, payload: s.st.snapshot(now)}})
+	ops, _ := encodeOps([]effect{{kind: effBroadcast, event: protocol.EventSnapshot, payload: s.st.snapshot(now)}})
 	res, err := sh.WriteBack(ctx, s.st.record(), ops)
 	if err != nil {
 		s.e.log.Warn("writing a session back failed", "session", s.st.id, "err", err)
@@ -715,7 +716,7 @@ func (s *session) resyncLocked() bool {
 		s.adoptRecordLocked(res.Current, true)
 		s.x.dirty = false
 		s.mu.Lock()
-		s.e.out.ToSession(s.st.id, EventSnapshot, s.st.snapshot(now))
+		s.e.out.ToSession(s.st.id, protocol.EventSnapshot, s.st.snapshot(now))
 		s.mu.Unlock()
 	}
 	// What others committed meanwhile comes from the log, in order.

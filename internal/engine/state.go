@@ -8,21 +8,6 @@ import (
 	"github.com/bandsync/bandsync/internal/store"
 )
 
-// Event names the engine sends (PROTOCOL.md section 4).
-const (
-	EventSnapshot     = "snapshot"
-	EventScrollTick   = "scroll_tick"
-	EventPlay         = "play"
-	EventPause        = "pause"
-	EventSeek         = "seek"
-	EventStop         = "stop"
-	EventRoomStats    = "room_stats"
-	EventUserJoined   = "user_joined"
-	EventUserLeft     = "user_left"
-	EventRoleChanged  = "role_changed"
-	EventSyncResponse = "sync_response"
-)
-
 // Reasons carried by role_changed.
 const (
 	ReasonClaimed            = "claimed"             // set_role leader while vacant

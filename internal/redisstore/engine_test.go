@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bandsync/bandsync/internal/engine"
+	"github.com/bandsync/bandsync/internal/protocol"
 	"github.com/bandsync/bandsync/internal/redisstore"
 	"github.com/bandsync/bandsync/internal/store"
 )
@@ -66,7 +67,7 @@ func TestTwoInstancesDeliverInVersionOrder(t *testing.T) {
 	// Both see the same events after m2 joined, with the same offsets.
 	tail := func(ds []delivery) []delivery {
 		for i, d := range ds {
-			if d.Event == engine.EventPlay {
+			if d.Event == protocol.EventPlay {
 				return ds[i:]
 			}
 		}
@@ -141,7 +142,7 @@ func TestStaleLeaderIsRefused(t *testing.T) {
 		t.Fatalf("A's copy should still be stale, leader %q", leaderOf(st))
 	}
 	_, err = a.eng.Seek("m1", "s1", 9000)
-	if code(err) != engine.CodeNotLeader {
+	if code(err) != protocol.CodeNotLeader {
 		t.Fatalf("seek by the deposed leader: %v, want NOT_LEADER", err)
 	}
 	got := stored(t, ma.Redis, "s1")
@@ -192,7 +193,7 @@ func TestConcurrentClaimsExactlyOneWins(t *testing.T) {
 			switch code(err) {
 			case "":
 				wins++
-			case engine.CodeNotLeader:
+			case protocol.CodeNotLeader:
 			default:
 				t.Fatalf("round %d: claim failed with %v", round, err)
 			}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bandsync/bandsync/internal/engine"
+	"github.com/bandsync/bandsync/internal/protocol"
 	"github.com/bandsync/bandsync/internal/redisstore"
 	"github.com/bandsync/bandsync/internal/redisstore/redistest"
 	"github.com/bandsync/bandsync/internal/store"
@@ -200,7 +201,7 @@ func (r *recorder) lastSnapshotVersion(member string) uint64 {
 func (r *recorder) snapshotVersions(member string) []uint64 {
 	var out []uint64
 	for _, d := range r.events(member) {
-		if d.Event != engine.EventSnapshot {
+		if d.Event != protocol.EventSnapshot {
 			continue
 		}
 		var st engine.State
