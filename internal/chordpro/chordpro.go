@@ -1,5 +1,5 @@
 // Package chordpro parses the part of the ChordPro chart format that band
-// apps exchange (PROTOCOL.md section 8): the meta directives {title}/{t},
+// apps exchange (docs/protocol.md): the meta directives {title}/{t},
 // {artist}, {key}, {tempo} and {time}; comments {comment}/{c} (and the
 // italic and boxed variants); the verse, chorus, bridge and tab
 // environments with their short forms; and chords in brackets inline with

@@ -49,7 +49,7 @@ type Config struct {
 }
 
 // DefaultConfig returns the defaults of the original server and
-// PROTOCOL.md.
+// docs/protocol.md.
 func DefaultConfig() Config {
 	return Config{
 		TickInterval:   16 * time.Millisecond,

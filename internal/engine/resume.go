@@ -1,6 +1,6 @@
 package engine
 
-// This file is handing over and coming back (PROTOCOL.md section 9):
+// This file is handing over and coming back (docs/protocol.md):
 // transfer_leadership, and the private member token that lets a new socket
 // (a reloaded page, a restarted app) take its member's place back.
 

@@ -1,7 +1,6 @@
 package engine
 
-// This file holds the songs and setlists of a session (PROTOCOL.md section
-// 8): the session's library as part of its state, the commands that change
+// This file holds the songs and setlists of a session (docs/protocol.md): the session's library as part of its state, the commands that change
 // it, and the engine methods the event handlers call. Charts are parsed
 // (internal/chordpro) before a command runs, outside any lock; the
 // transitions only check permissions and limits and move values.

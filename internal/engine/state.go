@@ -17,7 +17,7 @@ const (
 	ReasonLeaderDisconnected = "leader_disconnected" // the leader's grace period ran out
 )
 
-// State is a session snapshot as sent in `snapshot` (PROTOCOL.md section 2).
+// State is a session snapshot as sent in `snapshot` (docs/protocol.md).
 // Position holds at ServerTimestamp, the instant the snapshot was made.
 type State struct {
 	SessionID       string   `json:"sessionId"`

@@ -211,7 +211,7 @@ func TestSnapshotJSONShape(t *testing.T) {
 	want := []string{"sessionId", "message", "tempo", "tempoBpm", "isPlaying", "position", "positionMs",
 		"leaderSocketId", "members", "settings", "memberCount", "createdAt", "lastActiveAt", "serverTimestamp",
 		"version", "startsAt", "beat", "leaderTerm",
-		"setlist", "songId", "timeSignature", "countInBars"} // PROTOCOL.md section 8
+		"setlist", "songId", "timeSignature", "countInBars"} // docs/protocol.md, "Songs and setlists"
 	var keys []string
 	for k := range m {
 		keys = append(keys, k)

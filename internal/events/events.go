@@ -2,7 +2,7 @@
 // decodes and type-checks each payload, applies the per-socket rate limit,
 // calls the sync engine, and answers with an acknowledgement when the
 // client asked for one or an `error` event when it did not
-// (PROTOCOL.md sections 3 and 4). It also adapts the Socket.IO server to
+// (docs/protocol.md, "Client events"). It also adapts the Socket.IO server to
 // the engine's Outbox.
 package events
 

@@ -1,7 +1,6 @@
 package events
 
-// The events of songs, setlists and handover (PROTOCOL.md sections 8 and
-// 9). Decoding and type checks live here; limits and permissions are the
+// The events of songs, setlists and handover (docs/protocol.md). Decoding and type checks live here; limits and permissions are the
 // engine's.
 
 import (

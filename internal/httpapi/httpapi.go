@@ -1,4 +1,4 @@
-// Package httpapi is BandSync's HTTP surface (PROTOCOL.md section 6):
+// Package httpapi is BandSync's HTTP surface:
 // /health, /metrics, /metrics/history and /sessions/{sessionId}, with the
 // Socket.IO endpoint and an optional web app mounted beside them. Every
 // response goes through the same middleware as the original Express server:
@@ -59,7 +59,7 @@ type HealthFunc func() HealthReport
 // Health implements Health.
 func (f HealthFunc) Health() HealthReport { return f() }
 
-// Sessions looks up a session's state (PROTOCOL.md section 2) for
+// Sessions looks up a session's state (docs/protocol.md) for
 // GET /sessions/{sessionId}; the value is encoded as JSON as it is.
 type Sessions interface {
 	SessionJSON(id string) (state any, ok bool)

@@ -40,7 +40,7 @@ type Ack func(payload any)
 type Handler func(c *Conn, data json.RawMessage, ack Ack)
 
 // Options configure a Server. Zero values take the defaults of
-// PROTOCOL.md.
+// docs/protocol.md.
 type Options struct {
 	PingInterval   time.Duration // 2500 ms
 	PingTimeout    time.Duration // 5000 ms

@@ -50,7 +50,7 @@ export interface Member {
   connected: boolean;
 }
 
-/** A session snapshot (PROTOCOL.md section 2, plus beat/startsAt/leaderTerm). */
+/** A session snapshot (docs/protocol.md, "Server events"). */
 export interface SessionState {
   sessionId: string;
   message: string;
@@ -313,7 +313,7 @@ declare const _default: {
 export default _default;
 
 // ------------------------------------------- songs, handover and resume
-// PROTOCOL.md sections 8 and 9. Declared by interface merging, apart from
+// (docs/protocol.md). Declared by interface merging, apart from
 // the declarations above.
 
 /** @deprecated ErrorCode (ServerErrorCode) includes the songs' codes. */

@@ -16,7 +16,7 @@ import { io as defaultIo } from "socket.io-client";
 
 export const VERSION = "0.1.0";
 
-/** Largest position the server accepts (24 h, PROTOCOL.md section 2). */
+/** Largest position the server accepts (24 h). */
 export const MAX_POSITION_MS = 86_400_000;
 /** Largest `play.delayMs` the server accepts. */
 export const MAX_DELAY_MS = 5000;
@@ -1247,7 +1247,7 @@ function num(v, dflt) {
 export default { connect, localNow, BandSyncClient, BandSyncError, delayToNextBoundary, VERSION };
 
 // ------------------------------------------- songs, handover and resume
-// PROTOCOL.md sections 8 and 9. Kept apart from the class body, which the
+// (docs/protocol.md). Kept apart from the class body, which the
 // clock model shares.
 
 Object.assign(BandSyncClient.prototype, {

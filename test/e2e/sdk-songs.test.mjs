@@ -1,4 +1,4 @@
-// The SDK's songs, handover and resume methods (PROTOCOL.md sections 8-9)
+// The SDK's songs, handover and resume methods (docs/protocol.md)
 // against the real server: what the web app builds on.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
