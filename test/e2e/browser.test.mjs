@@ -8,7 +8,7 @@ import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { launchChromium } from "./lib/browser.mjs";
+import { launchChromium, clockSkew } from "./lib/browser.mjs";
 import { startServer, httpGet, assertCleanLogs, artifactsDir } from "./lib/server.mjs";
 import { sleep } from "./lib/client.mjs";
 
@@ -93,24 +93,6 @@ describe("web app in Chromium", () => {
       };
     });
 
-  /**
-   * Each page's local clock (performance.timeOrigin + performance.now(), the
-   * SDK's clock) minus the machine's wall clock, averaged over many reads.
-   * The pages live in different renderer processes whose timeOrigins can
-   * differ by a fraction of a millisecond; this puts them on one time base.
-   */
-  async function clockSkew(page) {
-    const xs = await page.evaluate(async () => {
-      const out = [];
-      for (let i = 0; i < 400; i++) {
-        out.push(performance.timeOrigin + performance.now() - Date.now());
-        await new Promise((r) => setTimeout(r, 0.3 + Math.random()));
-      }
-      return out;
-    });
-    return xs.reduce((a, b) => a + b, 0) / xs.length;
-  }
-
   test("two phones: count-in, then the same position and beat on both screens; dashboard live", { timeout: 90_000 }, async () => {
     const sessionId = `browser-${Math.random().toString(36).slice(2, 8)}`;
     const leader = await openPage(`${srv.url}/`, "leader");
@@ -142,7 +124,7 @@ describe("web app in Chromium", () => {
 
     // Let a second sync round land (the SDK re-syncs 2 s after connecting).
     await sleep(2500);
-    const [skewL, skewF] = [await clockSkew(leader), await clockSkew(follower)];
+    const [skewL, skewF] = [await clockSkew(leader, 400), await clockSkew(follower, 400)];
 
     // Count-in: one bar (4 beats of 600 ms) plus a short lead.
     await leader.click("#countin-btn");

@@ -60,3 +60,21 @@ export async function joinPage(page, sessionId, name, role = "follower") {
   await page.waitForSelector('body[data-view="session"]', { timeout: 5000 });
   await page.waitForSelector('#conn[data-state="connected"]');
 }
+
+/**
+ * A page's local clock (performance.timeOrigin + performance.now(), the
+ * SDK's clock) minus the machine's wall clock, averaged over `reads` reads.
+ * The pages live in different renderer processes whose timeOrigins can
+ * differ by a fraction of a millisecond; this puts them on one time base.
+ */
+export async function clockSkew(page, reads = 200) {
+  const xs = await page.evaluate(async (n) => {
+    const out = [];
+    for (let i = 0; i < n; i++) {
+      out.push(performance.timeOrigin + performance.now() - Date.now());
+      await new Promise((r) => setTimeout(r, 0.3 + Math.random()));
+    }
+    return out;
+  }, reads);
+  return xs.reduce((a, b) => a + b, 0) / xs.length;
+}
