@@ -39,8 +39,8 @@ type Options struct {
 
 // Thresholds of the alerts that are not derived from Options.
 const (
-	HeapAlertBytes   = 500 << 20 // heap in use above 500 MiB
-	CPUAlertPercent  = 80.0      // process CPU above 80% of one core over the interval
+	heapAlertBytes   = 500 << 20 // heap in use above 500 MiB
+	cpuAlertPercent  = 80.0      // process CPU above 80% of one core over the interval
 	latencyAlertMult = 2         // p99 sync latency above this multiple of SyncTarget
 )
 
