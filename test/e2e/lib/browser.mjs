@@ -34,9 +34,10 @@ export async function launchChromium(extra = []) {
 /**
  * A device: its own browser context (own window, own storage) of the given
  * kind, opened at url. The context is pushed on contexts for the caller to
- * close; problems receives every console error, page error and HTTP error.
+ * close; problems receives every console error, page error and HTTP error,
+ * and with failedRequests every request that got no answer at all.
  */
-export async function openDevice(browser, { kind, label, url, contexts, problems }) {
+export async function openDevice(browser, { kind, label, url, contexts, problems, failedRequests = false }) {
   const ctx = await browser.newContext(DEVICES[kind]);
   contexts.push(ctx);
   const page = await ctx.newPage();
@@ -47,6 +48,9 @@ export async function openDevice(browser, { kind, label, url, contexts, problems
   page.on("response", (r) => {
     if (r.status() >= 400) problems.push(`${label} ${r.status()} ${r.url()}`);
   });
+  if (failedRequests) {
+    page.on("requestfailed", (r) => problems.push(`${label} request failed: ${r.url()} ${r.failure()?.errorText}`));
+  }
   await page.goto(url);
   return page;
 }
