@@ -390,7 +390,7 @@ func (s *session) reloadLocked(sameVersion bool) bool {
 		return false
 	}
 	if rec.Version < s.st.version && rec.LeaderTerm <= s.st.leaderTerm {
-		ops, _ := encodeOps([]effect{{kind: effBroadcast, event: EventSnapshot, payload: s.st.snapshot(s.e.clk.Now())}})
+		ops, _ := encodeOps([]effect{{kind: effBroadcast, event: protocol.EventSnapshot, payload: s.st.snapshot(s.e.clk.Now())}})
 		if res, err := s.e.sh.st.WriteBack(ctx, s.st.record(), ops); err == nil && res.Written {
 			s.e.log.Warn("the stored session had lost changes this instance holds; written back",
 				"session", s.st.id, "version", s.st.version, "storedVersion", rec.Version)

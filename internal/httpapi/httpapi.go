@@ -308,7 +308,7 @@ func (a *api) sessionList(w http.ResponseWriter, r *http.Request) {
 		if a.opts.AdminToken == "" {
 			msg = "listing sessions is served to loopback clients only; set ADMIN_TOKEN to list them from elsewhere"
 		}
-		writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", msg)
+		writeError(w, http.StatusUnauthorized, protocol.CodeUnauthorized, msg)
 		return
 	}
 	lister, ok := a.opts.Sessions.(SessionLister)

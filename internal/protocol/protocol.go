@@ -109,13 +109,14 @@ const (
 	CodeMethodNotAllowed = "METHOD_NOT_ALLOWED"
 	CodeMetricsDisabled  = "METRICS_DISABLED"
 	CodeInvalidQuery     = "INVALID_QUERY"
+	CodeUnauthorized     = "UNAUTHORIZED"
 )
 
 // HTTPErrorCodes are the codes of the HTTP API's error answers.
 var HTTPErrorCodes = []string{
 	CodeInvalidSessionID, CodeSessionNotFound, CodeNotFound,
 	CodeMethodNotAllowed, CodeMetricsDisabled, CodeInvalidQuery,
-	CodeRateLimited, CodeInternal,
+	CodeUnauthorized, CodeRateLimited, CodeInternal,
 }
 
 // Reasons a WebSocket handshake is refused, the `reason` label of

@@ -181,7 +181,7 @@ func (r *recorder) lastSnapshotVersion(member string) uint64 {
 	var last json.RawMessage
 	got := r.got[member]
 	for i := len(got) - 1; i >= 0; i-- {
-		if got[i].Event == engine.EventSnapshot {
+		if got[i].Event == protocol.EventSnapshot {
 			last = got[i].Payload
 			break
 		}
