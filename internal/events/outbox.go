@@ -9,8 +9,8 @@ import (
 // also treats as rooms.
 const roomPrefix = "session:"
 
-// roomName is the transport room of a session.
-func roomName(sessionID string) string { return roomPrefix + sessionID }
+// RoomName is the transport room of a session.
+func RoomName(sessionID string) string { return roomPrefix + sessionID }
 
 // outbox delivers the engine's events through the Socket.IO server.
 type outbox struct{ srv *socketio.Server }
@@ -19,22 +19,22 @@ var _ engine.Outbox = outbox{}
 
 func (o outbox) JoinRoom(memberID, sessionID string) {
 	if c, ok := o.srv.Conn(memberID); ok {
-		c.Join(roomName(sessionID))
+		c.Join(RoomName(sessionID))
 	}
 }
 
 func (o outbox) LeaveRoom(memberID, sessionID string) {
 	if c, ok := o.srv.Conn(memberID); ok {
-		c.Leave(roomName(sessionID))
+		c.Leave(RoomName(sessionID))
 	}
 }
 
 func (o outbox) ToSession(sessionID, event string, payload any) {
-	_ = o.srv.Broadcast(roomName(sessionID), event, payload)
+	_ = o.srv.Broadcast(RoomName(sessionID), event, payload)
 }
 
 func (o outbox) ToSessionVolatile(sessionID, event string, payload any) {
-	_ = o.srv.BroadcastVolatile(roomName(sessionID), event, payload)
+	_ = o.srv.BroadcastVolatile(RoomName(sessionID), event, payload)
 }
 
 func (o outbox) ToMember(memberID, event string, payload any) {

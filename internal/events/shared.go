@@ -16,7 +16,7 @@ import (
 var _ engine.StreamOutbox = outbox{}
 
 func (o outbox) ToSessionAt(sessionID, event string, payload json.RawMessage, offset string) {
-	o.srv.BroadcastFrame(roomName(sessionID), recordedFrame(event, payload, offset))
+	o.srv.BroadcastFrame(RoomName(sessionID), recordedFrame(event, payload, offset))
 }
 
 func (o outbox) ToMemberAt(memberID, event string, payload json.RawMessage, offset string) {
@@ -30,7 +30,7 @@ func recordedFrame(event string, payload json.RawMessage, offset string) *socket
 	return socketio.EncodeRecorded(event, payload, offset, seq)
 }
 
-// SessionOfRoom is the inverse of roomName: ok is false for a room that is
+// SessionOfRoom is the inverse of RoomName: ok is false for a room that is
 // not a session's.
 func SessionOfRoom(room string) (sessionID string, ok bool) {
 	return strings.CutPrefix(room, roomPrefix)
