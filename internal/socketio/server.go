@@ -93,8 +93,8 @@ type Options struct {
 	// OnPong reports the round trip of an Engine.IO ping, a free latency
 	// sample every pingInterval per connection.
 	OnPong func(c *Conn, rtt time.Duration)
-	// OnReject reports a refused handshake: "transport", "protocol_version",
-	// "origin", "draining" or "other".
+	// OnReject reports a refused handshake under one of
+	// protocol.RejectReasons.
 	OnReject func(reason string)
 	// OnFramesOut reports frames written, once per vectored write.
 	OnFramesOut func(n int)
