@@ -462,14 +462,6 @@ func (s *Server) EmitAll(event string, payload any) error {
 // RoomSize is the number of this instance's sockets in room.
 func (s *Server) RoomSize(room string) int { return s.rooms.size(room) }
 
-// EncodeVolatile builds a volatile event frame to hand to BroadcastFrame.
-func EncodeVolatile(event string, payload []byte) *Frame {
-	pkt := wsframe.AppendEvent(make([]byte, 0, wsframe.EventLen(event, payload, "")), event, payload, "")
-	f := newFrame(wsframe.OpText, pkt)
-	f.volatile = true
-	return f
-}
-
 // pingFrame is the Engine.IO ping, shared by every connection.
 var pingFrame = newFrame(wsframe.OpText, []byte{eioPing})
 
