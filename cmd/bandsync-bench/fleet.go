@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bandsync/bandsync/internal/benchclient"
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 // Seek positions encode the seek's sequence number: the k-th seek of a
@@ -204,7 +205,7 @@ func (f *fleet) setup(ctx context.Context, s *session, size int) error {
 			arg += `,"tickIntervalMs":` + strconv.Itoa(f.joinTicks)
 		}
 		arg += "}"
-		if err := c.Emit("join_session", []byte(arg)); err != nil {
+		if err := c.Emit(protocol.EventJoinSession, []byte(arg)); err != nil {
 			return fmt.Errorf("join_session: %w", err)
 		}
 		// The leader must be in before anyone else joins, or it would
@@ -240,7 +241,7 @@ func (f *fleet) wait(ctx context.Context, ch <-chan struct{}, what string) error
 // it start (an isPlaying snapshot, or the play event).
 func (f *fleet) play(ctx context.Context, ss []*session) error {
 	for _, s := range ss {
-		if err := s.members[0].c.Emit("play", s.idArg); err != nil {
+		if err := s.members[0].c.Emit(protocol.EventPlay, s.idArg); err != nil {
 			return fmt.Errorf("play: %w", err)
 		}
 	}
@@ -296,11 +297,11 @@ func (m *member) handle(now time.Time, pkt []byte) {
 		return
 	}
 	switch string(name) {
-	case "scroll_tick":
+	case protocol.EventScrollTick:
 		m.onTick(now, arg)
-	case "seek":
+	case protocol.EventSeek:
 		m.onTransport(now, arg, false)
-	case "play":
+	case protocol.EventPlay:
 		// A server sends play and an isPlaying snapshot; the relay only
 		// forwards the leader's play.
 		if !m.playingDone {
@@ -308,7 +309,7 @@ func (m *member) handle(now time.Time, pkt []byte) {
 			close(m.playing)
 		}
 		m.onTransport(now, arg, false)
-	case "snapshot":
+	case protocol.EventSnapshot:
 		if !m.joinedDone {
 			if id, _ := benchclient.String(arg, "sessionId"); id == m.s.id {
 				m.joinedDone = true
@@ -320,7 +321,7 @@ func (m *member) handle(now time.Time, pkt []byte) {
 			close(m.playing)
 		}
 		m.onTransport(now, arg, true)
-	case "error", "rate_limit_exceeded":
+	case protocol.EventError, protocol.EventRateLimitExceeded:
 		m.f.mu.Lock()
 		m.f.errEvents++
 		m.f.lastError = string(name) + " " + string(arg)
@@ -435,7 +436,7 @@ func (f *fleet) seekLoop(ctx context.Context, interval time.Duration, end time.T
 		// A leader the server dropped (counted in drops) cannot seek;
 		// its followers' receipts then count as missing, and the run
 		// goes on to report what the others saw.
-		_ = s.members[0].c.Emit("seek", buf)
+		_ = s.members[0].c.Emit(protocol.EventSeek, buf)
 	}
 }
 

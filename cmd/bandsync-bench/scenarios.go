@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bandsync/bandsync/internal/benchclient"
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 func checkCap(cfg config, n int) error {
@@ -139,7 +140,7 @@ func runJoin(ctx context.Context, cfg config, rep *report) error {
 			}
 			ch := make(chan time.Time, 1)
 			c.Start(func(now time.Time, pkt []byte) {
-				if name, _, ok := benchclient.Event(pkt); ok && string(name) == "snapshot" {
+				if name, _, ok := benchclient.Event(pkt); ok && string(name) == protocol.EventSnapshot {
 					select {
 					case ch <- now:
 					default:
@@ -163,7 +164,7 @@ func runJoin(ctx context.Context, cfg config, rep *report) error {
 		}
 		arg := []byte(`{"sessionId":"join-` + runID + `-` + strconv.Itoa(i) + `","displayName":"j"}`)
 		sent := time.Now()
-		if err := c.Emit("join_session", arg); err != nil {
+		if err := c.Emit(protocol.EventJoinSession, arg); err != nil {
 			return fmt.Errorf("join_session: %w", err)
 		}
 		select {

@@ -249,9 +249,6 @@ func (c *Conn) pong(ping []byte) error {
 // Done is closed when the connection has ended.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
-// Err is why the connection ended; valid after Done is closed.
-func (c *Conn) Err() error { return c.err }
-
 // WriteText sends one text frame. It is safe for concurrent use.
 func (c *Conn) WriteText(p []byte) error { return c.write(ws.OpText, p) }
 

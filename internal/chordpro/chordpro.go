@@ -1,13 +1,12 @@
-// Package chordpro parses the part of the ChordPro chart format that band
-// apps exchange (PROTOCOL.md section 8): the meta directives {title}/{t},
-// {artist}, {key}, {tempo} and {time}; comments {comment}/{c} (and the
-// italic and boxed variants); the verse, chorus, bridge and tab
-// environments with their short forms; and chords in brackets inline with
-// the lyrics. Anything else is kept readable rather than refused: an
-// unknown directive is skipped and a bracket that never closes is lyrics,
-// because a chart that renders imperfectly on stage beats one the band
-// cannot load. Only what a server must trust is an error: a missing title,
-// and a {tempo} or {time} that is not a number or a fraction.
+// Package chordpro reads what the server must know of a ChordPro chart:
+// its meta directives {title}/{t}, {artist}, {key}, {tempo} and {time}.
+// The server keeps a chart as the text the leader sent and never renders
+// it; the web app draws the rest of the format (environments, comments,
+// chords inline with the lyrics) in internal/web/assets/static/chordpro.js.
+// Only what a server must trust is an error: a missing title, and a
+// {tempo} or {time} that is not a number or a fraction. Every other line
+// and directive is passed over, because a chart that renders imperfectly
+// on stage beats one the band cannot load.
 package chordpro
 
 import (
@@ -16,7 +15,7 @@ import (
 	"strings"
 )
 
-// Song is a parsed chart.
+// Song is what a chart says about its song.
 type Song struct {
 	Title  string
 	Artist string
@@ -26,46 +25,6 @@ type Song struct {
 	// BeatsPerBar and BeatUnit are the {time} signature; 0 when absent.
 	BeatsPerBar int
 	BeatUnit    int
-	Sections    []Section
-}
-
-// Section kinds. Lines outside any environment are in a KindNone section.
-const (
-	KindNone   = ""
-	KindVerse  = "verse"
-	KindChorus = "chorus"
-	KindBridge = "bridge"
-	KindTab    = "tab"
-)
-
-// Section is a run of lines: an environment ({start_of_chorus} ...
-// {end_of_chorus}) or the lines between environments.
-type Section struct {
-	Kind  string
-	Label string // the environment's label: {start_of_verse: Verse 2}
-	Lines []Line
-}
-
-// Line kinds.
-const (
-	LineLyrics  = "lyrics"  // Segments hold chords and lyrics
-	LineComment = "comment" // Text is the comment
-	LineTab     = "tab"     // Text is the line verbatim
-	LineEmpty   = "empty"
-)
-
-// Line is one rendered line of a section.
-type Line struct {
-	Kind     string
-	Text     string
-	Segments []Segment
-}
-
-// Segment is a chord and the lyrics sung from it until the next chord;
-// Chord is "" for lyrics before the first chord of a line.
-type Segment struct {
-	Chord string
-	Lyric string
 }
 
 // Error is a chart the parser refuses; Line is 1-based (0: the whole chart).
@@ -81,45 +40,24 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
 }
 
-// environment directives: name -> (kind, starts).
-var environments = map[string]struct {
-	kind  string
-	start bool
-}{
-	"start_of_verse": {KindVerse, true}, "sov": {KindVerse, true},
-	"end_of_verse": {KindVerse, false}, "eov": {KindVerse, false},
-	"start_of_chorus": {KindChorus, true}, "soc": {KindChorus, true},
-	"end_of_chorus": {KindChorus, false}, "eoc": {KindChorus, false},
-	"start_of_bridge": {KindBridge, true}, "sob": {KindBridge, true},
-	"end_of_bridge": {KindBridge, false}, "eob": {KindBridge, false},
-	"start_of_tab": {KindTab, true}, "sot": {KindTab, true},
-	"end_of_tab": {KindTab, false}, "eot": {KindTab, false},
-}
-
-// Parse parses a chart. The first {title} (and first of each meta
-// directive) wins, as ChordPro readers do.
-func Parse(text string) (*Song, error) { return parse(text, false) }
-
-// ParseMeta is Parse without the sections: the meta directives and the
-// same refusals, for a caller that stores the chart as text and needs only
-// what it says about the song. It allocates almost nothing, where Parse
-// builds every line of the chart.
-func ParseMeta(text string) (*Song, error) { return parse(text, true) }
-
-func parse(text string, metaOnly bool) (*Song, error) {
-	p := parser{song: &Song{}, metaOnly: metaOnly}
+// ParseMeta reads a chart's meta directives. The first {title} (and the
+// first of each meta directive) wins, as ChordPro readers do. It allocates
+// almost nothing: every add_song and update_song pays it.
+func ParseMeta(text string) (*Song, error) {
+	p := parser{song: &Song{}}
 	rest := strings.TrimPrefix(text, "\uFEFF")
 	for n := 1; ; n++ {
 		raw, more, found := strings.Cut(rest, "\n")
-		if err := p.line(n, strings.TrimRight(raw, "\r")); err != nil {
-			return nil, err
+		if name, value, ok := directive(strings.TrimSpace(strings.TrimRight(raw, "\r"))); ok {
+			if err := p.directive(n, name, value); err != nil {
+				return nil, err
+			}
 		}
 		if !found {
 			break
 		}
 		rest = more
 	}
-	p.closeSection()
 	if p.song.Title == "" {
 		return nil, &Error{Msg: "the chart has no {title} directive (or it is empty)"}
 	}
@@ -127,54 +65,8 @@ func parse(text string, metaOnly bool) (*Song, error) {
 }
 
 type parser struct {
-	song     *Song
-	cur      Section
-	hasMeta  map[string]bool
-	metaOnly bool // skip the sections (ParseMeta)
-}
-
-// closeSection ends the current section. Blank lines between
-// environments are spacing, not a section of their own.
-func (p *parser) closeSection() {
-	if p.metaOnly {
-		return
-	}
-	blank := true
-	for _, l := range p.cur.Lines {
-		blank = blank && l.Kind == LineEmpty
-	}
-	if !blank || p.cur.Kind != KindNone {
-		p.song.Sections = append(p.song.Sections, p.cur)
-	}
-	p.cur = Section{}
-}
-
-func (p *parser) add(l Line) {
-	if !p.metaOnly {
-		p.cur.Lines = append(p.cur.Lines, l)
-	}
-}
-
-func (p *parser) line(n int, s string) error {
-	trimmed := strings.TrimSpace(s)
-	if name, value, ok := directive(trimmed); ok {
-		return p.directive(n, name, value)
-	}
-	if p.metaOnly {
-		return nil
-	}
-	if p.cur.Kind == KindTab {
-		p.add(Line{Kind: LineTab, Text: s})
-		return nil
-	}
-	switch {
-	case strings.HasPrefix(trimmed, "#"): // a ChordPro comment, not shown
-	case trimmed == "":
-		p.add(Line{Kind: LineEmpty})
-	default:
-		p.add(Line{Kind: LineLyrics, Segments: segments(s)})
-	}
-	return nil
+	song    *Song
+	hasMeta map[string]bool
 }
 
 // directive splits "{name: value}" (or "{name value}", or "{name}").
@@ -193,23 +85,6 @@ func directive(s string) (name, value string, ok bool) {
 }
 
 func (p *parser) directive(n int, name, value string) error {
-	if env, ok := environments[name]; ok {
-		if p.metaOnly {
-			return nil
-		}
-		if env.start {
-			p.closeSection()
-			p.cur = Section{Kind: env.kind, Label: value}
-		} else if p.cur.Kind == env.kind {
-			p.closeSection()
-		}
-		return nil
-	}
-	switch name {
-	case "comment", "c", "comment_italic", "ci", "comment_box", "cb", "highlight":
-		p.add(Line{Kind: LineComment, Text: value})
-		return nil
-	}
 	if p.hasMeta[name] {
 		return nil
 	}
@@ -250,30 +125,6 @@ func (p *parser) once(names ...string) {
 	for _, n := range names {
 		p.hasMeta[n] = true
 	}
-}
-
-// segments splits a lyrics line at its chords: "[Am7]Lights come [D]on".
-func segments(s string) []Segment {
-	var out []Segment
-	cur := Segment{}
-	for {
-		open := strings.IndexByte(s, '[')
-		if open < 0 {
-			break
-		}
-		end := strings.IndexByte(s[open:], ']')
-		if end < 0 {
-			break // an unclosed bracket is lyrics
-		}
-		cur.Lyric += s[:open]
-		if cur.Chord != "" || cur.Lyric != "" {
-			out = append(out, cur)
-		}
-		cur = Segment{Chord: s[open+1 : open+end]}
-		s = s[open+end+1:]
-	}
-	cur.Lyric += s
-	return append(out, cur)
 }
 
 func short(s string) string {

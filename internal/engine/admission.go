@@ -3,6 +3,8 @@ package engine
 import (
 	"errors"
 	"time"
+
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 // evictDetached makes room in a full session for a connected member by
@@ -17,7 +19,7 @@ func (s *sessionState) evictDetached(out *outcome, now time.Time) bool {
 		}
 		s.members = append(s.members[:i], s.members[i+1:]...)
 		out.room(effLeaveRoom, m.id)
-		out.broadcast(EventUserLeft, UserLeft{SocketID: m.id, MemberCount: len(s.members), NewLeader: optString(s.leader)})
+		out.broadcast(protocol.EventUserLeft, UserLeft{SocketID: m.id, MemberCount: len(s.members), NewLeader: optString(s.leader)})
 		return true
 	}
 	return false
@@ -53,5 +55,5 @@ func (f CreateCheck) check() error {
 // a session the member was evicted from, and the entry can go.
 func notMember(err error) bool {
 	var e *Error
-	return errors.As(err, &e) && e.Code == CodeNotInSession
+	return errors.As(err, &e) && e.Code == protocol.CodeNotInSession
 }

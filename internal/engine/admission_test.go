@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/bandsync/bandsync/internal/engine"
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 // 49 joins that dropped at once (a script, or a venue Wi-Fi hiccup) must
@@ -32,7 +33,7 @@ func TestDetachedMembersMakeWayForAConnectedJoiner(t *testing.T) {
 	}
 	if _, err := f.e.Join("late", engine.JoinRequest{SessionID: "band"}); err == nil {
 		t.Fatal("a 51st member joined a session whose members are all connected")
-	} else if e := new(engine.Error); !errors.As(err, &e) || e.Code != engine.CodeSessionFull {
+	} else if e := new(engine.Error); !errors.As(err, &e) || e.Code != protocol.CodeSessionFull {
 		t.Fatalf("join of a full session: %v", err)
 	}
 }
@@ -41,7 +42,7 @@ func TestDetachedMembersMakeWayForAConnectedJoiner(t *testing.T) {
 // check is not asked when the session exists.
 func TestMayCreateGuardsOnlyCreation(t *testing.T) {
 	f := newFixture(t)
-	refuse := func() error { return &engine.Error{Code: engine.CodeRateLimited, Message: "too many new sessions"} }
+	refuse := func() error { return &engine.Error{Code: protocol.CodeRateLimited, Message: "too many new sessions"} }
 	if _, err := f.e.Join("a", engine.JoinRequest{SessionID: "new", MayCreate: refuse}); err == nil {
 		t.Fatal("a refused creation created the session")
 	}

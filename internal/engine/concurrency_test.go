@@ -8,6 +8,7 @@ import (
 
 	"github.com/bandsync/bandsync/internal/engine"
 	"github.com/bandsync/bandsync/internal/engine/enginetest"
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 // Members hammer two sessions from many goroutines while ticks, sweeps and
@@ -76,7 +77,7 @@ func TestConcurrentUseKeepsPerSessionOrder(t *testing.T) {
 
 	last := map[string]uint64{}
 	for _, c := range f.out.Calls() {
-		if c.Kind != enginetest.KindToSession || c.Event != engine.EventSnapshot {
+		if c.Kind != enginetest.KindToSession || c.Event != protocol.EventSnapshot {
 			continue
 		}
 		v := c.Payload.(engine.State).Version

@@ -7,6 +7,8 @@ package engine
 // copy back in line with the store after an outage (resync).
 
 import (
+	"github.com/bandsync/bandsync/internal/protocol"
+
 	"github.com/bandsync/bandsync/internal/store"
 )
 
@@ -153,7 +155,7 @@ func (s *session) fillLocked() {
 	changed := s.reloadLocked(!complete)
 	if !complete || (changed && len(batches) == 0) {
 		s.mu.Lock()
-		s.e.out.ToSession(s.st.id, EventSnapshot, s.st.snapshot(s.e.clk.Now()))
+		s.e.out.ToSession(s.st.id, protocol.EventSnapshot, s.st.snapshot(s.e.clk.Now()))
 		s.mu.Unlock()
 	}
 }
@@ -222,7 +224,7 @@ func (s *session) resyncLocked() bool {
 		}
 	}
 	now := e.clk.Now()
-	ops := []store.Op{{Kind: store.OpBroadcast, Event: EventSnapshot, Value: s.st.snapshot(now)}}
+	ops := []store.Op{{Kind: store.OpBroadcast, Event: protocol.EventSnapshot, Value: s.st.snapshot(now)}}
 	res, err := sh.WriteBack(ctx, s.st.record(), ops)
 	if err != nil {
 		e.log.Warn("writing a session back failed", "session", s.st.id, "err", err)
@@ -241,7 +243,7 @@ func (s *session) resyncLocked() bool {
 		s.adoptRecordLocked(res.Current, true)
 		s.dirty = false
 		s.mu.Lock()
-		e.out.ToSession(s.st.id, EventSnapshot, s.st.snapshot(now))
+		e.out.ToSession(s.st.id, protocol.EventSnapshot, s.st.snapshot(now))
 		s.mu.Unlock()
 	}
 	// What others committed meanwhile comes from the log, in order.

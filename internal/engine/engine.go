@@ -57,6 +57,8 @@
 package engine
 
 import (
+	"github.com/bandsync/bandsync/internal/protocol"
+
 	"context"
 	"errors"
 	"fmt"
@@ -363,7 +365,7 @@ func (e *Engine) unindex(memberID string, s *session) {
 }
 
 func (e *Engine) serverFull() *Error {
-	return newError(CodeSessionFull,
+	return newError(protocol.CodeSessionFull,
 		"the server has no room for new sessions (limit %d); join an existing session or try again later", e.cfg.MaxSessions)
 }
 
@@ -405,7 +407,7 @@ func (e *Engine) sessionFor(sessionID string, mayCreate CreateCheck) (*session, 
 			followed = true
 		case sh.Available():
 			e.log.Error("loading session failed", "session", sessionID, "err", err)
-			return nil, newError(CodeInternal, "the session store is unavailable; try again")
+			return nil, newError(protocol.CodeInternal, "the session store is unavailable; try again")
 		}
 	}
 	s, created, err := e.install(sessionID, rec, found, cursor, followed, mayCreate)
@@ -500,7 +502,7 @@ func (e *Engine) Join(memberID string, r JoinRequest) (State, error) {
 		e.mu.Unlock()
 		return st, nil
 	}
-	return State{}, newError(CodeInternal, "session %q was being deleted; try again", r.SessionID)
+	return State{}, newError(protocol.CodeInternal, "session %q was being deleted; try again", r.SessionID)
 }
 
 // leave removes memberID from s and from the index.

@@ -7,19 +7,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
-)
 
-// Stable error codes of the wire contract (PROTOCOL.md section 4).
-const (
-	CodeInvalidPayload   = "INVALID_PAYLOAD"
-	CodeInvalidSessionID = "INVALID_SESSION_ID"
-	CodeNotInSession     = "NOT_IN_SESSION"
-	CodeNotLeader        = "NOT_LEADER"
-	CodeSessionFull      = "SESSION_FULL"
-	CodeRateLimited      = "RATE_LIMITED"
-	CodeUnknownEvent     = "UNKNOWN_EVENT"
-	CodePayloadTooLarge  = "PAYLOAD_TOO_LARGE"
-	CodeInternal         = "INTERNAL"
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 // Limits of the session model.
@@ -31,7 +20,6 @@ const (
 	MaxDelayMs         = 5000.0
 	MaxMessageLen      = 500 // characters (runes), after stripping control characters
 	MaxDisplayNameLen  = 50
-	MaxSessionIDLen    = 64
 	DefaultDisplayName = "Guest"
 
 	RoleLeader   = "leader"
@@ -67,17 +55,12 @@ func quoteShort(s string) string {
 	return strconv.Quote(s)
 }
 
-// ValidateSessionID reports whether id is a legal session id: 1-64
-// characters of [A-Za-z0-9_-]. The HTTP API uses it for GET /sessions/:id.
+// ValidateSessionID refuses an id that breaks the session-id rule
+// (protocol.ValidSessionID) with an error naming the rule.
 func ValidateSessionID(id string) error {
-	ok := len(id) >= 1 && len(id) <= MaxSessionIDLen
-	for i := 0; ok && i < len(id); i++ {
-		c := id[i]
-		ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
-	}
-	if !ok {
-		return newError(CodeInvalidSessionID,
-			"sessionId must be 1-%d characters of A-Z, a-z, 0-9, '_' or '-', got %s", MaxSessionIDLen, quoteShort(id))
+	if !protocol.ValidSessionID(id) {
+		return newError(protocol.CodeInvalidSessionID,
+			"sessionId must be 1-%d characters of A-Z, a-z, 0-9, '_' or '-', got %s", protocol.MaxSessionIDLen, quoteShort(id))
 	}
 	return nil
 }
@@ -88,7 +71,7 @@ func finiteIn(v, lo, hi float64) bool {
 
 func validateTempo(v float64) error {
 	if !finiteIn(v, MinTempo, MaxTempo) {
-		return newError(CodeInvalidPayload, "tempo must be a number from %s to %s, got %s",
+		return newError(protocol.CodeInvalidPayload, "tempo must be a number from %s to %s, got %s",
 			fmtNum(MinTempo), fmtNum(MaxTempo), fmtNum(v))
 	}
 	return nil
@@ -96,7 +79,7 @@ func validateTempo(v float64) error {
 
 func validatePosition(v float64) error {
 	if !finiteIn(v, 0, MaxPositionMs) {
-		return newError(CodeInvalidPayload, "position must be a number of ms from 0 to %s (24 h), got %s",
+		return newError(protocol.CodeInvalidPayload, "position must be a number of ms from 0 to %s (24 h), got %s",
 			fmtNum(MaxPositionMs), fmtNum(v))
 	}
 	return nil
@@ -104,7 +87,7 @@ func validatePosition(v float64) error {
 
 func validateDelay(v float64) error {
 	if !finiteIn(v, 0, MaxDelayMs) {
-		return newError(CodeInvalidPayload, "delayMs must be a number from 0 to %s, got %s",
+		return newError(protocol.CodeInvalidPayload, "delayMs must be a number from 0 to %s, got %s",
 			fmtNum(MaxDelayMs), fmtNum(v))
 	}
 	return nil
@@ -127,7 +110,7 @@ func stripControl(s string) string {
 func normalizeMessage(s string) (string, error) {
 	s = stripControl(s)
 	if n := utf8.RuneCountInString(s); n > MaxMessageLen {
-		return "", newError(CodeInvalidPayload, "message must be at most %d characters, got %d", MaxMessageLen, n)
+		return "", newError(protocol.CodeInvalidPayload, "message must be at most %d characters, got %d", MaxMessageLen, n)
 	}
 	return s, nil
 }
@@ -138,7 +121,7 @@ func normalizeDisplayName(s string) (string, error) {
 		return DefaultDisplayName, nil
 	}
 	if n := utf8.RuneCountInString(s); n > MaxDisplayNameLen {
-		return "", newError(CodeInvalidPayload, "displayName must be at most %d characters, got %d", MaxDisplayNameLen, n)
+		return "", newError(protocol.CodeInvalidPayload, "displayName must be at most %d characters, got %d", MaxDisplayNameLen, n)
 	}
 	return s, nil
 }
@@ -148,9 +131,9 @@ func validateRole(role string, optional bool) error {
 	if role == RoleLeader || role == RoleFollower || optional && role == "" {
 		return nil
 	}
-	return newError(CodeInvalidPayload, `role must be "leader" or "follower", got %s`, quoteShort(role))
+	return newError(protocol.CodeInvalidPayload, `role must be "leader" or "follower", got %s`, quoteShort(role))
 }
 
 func notInSession(sessionID string) *Error {
-	return newError(CodeNotInSession, "you are not in session %q; send join_session first", sessionID)
+	return newError(protocol.CodeNotInSession, "you are not in session %q; send join_session first", sessionID)
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/bandsync/bandsync/internal/engine"
 	"github.com/bandsync/bandsync/internal/engine/enginetest"
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 func TestFirstMemberLeadsOthersFollow(t *testing.T) {
@@ -36,13 +37,13 @@ func TestDefaultedLeadYieldsToMemberWhoAsks(t *testing.T) {
 	if leaderOf(st) != "b" || roleOf(t, st, "a") != engine.RoleFollower || st.LeaderTerm != 2 || st.Message != "Leader connected" {
 		t.Fatalf("claim over a defaulted lead: leader %q, a %q, term %d, message %q", leaderOf(st), roleOf(t, st, "a"), st.LeaderTerm, st.Message)
 	}
-	rc := lastPayload[engine.RoleChanged](t, f.out, engine.EventRoleChanged)
+	rc := lastPayload[engine.RoleChanged](t, f.out, protocol.EventRoleChanged)
 	if rc.SocketID != "b" || rc.Reason != engine.ReasonClaimed || rc.PreviousLeader == nil || *rc.PreviousLeader != "a" {
 		t.Fatalf("role_changed = %+v", rc)
 	}
 	v := st.Version
 	_, err := f.e.SetRole("a", "s1", engine.RoleLeader)
-	wantCode(t, err, engine.CodeNotLeader)
+	wantCode(t, err, protocol.CodeNotLeader)
 	st = f.join("c", "s1", engine.RoleLeader)
 	if leaderOf(st) != "b" || st.Version != v+1 { // c joined, as a follower
 		t.Fatalf("claimed lead was taken: leader %q version %d -> %d", leaderOf(st), v, st.Version)
@@ -62,7 +63,7 @@ func TestDefaultedLeadYieldsToMemberWhoAsks(t *testing.T) {
 		t.Fatalf("confirming a defaulted lead: leader %q message %q", leaderOf(st), st.Message)
 	}
 	_, err = f.e.SetRole("q", "s3", engine.RoleLeader)
-	wantCode(t, err, engine.CodeNotLeader)
+	wantCode(t, err, protocol.CodeNotLeader)
 }
 
 func TestJoinBroadcastsAndJoinerSnapshot(t *testing.T) {
@@ -77,11 +78,11 @@ func TestJoinBroadcastsAndJoinerSnapshot(t *testing.T) {
 	if got := f.out.Names(); !slices.Equal(got, want) {
 		t.Fatalf("join sent %v, want %v", got, want)
 	}
-	uj := lastPayload[engine.UserJoined](t, f.out, engine.EventUserJoined)
+	uj := lastPayload[engine.UserJoined](t, f.out, protocol.EventUserJoined)
 	if uj.Member.SocketID != "b" || uj.Member.DisplayName != "name-b" || !uj.Member.Connected || uj.MemberCount != 2 {
 		t.Fatalf("user_joined = %+v", uj)
 	}
-	rs := lastPayload[engine.RoomStats](t, f.out, engine.EventRoomStats)
+	rs := lastPayload[engine.RoomStats](t, f.out, protocol.EventRoomStats)
 	if rs.MemberCount != 2 || rs.Leader == nil || *rs.Leader != "a" || rs.SessionID != "s1" {
 		t.Fatalf("room_stats = %+v", rs)
 	}
@@ -111,7 +112,7 @@ func TestSetRoleLeadershipRules(t *testing.T) {
 	v := f.state("s1").Version
 
 	_, err := f.e.SetRole("b", "s1", engine.RoleLeader)
-	wantCode(t, err, engine.CodeNotLeader)
+	wantCode(t, err, protocol.CodeNotLeader)
 	if st := f.state("s1"); leaderOf(st) != "a" || st.Version != v {
 		t.Fatalf("refused takeover changed the session: leader %q version %d->%d", leaderOf(st), v, st.Version)
 	}
@@ -132,7 +133,7 @@ func TestSetRoleLeadershipRules(t *testing.T) {
 	if leaderOf(st) != "" || roleOf(t, st, "a") != engine.RoleFollower || st.LeaderTerm != 2 || st.Version != v+1 {
 		t.Fatalf("step down: leader %q, a %q, term %d, version %d", leaderOf(st), roleOf(t, st, "a"), st.LeaderTerm, st.Version)
 	}
-	rc := lastPayload[engine.RoleChanged](t, f.out, engine.EventRoleChanged)
+	rc := lastPayload[engine.RoleChanged](t, f.out, protocol.EventRoleChanged)
 	if rc.SocketID != "a" || rc.Role != engine.RoleFollower || rc.Reason != engine.ReasonSteppedDown || rc.PreviousLeader == nil || *rc.PreviousLeader != "a" {
 		t.Fatalf("role_changed on step down = %+v", rc)
 	}
@@ -144,7 +145,7 @@ func TestSetRoleLeadershipRules(t *testing.T) {
 	if leaderOf(st) != "b" || roleOf(t, st, "b") != engine.RoleLeader || st.LeaderTerm != 3 {
 		t.Fatalf("vacant claim: leader %q term %d", leaderOf(st), st.LeaderTerm)
 	}
-	rc = lastPayload[engine.RoleChanged](t, f.out, engine.EventRoleChanged)
+	rc = lastPayload[engine.RoleChanged](t, f.out, protocol.EventRoleChanged)
 	if rc.SocketID != "b" || rc.Role != engine.RoleLeader || rc.Reason != engine.ReasonClaimed || rc.PreviousLeader != nil {
 		t.Fatalf("role_changed on claim = %+v", rc)
 	}
@@ -173,7 +174,7 @@ func TestOpenLeadershipTakeover(t *testing.T) {
 	if leaderOf(st) != "b" || roleOf(t, st, "a") != engine.RoleFollower || st.LeaderTerm != 2 {
 		t.Fatalf("takeover: leader %q, a %q, term %d", leaderOf(st), roleOf(t, st, "a"), st.LeaderTerm)
 	}
-	rc := lastPayload[engine.RoleChanged](t, f.out, engine.EventRoleChanged)
+	rc := lastPayload[engine.RoleChanged](t, f.out, protocol.EventRoleChanged)
 	if rc.Reason != engine.ReasonTakeover || rc.PreviousLeader == nil || *rc.PreviousLeader != "a" {
 		t.Fatalf("role_changed = %+v", rc)
 	}
@@ -203,10 +204,10 @@ func TestLeaderKeepsLeadershipAndPlaybackDuringGrace(t *testing.T) {
 		t.Fatalf("during grace a should be leader and disconnected: %+v", st.Members[0])
 	}
 	_, err := f.e.SetRole("b", "s1", engine.RoleLeader)
-	wantCode(t, err, engine.CodeNotLeader)
+	wantCode(t, err, protocol.CodeNotLeader)
 	f.out.Reset()
 	f.e.Tick(f.clk.Now())
-	if ticks := f.out.Events(engine.EventScrollTick); len(ticks) != 1 {
+	if ticks := f.out.Events(protocol.EventScrollTick); len(ticks) != 1 {
 		t.Fatalf("ticks during grace = %d, want 1", len(ticks))
 	}
 
@@ -223,7 +224,7 @@ func TestLeaderKeepsLeadershipAndPlaybackDuringGrace(t *testing.T) {
 	if got := f.out.Names(); !slices.Equal(got, []string{"to_session:role_changed", "to_session:snapshot"}) {
 		t.Fatalf("grace expiry sent %v", got)
 	}
-	rc := lastPayload[engine.RoleChanged](t, f.out, engine.EventRoleChanged)
+	rc := lastPayload[engine.RoleChanged](t, f.out, protocol.EventRoleChanged)
 	if rc.SocketID != "b" || rc.Role != engine.RoleLeader || rc.Reason != engine.ReasonLeaderDisconnected ||
 		rc.PreviousLeader == nil || *rc.PreviousLeader != "a" || rc.Timestamp != ms(playAt.Add(5*time.Second)) {
 		t.Fatalf("role_changed = %+v", rc)
@@ -255,7 +256,7 @@ func TestGraceSkipsDetachedMembersAndVacatesWhenNobodyIsConnected(t *testing.T) 
 	if leaderOf(st) != "" || roleOf(t, st, "a") != engine.RoleFollower {
 		t.Fatalf("no connected member: leader %q, want vacant", leaderOf(st))
 	}
-	rc := lastPayload[engine.RoleChanged](t, g.out, engine.EventRoleChanged)
+	rc := lastPayload[engine.RoleChanged](t, g.out, protocol.EventRoleChanged)
 	if rc.SocketID != "a" || rc.Role != engine.RoleFollower || rc.Reason != engine.ReasonLeaderDisconnected {
 		t.Fatalf("role_changed on vacancy = %+v", rc)
 	}
@@ -273,7 +274,7 @@ func TestReattachWithinGraceKeepsLeadership(t *testing.T) {
 	if leaderOf(st) != "a" || !st.Members[0].Connected || st.LeaderTerm != 1 {
 		t.Fatalf("after re-attach: leader %q connected %v term %d", leaderOf(st), st.Members[0].Connected, st.LeaderTerm)
 	}
-	if n := len(f.out.Events(engine.EventRoleChanged)); n != 0 {
+	if n := len(f.out.Events(protocol.EventRoleChanged)); n != 0 {
 		t.Fatalf("%d role_changed sent for a leader that came back in time", n)
 	}
 	// A re-attached leader is not removed when its old recovery window ends.
@@ -305,7 +306,7 @@ func TestDetachedMemberRemovedAfterRecoveryWindow(t *testing.T) {
 	if got := f.out.Names(); !slices.Equal(got, want) {
 		t.Fatalf("recovery expiry sent %v, want %v", got, want)
 	}
-	ul := lastPayload[engine.UserLeft](t, f.out, engine.EventUserLeft)
+	ul := lastPayload[engine.UserLeft](t, f.out, protocol.EventUserLeft)
 	if ul.SocketID != "b" || ul.MemberCount != 1 || ul.NewLeader == nil || *ul.NewLeader != "a" {
 		t.Fatalf("user_left = %+v", ul)
 	}
@@ -338,11 +339,11 @@ func TestLeaderLeavingHandsOverAtOnce(t *testing.T) {
 	if got := f.out.Names(); !slices.Equal(got, want) {
 		t.Fatalf("leave sent %v, want %v", got, want)
 	}
-	rc := lastPayload[engine.RoleChanged](t, f.out, engine.EventRoleChanged)
+	rc := lastPayload[engine.RoleChanged](t, f.out, protocol.EventRoleChanged)
 	if rc.SocketID != "c" || rc.Reason != engine.ReasonLeaderLeft || *rc.PreviousLeader != "a" {
 		t.Fatalf("role_changed = %+v", rc)
 	}
-	ul := lastPayload[engine.UserLeft](t, f.out, engine.EventUserLeft)
+	ul := lastPayload[engine.UserLeft](t, f.out, protocol.EventUserLeft)
 	if ul.NewLeader == nil || *ul.NewLeader != "c" || ul.MemberCount != 1 { // b is detached
 		t.Fatalf("user_left = %+v", ul)
 	}
@@ -354,7 +355,7 @@ func TestLeaderLeavingHandsOverAtOnce(t *testing.T) {
 	if err := f.e.Leave("c", "s1"); err == nil {
 		t.Fatal("Leave of a removed member succeeded")
 	} else {
-		wantCode(t, err, engine.CodeNotInSession)
+		wantCode(t, err, protocol.CodeNotInSession)
 	}
 }
 
@@ -377,7 +378,7 @@ func TestJoiningAnotherSessionLeavesThePrevious(t *testing.T) {
 	if _, err := f.e.Play("a", "s1", 0); err == nil {
 		t.Fatal("a still commands s1 after moving to s2")
 	} else {
-		wantCode(t, err, engine.CodeNotInSession)
+		wantCode(t, err, protocol.CodeNotInSession)
 	}
 	if s := f.e.Stats(); s.Members != 2 || s.Sessions != 2 {
 		t.Fatalf("Stats = %+v, want 2 members in 2 sessions", s)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/bandsync/bandsync/internal/engine"
 	"github.com/bandsync/bandsync/internal/engine/enginetest"
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 func TestTicksOnlyForPlayingSessionsFromTheAnchor(t *testing.T) {
@@ -27,7 +28,7 @@ func TestTicksOnlyForPlayingSessionsFromTheAnchor(t *testing.T) {
 	now := f.clk.Now()
 	f.e.Tick(now)
 	calls := f.out.Calls()
-	if len(calls) != 1 || calls[0].Kind != enginetest.KindVolatile || calls[0].Session != "s1" || calls[0].Event != engine.EventScrollTick {
+	if len(calls) != 1 || calls[0].Kind != enginetest.KindVolatile || calls[0].Session != "s1" || calls[0].Event != protocol.EventScrollTick {
 		t.Fatalf("tick sent %v, want one volatile scroll_tick to s1", f.out.Names())
 	}
 	want := engine.Tick{SessionID: "s1", PositionMs: 1777, TempoBpm: 120, ServerTimestamp: ms(now),
@@ -131,9 +132,9 @@ func TestRunTicksUntilCancelled(t *testing.T) {
 			waitFor("Run to arm its timer", func() bool { return f.clk.Pending() == 1 })
 			f.clk.Advance(2 * time.Millisecond)
 		}
-		waitFor("a tick", func() bool { return len(f.out.Events(engine.EventScrollTick)) == i })
+		waitFor("a tick", func() bool { return len(f.out.Events(protocol.EventScrollTick)) == i })
 	}
-	for i, c := range f.out.Events(engine.EventScrollTick) {
+	for i, c := range f.out.Events(protocol.EventScrollTick) {
 		if p := c.Payload.(engine.Tick).PositionMs; p != float64(10*(i+1)) {
 			t.Fatalf("tick %d position = %v, want %d", i, p, 10*(i+1))
 		}

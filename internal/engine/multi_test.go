@@ -15,6 +15,7 @@ import (
 
 	"github.com/bandsync/bandsync/internal/engine"
 	"github.com/bandsync/bandsync/internal/engine/enginetest"
+	"github.com/bandsync/bandsync/internal/protocol"
 	"github.com/bandsync/bandsync/internal/store"
 )
 
@@ -91,7 +92,7 @@ func mustJoin(t *testing.T, n *node, member, session string) engine.State {
 // whole session.
 func broadcastVersions(n *node, session string) []uint64 {
 	var vs []uint64
-	for _, c := range n.out.Events(engine.EventSnapshot) {
+	for _, c := range n.out.Events(protocol.EventSnapshot) {
 		if c.Kind == enginetest.KindToSession && c.Session == session {
 			vs = append(vs, c.Payload.(engine.State).Version)
 		}
@@ -149,7 +150,7 @@ func TestTwoInstancesDeliverInVersionOrder(t *testing.T) {
 		var names []string
 		seen := false
 		for _, c := range n.out.Calls() {
-			seen = seen || c.Event == engine.EventPlay
+			seen = seen || c.Event == protocol.EventPlay
 			if seen && c.Kind == enginetest.KindToSession {
 				names = append(names, c.Event)
 			}
@@ -177,11 +178,11 @@ func TestLeaderOnOneInstanceFollowersOnAnother(t *testing.T) {
 	ok(t)(a.e.Seek("lead", "s1", 1000))
 	played := ok(t)(a.e.Play("lead", "s1", 0))
 	eventually(t, "B plays", func() bool { st, _ := b.e.Session("s1"); return st.IsPlaying && st.Version == played.Version })
-	wantCode(t, second(b.e.Seek("f", "s1", 9000)), engine.CodeNotLeader)
+	wantCode(t, second(b.e.Seek("f", "s1", 9000)), protocol.CodeNotLeader)
 	b.clk.Advance(500 * time.Millisecond)
 	b.out.Reset()
 	b.e.Tick(b.clk.Now())
-	ticks := b.out.Events(engine.EventScrollTick)
+	ticks := b.out.Events(protocol.EventScrollTick)
 	if len(ticks) != 1 || ticks[0].Payload.(engine.Tick).PositionMs != 1500 {
 		t.Fatalf("B's tick: %+v; want one at 1500 ms", ticks)
 	}
@@ -208,7 +209,7 @@ func TestStaleLeaderIsRefused(t *testing.T) {
 	if st, _ := a.e.Session("s1"); leaderOf(st) != "m1" {
 		t.Fatalf("A's copy should still be stale, leader %q", leaderOf(st))
 	}
-	wantCode(t, second(a.e.Seek("m1", "s1", 9000)), engine.CodeNotLeader)
+	wantCode(t, second(a.e.Seek("m1", "s1", 9000)), protocol.CodeNotLeader)
 	got, _, _ := base.Load(t.Context(), "s1")
 	if got.AnchorPositionMs == 9000 || got.LeaderID != "m2" || got.Version != took.Version {
 		t.Fatalf("the deposed leader's seek landed: %+v", got)
@@ -248,7 +249,7 @@ func TestConcurrentClaimsExactlyOneWins(t *testing.T) {
 			if err == nil {
 				wins++
 			} else {
-				wantCode(t, err, engine.CodeNotLeader)
+				wantCode(t, err, protocol.CodeNotLeader)
 			}
 		}
 		rec, _, _ := base.Load(t.Context(), id)

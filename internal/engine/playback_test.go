@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bandsync/bandsync/internal/engine"
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 func TestPositionIsDerivedWithoutDrift(t *testing.T) {
@@ -24,7 +25,7 @@ func TestPositionIsDerivedWithoutDrift(t *testing.T) {
 		elapsed += step
 		f.out.Reset()
 		f.e.Tick(f.clk.Now())
-		tick := lastPayload[engine.Tick](t, f.out, engine.EventScrollTick)
+		tick := lastPayload[engine.Tick](t, f.out, protocol.EventScrollTick)
 		if want := float64(elapsed) / float64(time.Millisecond); tick.PositionMs != want {
 			t.Fatalf("tick %d: positionMs %v, want %v", i, tick.PositionMs, want)
 		}
@@ -78,7 +79,7 @@ func TestTempoChangeKeepsBeatPhase(t *testing.T) {
 	}
 	f.out.Reset()
 	f.e.Tick(f.clk.Now())
-	tick := lastPayload[engine.Tick](t, f.out, engine.EventScrollTick)
+	tick := lastPayload[engine.Tick](t, f.out, protocol.EventScrollTick)
 	if tick.TempoBpm != 90 || math.Abs(tick.Beat-later.Beat) > 1e-9 || tick.PositionMs != 3234 {
 		t.Fatalf("tick = %+v, want tempo 90, beat %v, position 3234", tick, later.Beat)
 	}
@@ -102,14 +103,14 @@ func TestScheduledStartHoldsPositionUntilStartsAt(t *testing.T) {
 	if got := f.out.Names(); !slices.Equal(got, []string{"to_session:play", "to_session:snapshot"}) {
 		t.Fatalf("play sent %v", got)
 	}
-	p := lastPayload[engine.PlayEvent](t, f.out, engine.EventPlay)
+	p := lastPayload[engine.PlayEvent](t, f.out, protocol.EventPlay)
 	if p.StartsAt != ms(now)+500 || p.ServerTimestamp != ms(now) || p.Position != 2000 || p.PositionMs != 2000 || p.TempoBpm != 120 || p.SessionID != "s1" {
 		t.Fatalf("play = %+v", p)
 	}
 	f.clk.Advance(499 * time.Millisecond)
 	f.out.Reset()
 	f.e.Tick(f.clk.Now())
-	if tick := lastPayload[engine.Tick](t, f.out, engine.EventScrollTick); tick.PositionMs != 2000 {
+	if tick := lastPayload[engine.Tick](t, f.out, protocol.EventScrollTick); tick.PositionMs != 2000 {
 		t.Fatalf("tick before startsAt: position %v, want 2000 (held)", tick.PositionMs)
 	}
 	f.clk.Advance(1001 * time.Millisecond)
@@ -120,7 +121,7 @@ func TestScheduledStartHoldsPositionUntilStartsAt(t *testing.T) {
 	g := newFixture(t)
 	g.join("a", "s1")
 	ok(t)(g.e.Play("a", "s1", 0))
-	if p := lastPayload[engine.PlayEvent](t, g.out, engine.EventPlay); p.StartsAt != p.ServerTimestamp {
+	if p := lastPayload[engine.PlayEvent](t, g.out, protocol.EventPlay); p.StartsAt != p.ServerTimestamp {
 		t.Fatalf("play without delay: startsAt %v != serverTimestamp %v", p.StartsAt, p.ServerTimestamp)
 	}
 }
@@ -132,13 +133,13 @@ func TestSeekPauseStopValues(t *testing.T) {
 	f.clk.Advance(time.Second)
 
 	st := ok(t)(f.e.Seek("a", "s1", 5000))
-	seek := lastPayload[engine.TransportEvent](t, f.out, engine.EventSeek)
+	seek := lastPayload[engine.TransportEvent](t, f.out, protocol.EventSeek)
 	if seek.Position != 5000 || seek.PositionMs != 5000 || seek.ServerTimestamp != ms(f.clk.Now()) || !st.IsPlaying {
 		t.Fatalf("seek = %+v, playing %v", seek, st.IsPlaying)
 	}
 	f.clk.Advance(250 * time.Millisecond)
 	st = ok(t)(f.e.Pause("a", "s1"))
-	pause := lastPayload[engine.TransportEvent](t, f.out, engine.EventPause)
+	pause := lastPayload[engine.TransportEvent](t, f.out, protocol.EventPause)
 	if pause.Position != 5250 || st.PositionMs != 5250 || st.IsPlaying || st.StartsAt != nil {
 		t.Fatalf("pause = %+v, state position %v playing %v startsAt %v", pause, st.PositionMs, st.IsPlaying, st.StartsAt)
 	}
@@ -155,7 +156,7 @@ func TestSeekPauseStopValues(t *testing.T) {
 	if st.PositionMs != 0 || st.Beat != 0 || st.IsPlaying {
 		t.Fatalf("stop: position %v beat %v playing %v", st.PositionMs, st.Beat, st.IsPlaying)
 	}
-	stop := lastPayload[engine.StopEvent](t, f.out, engine.EventStop)
+	stop := lastPayload[engine.StopEvent](t, f.out, protocol.EventStop)
 	if stop.SessionID != "s1" || stop.ServerTimestamp != ms(f.clk.Now()) {
 		t.Fatalf("stop = %+v", stop)
 	}
@@ -237,7 +238,7 @@ func TestEveryChangeBumpsVersionByOneAndIsSaved(t *testing.T) {
 		if !found || rec.Version != want {
 			t.Fatalf("after %s stored version = %d (found %v), want %d", s.name, rec.Version, found, want)
 		}
-		snaps := f.out.Events(engine.EventSnapshot)
+		snaps := f.out.Events(protocol.EventSnapshot)
 		if len(snaps) == 0 || snaps[len(snaps)-1].Payload.(engine.State).Version != want {
 			t.Fatalf("after %s the broadcast snapshot does not carry version %d", s.name, want)
 		}
@@ -266,5 +267,5 @@ func TestSyncRequest(t *testing.T) {
 		t.Fatalf("SyncRequest = %+v, want %+v", got, want)
 	}
 	_, err = f.e.SyncRequest("zed", "s1")
-	wantCode(t, err, engine.CodeNotInSession)
+	wantCode(t, err, protocol.CodeNotInSession)
 }

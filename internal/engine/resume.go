@@ -1,6 +1,6 @@
 package engine
 
-// This file is handing over and coming back (PROTOCOL.md section 9):
+// This file is handing over and coming back (docs/protocol.md):
 // transfer_leadership, and the private member token that lets a new socket
 // (a reloaded page, a restarted app) take its member's place back.
 
@@ -10,6 +10,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"time"
+
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 // memberTokenBytes is the token's randomness: 192 bits, above the
@@ -131,9 +133,9 @@ func (c transferCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, e
 	i := s.find(c.target)
 	switch {
 	case i < 0:
-		return out, newError(CodeInvalidPayload, "no member %s in session %q to hand leadership to", quoteShort(c.target), s.id)
+		return out, newError(protocol.CodeInvalidPayload, "no member %s in session %q to hand leadership to", quoteShort(c.target), s.id)
 	case !s.members[i].connected:
-		return out, newError(CodeInvalidPayload, "%s (%s) is not connected; leadership goes only to a connected member",
+		return out, newError(protocol.CodeInvalidPayload, "%s (%s) is not connected; leadership goes only to a connected member",
 			c.target, s.members[i].name)
 	}
 	s.touch(now)
@@ -142,9 +144,9 @@ func (c transferCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, e
 	// band chose it, and someone else's set_role must not undo that.
 	s.claimLead(c.target)
 	s.message = statusNowLeading(s.leaderName())
-	out.broadcast(EventRoleChanged, RoleChanged{SocketID: c.target, Role: RoleLeader, PreviousLeader: optString(c.member),
+	out.broadcast(protocol.EventRoleChanged, RoleChanged{SocketID: c.target, Role: RoleLeader, PreviousLeader: optString(c.member),
 		Reason: ReasonHandover, Timestamp: epochMs(now)})
-	out.broadcast(EventSnapshot, s.snapshot(now))
+	out.broadcast(protocol.EventSnapshot, s.snapshot(now))
 	return out, nil
 }
 

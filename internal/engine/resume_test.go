@@ -9,6 +9,7 @@ import (
 
 	"github.com/bandsync/bandsync/internal/engine"
 	"github.com/bandsync/bandsync/internal/engine/enginetest"
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 func TestTransferLeadership(t *testing.T) {
@@ -21,16 +22,16 @@ func TestTransferLeadership(t *testing.T) {
 	if leaderOf(st) != "c" || roleOf(t, st, "a") != engine.RoleFollower || roleOf(t, st, "c") != engine.RoleLeader {
 		t.Fatalf("after handover: leader %q", leaderOf(st))
 	}
-	rc := lastPayload[engine.RoleChanged](t, f.out, engine.EventRoleChanged)
+	rc := lastPayload[engine.RoleChanged](t, f.out, protocol.EventRoleChanged)
 	if rc.SocketID != "c" || rc.Reason != engine.ReasonHandover || rc.PreviousLeader == nil || *rc.PreviousLeader != "a" {
 		t.Fatalf("role_changed = %+v", rc)
 	}
-	wantCode(t, second(f.e.Play("a", "s", 0)), engine.CodeNotLeader)
-	wantCode(t, second(f.e.TransferLeadership("a", "s", "b")), engine.CodeNotLeader)
-	wantCode(t, second(f.e.TransferLeadership("c", "s", "nobody")), engine.CodeInvalidPayload)
+	wantCode(t, second(f.e.Play("a", "s", 0)), protocol.CodeNotLeader)
+	wantCode(t, second(f.e.TransferLeadership("a", "s", "b")), protocol.CodeNotLeader)
+	wantCode(t, second(f.e.TransferLeadership("c", "s", "nobody")), protocol.CodeInvalidPayload)
 	f.e.Detach("b")
 	v := f.state("s").Version
-	wantCode(t, second(f.e.TransferLeadership("c", "s", "b")), engine.CodeInvalidPayload)
+	wantCode(t, second(f.e.TransferLeadership("c", "s", "b")), protocol.CodeInvalidPayload)
 	if f.state("s").Version != v {
 		t.Fatal("a refused handover changed the session")
 	}
@@ -60,7 +61,7 @@ func TestResumeInsideGraceKeepsTheLeadQuietly(t *testing.T) {
 		t.Fatal("the resumed member's token changed")
 	}
 	f.clk.Advance(10 * time.Second) // past the old socket's grace period
-	if got := f.out.Events(engine.EventRoleChanged); len(got) != 0 {
+	if got := f.out.Events(protocol.EventRoleChanged); len(got) != 0 {
 		t.Fatalf("role_changed sent: %+v", got[0].Payload)
 	}
 	if st := f.state("s"); leaderOf(st) != "a2" {
@@ -89,7 +90,7 @@ func TestResumeReplacesAConnectedSocket(t *testing.T) {
 	if !left {
 		t.Fatalf("the old socket did not leave the room: %v", f.out.Names())
 	}
-	wantCode(t, second(f.e.Play("a", "s", 0)), engine.CodeNotInSession)
+	wantCode(t, second(f.e.Play("a", "s", 0)), protocol.CodeNotInSession)
 	ok(t)(f.e.Play("a2", "s", 0))
 }
 

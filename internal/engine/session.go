@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"github.com/bandsync/bandsync/internal/protocol"
+
 	"errors"
 	"sync"
 	"time"
@@ -183,10 +185,10 @@ func (s *session) runLocked(c command, now time.Time) (changed bool, err error) 
 			return s.runLocalLocked(c, now)
 		default:
 			e.log.Error("committing session failed", "session", s.st.id, "err", err)
-			return false, newError(CodeInternal, "the session store failed; try again")
+			return false, newError(protocol.CodeInternal, "the session store failed; try again")
 		}
 	}
-	return false, newError(CodeInternal, "session %q is changing too fast; try again", s.st.id)
+	return false, newError(protocol.CodeInternal, "session %q is changing too fast; try again", s.st.id)
 }
 
 // runLocalLocked applies c to this copy alone, for while the store is
@@ -266,7 +268,7 @@ func (s *session) reloadLocked(sameVersion bool) bool {
 		return false
 	}
 	if rec.Version < s.st.version && rec.LeaderTerm <= s.st.leaderTerm {
-		ops := []store.Op{{Kind: store.OpBroadcast, Event: EventSnapshot, Value: s.st.snapshot(s.e.clk.Now())}}
+		ops := []store.Op{{Kind: store.OpBroadcast, Event: protocol.EventSnapshot, Value: s.st.snapshot(s.e.clk.Now())}}
 		if res, err := s.e.store.WriteBack(ctx, s.st.record(), ops); err == nil && res.Written {
 			s.e.log.Warn("the stored session had lost changes this instance holds; written back",
 				"session", s.st.id, "version", s.st.version, "storedVersion", rec.Version)
@@ -376,7 +378,7 @@ func (s *session) tick(now time.Time, nowMs float64) {
 		return
 	}
 	pos := s.st.positionAt(now)
-	s.e.out.ToSessionVolatile(s.st.id, EventScrollTick, Tick{
+	s.e.out.ToSessionVolatile(s.st.id, protocol.EventScrollTick, Tick{
 		SessionID:       s.st.id,
 		PositionMs:      pos,
 		TempoBpm:        s.st.tempo,
@@ -421,7 +423,7 @@ func (s *session) refusal(memberID string) error {
 	if s.closed || s.st.find(memberID) >= 0 || s.st.hasRoom() {
 		return nil
 	}
-	return newError(CodeSessionFull, "session %q is full: at most %d members", s.st.id, s.st.maxMembers)
+	return newError(protocol.CodeSessionFull, "session %q is full: at most %d members", s.st.id, s.st.maxMembers)
 }
 
 // dropIfUnneeded closes the copy when this instance no longer needs it: no

@@ -1,7 +1,6 @@
 package engine
 
-// This file holds the songs and setlists of a session (PROTOCOL.md section
-// 8): the session's library as part of its state, the commands that change
+// This file holds the songs and setlists of a session (docs/protocol.md): the session's library as part of its state, the commands that change
 // it, and the engine methods the event handlers call. Charts are parsed
 // (internal/chordpro) before a command runs, outside any lock; the
 // transitions only check permissions and limits and move values.
@@ -13,13 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/bandsync/bandsync/internal/chordpro"
+	"github.com/bandsync/bandsync/internal/protocol"
 	"github.com/bandsync/bandsync/internal/store"
-)
-
-// Error codes of section 8.
-const (
-	CodeSongNotFound = "SONG_NOT_FOUND"
-	CodeLibraryFull  = "LIBRARY_FULL"
 )
 
 // Limits of the songs model.
@@ -45,9 +39,6 @@ const (
 	MaxCountInBars     = 4
 	DefaultCountInBars = 1
 )
-
-// EventSongChanged is sent to the room by select_song.
-const EventSongChanged = "song_changed"
 
 // ReasonHandover is the role_changed reason of transfer_leadership.
 const ReasonHandover = "handover"
@@ -213,10 +204,10 @@ func songFromRecord(g store.Song) song {
 func validateTimeSignature(sig TimeSignature) error {
 	switch {
 	case sig.BeatsPerBar < MinBeatsPerBar || sig.BeatsPerBar > MaxBeatsPerBar:
-		return newError(CodeInvalidPayload, "beatsPerBar must be a whole number from %d to %d, got %d",
+		return newError(protocol.CodeInvalidPayload, "beatsPerBar must be a whole number from %d to %d, got %d",
 			MinBeatsPerBar, MaxBeatsPerBar, sig.BeatsPerBar)
 	case !slices.Contains([]int{1, 2, 4, 8, 16}, sig.BeatUnit):
-		return newError(CodeInvalidPayload, "beatUnit must be 1, 2, 4, 8 or 16, got %d", sig.BeatUnit)
+		return newError(protocol.CodeInvalidPayload, "beatUnit must be 1, 2, 4, 8 or 16, got %d", sig.BeatUnit)
 	}
 	return nil
 }
@@ -225,26 +216,26 @@ func validateTimeSignature(sig TimeSignature) error {
 // refusal the client gets.
 func parseChart(text string) (song, error) {
 	if len(text) > MaxChartBytes {
-		return song{}, newError(CodePayloadTooLarge, "chordpro is %d bytes; a chart may have at most %d", len(text), MaxChartBytes)
+		return song{}, newError(protocol.CodePayloadTooLarge, "chordpro is %d bytes; a chart may have at most %d", len(text), MaxChartBytes)
 	}
 	p, err := chordpro.ParseMeta(text) // the chart is kept as text; only its meta matters here
 	if err != nil {
-		return song{}, newError(CodeInvalidPayload, "chordpro: %v", err)
+		return song{}, newError(protocol.CodeInvalidPayload, "chordpro: %v", err)
 	}
 	g := song{title: stripControl(p.Title), artist: stripControl(p.Artist), key: stripControl(p.Key), text: text}
 	switch {
 	case g.title == "":
-		return song{}, newError(CodeInvalidPayload, "chordpro: {title} has no printable characters")
+		return song{}, newError(protocol.CodeInvalidPayload, "chordpro: {title} has no printable characters")
 	case utf8.RuneCountInString(g.title) > MaxSongTitleLen:
-		return song{}, newError(CodeInvalidPayload, "chordpro: {title} must be at most %d characters", MaxSongTitleLen)
+		return song{}, newError(protocol.CodeInvalidPayload, "chordpro: {title} must be at most %d characters", MaxSongTitleLen)
 	case utf8.RuneCountInString(g.artist) > MaxSongTitleLen:
-		return song{}, newError(CodeInvalidPayload, "chordpro: {artist} must be at most %d characters", MaxSongTitleLen)
+		return song{}, newError(protocol.CodeInvalidPayload, "chordpro: {artist} must be at most %d characters", MaxSongTitleLen)
 	case utf8.RuneCountInString(g.key) > MaxSongKeyLen:
-		return song{}, newError(CodeInvalidPayload, "chordpro: {key} must be at most %d characters", MaxSongKeyLen)
+		return song{}, newError(protocol.CodeInvalidPayload, "chordpro: {key} must be at most %d characters", MaxSongKeyLen)
 	}
 	if p.Tempo != 0 {
 		if !finiteIn(p.Tempo, MinTempo, MaxTempo) {
-			return song{}, newError(CodeInvalidPayload, "chordpro: {tempo} must be from %s to %s, got %s",
+			return song{}, newError(protocol.CodeInvalidPayload, "chordpro: {tempo} must be from %s to %s, got %s",
 				fmtNum(MinTempo), fmtNum(MaxTempo), fmtNum(p.Tempo))
 		}
 		g.tempo = p.Tempo
@@ -252,17 +243,17 @@ func parseChart(text string) (song, error) {
 	if p.BeatsPerBar != 0 {
 		g.sig = TimeSignature{p.BeatsPerBar, p.BeatUnit}
 		if err := validateTimeSignature(g.sig); err != nil {
-			return song{}, newError(CodeInvalidPayload, "chordpro: {time}: %s", err.(*Error).Message)
+			return song{}, newError(protocol.CodeInvalidPayload, "chordpro: {time}: %s", err.(*Error).Message)
 		}
 	}
 	return g, nil
 }
 
 func songNotFound(id string) *Error {
-	return newError(CodeSongNotFound, "no song %s in this session's setlist", quoteShort(id))
+	return newError(protocol.CodeSongNotFound, "no song %s in this session's setlist", quoteShort(id))
 }
 
-func libraryFull(what string) *Error { return newError(CodeLibraryFull, "%s", what) }
+func libraryFull(what string) *Error { return newError(protocol.CodeLibraryFull, "%s", what) }
 
 // ---- commands ----
 
@@ -281,7 +272,7 @@ func (c addSongCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, er
 		return out, libraryFull("the setlist already has " + strconv.Itoa(MaxSongs) + " songs; remove one first")
 	}
 	if l.bytes()+len(c.song.text) > MaxLibraryBytes {
-		return out, newError(CodeLibraryFull, "the session's charts would take more than %d bytes; remove a song first", MaxLibraryBytes)
+		return out, newError(protocol.CodeLibraryFull, "the session's charts would take more than %d bytes; remove a song first", MaxLibraryBytes)
 	}
 	s.touch(now)
 	out.changed = true
@@ -291,7 +282,7 @@ func (c addSongCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, er
 	g.version = 1
 	l.songs = append(l.songs, g)
 	l.changed()
-	out.broadcast(EventSnapshot, s.snapshot(now))
+	out.broadcast(protocol.EventSnapshot, s.snapshot(now))
 	return out, nil
 }
 
@@ -311,7 +302,7 @@ func (c updateSongCmd) apply(s *sessionState, now time.Time, _ policy) (outcome,
 		return out, songNotFound(c.id)
 	}
 	if l.bytes()-len(l.songs[i].text)+len(c.song.text) > MaxLibraryBytes {
-		return out, newError(CodeLibraryFull, "the session's charts would take more than %d bytes", MaxLibraryBytes)
+		return out, newError(protocol.CodeLibraryFull, "the session's charts would take more than %d bytes", MaxLibraryBytes)
 	}
 	if l.songs[i].text == c.song.text {
 		out.echo(s, c.member, now, "", nil)
@@ -323,7 +314,7 @@ func (c updateSongCmd) apply(s *sessionState, now time.Time, _ policy) (outcome,
 	g.id, g.version = c.id, l.songs[i].version+1
 	l.songs[i] = g
 	l.changed()
-	out.broadcast(EventSnapshot, s.snapshot(now))
+	out.broadcast(protocol.EventSnapshot, s.snapshot(now))
 	return out, nil
 }
 
@@ -346,7 +337,7 @@ func (c removeSongCmd) apply(s *sessionState, now time.Time, _ policy) (outcome,
 		l.current = ""
 	}
 	l.changed()
-	out.broadcast(EventSnapshot, s.snapshot(now))
+	out.broadcast(protocol.EventSnapshot, s.snapshot(now))
 	return out, nil
 }
 
@@ -375,7 +366,7 @@ func (c moveSongCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, e
 	g := l.songs[i]
 	l.songs = slices.Insert(slices.Delete(l.songs, i, i+1), to, g)
 	l.changed()
-	out.broadcast(EventSnapshot, s.snapshot(now))
+	out.broadcast(protocol.EventSnapshot, s.snapshot(now))
 	return out, nil
 }
 
@@ -407,8 +398,8 @@ func (c selectSongCmd) apply(s *sessionState, now time.Time, _ policy) (outcome,
 	if g.sig.BeatsPerBar > 0 {
 		l.sig = g.sig
 	}
-	out.broadcast(EventSongChanged, SongChanged{SessionID: s.id, SongID: g.id, Title: g.title, TempoBpm: s.tempo, TimeSignature: l.sig})
-	out.broadcast(EventSnapshot, s.snapshot(now))
+	out.broadcast(protocol.EventSongChanged, SongChanged{SessionID: s.id, SongID: g.id, Title: g.title, TempoBpm: s.tempo, TimeSignature: l.sig})
+	out.broadcast(protocol.EventSnapshot, s.snapshot(now))
 	return out, nil
 }
 
@@ -429,7 +420,7 @@ func (c setTimeSignatureCmd) apply(s *sessionState, now time.Time, _ policy) (ou
 	s.touch(now)
 	out.changed = true
 	s.lib.sig = c.sig
-	out.broadcast(EventSnapshot, s.snapshot(now))
+	out.broadcast(protocol.EventSnapshot, s.snapshot(now))
 	return out, nil
 }
 
@@ -450,7 +441,7 @@ func (c setCountInCmd) apply(s *sessionState, now time.Time, _ policy) (outcome,
 	s.touch(now)
 	out.changed = true
 	s.lib.countIn = c.bars
-	out.broadcast(EventSnapshot, s.snapshot(now))
+	out.broadcast(protocol.EventSnapshot, s.snapshot(now))
 	return out, nil
 }
 
@@ -516,7 +507,7 @@ func (e *Engine) SetTimeSignature(memberID, sessionID string, beatsPerBar, beatU
 // (leader only).
 func (e *Engine) SetCountIn(memberID, sessionID string, bars int) (State, error) {
 	if bars < 0 || bars > MaxCountInBars {
-		return State{}, newError(CodeInvalidPayload, "bars must be a whole number from 0 to %d, got %d", MaxCountInBars, bars)
+		return State{}, newError(protocol.CodeInvalidPayload, "bars must be a whole number from 0 to %d, got %d", MaxCountInBars, bars)
 	}
 	return e.command(sessionID, setCountInCmd{member: memberID, bars: bars})
 }
@@ -562,9 +553,9 @@ func (e *Engine) GetSong(memberID, sessionID, songID string) (Song, error) {
 	switch {
 	case err != nil:
 		e.log.Warn("loading a chart failed", "session", sessionID, "song", song.SongID, "err", err)
-		return Song{}, newError(CodeInternal, "the song store is unavailable; try again")
+		return Song{}, newError(protocol.CodeInternal, "the song store is unavailable; try again")
 	case !found:
-		return Song{}, newError(CodeInternal, "the chart of %s is missing from the store", song.SongID)
+		return Song{}, newError(protocol.CodeInternal, "the chart of %s is missing from the store", song.SongID)
 	}
 	song.ChordPro = text
 	return song, nil

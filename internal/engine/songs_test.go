@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bandsync/bandsync/internal/engine"
+	"github.com/bandsync/bandsync/internal/protocol"
 	"github.com/bandsync/bandsync/internal/store"
 )
 
@@ -41,7 +42,7 @@ func TestAddAndSelectSong(t *testing.T) {
 	if got := f.out.Names(); strings.Join(got, ",") != "to_session:song_changed,to_session:snapshot" {
 		t.Fatalf("select sent %v", got)
 	}
-	ch := lastPayload[engine.SongChanged](t, f.out, engine.EventSongChanged)
+	ch := lastPayload[engine.SongChanged](t, f.out, protocol.EventSongChanged)
 	if ch.SongID != song.SongID || ch.Title != "Lights" || ch.TempoBpm != 96 || ch.TimeSignature.BeatsPerBar != 3 {
 		t.Fatalf("song_changed = %+v", ch)
 	}
@@ -62,17 +63,17 @@ func TestSongRefusalsChangeNothing(t *testing.T) {
 	before := f.state("s").Version
 	f.out.Reset()
 	_, _, err = f.e.AddSong("b", "s", chart)
-	wantCode(t, err, engine.CodeNotLeader)
+	wantCode(t, err, protocol.CodeNotLeader)
 	_, _, err = f.e.AddSong("a", "s", "[C]no title")
-	wantCode(t, err, engine.CodeInvalidPayload)
+	wantCode(t, err, protocol.CodeInvalidPayload)
 	_, _, err = f.e.AddSong("a", "s", "{title: x}\n{tempo: 400}")
-	wantCode(t, err, engine.CodeInvalidPayload)
+	wantCode(t, err, protocol.CodeInvalidPayload)
 	_, _, err = f.e.AddSong("a", "s", "{title: x}\n{time: 17/4}")
-	wantCode(t, err, engine.CodeInvalidPayload)
+	wantCode(t, err, protocol.CodeInvalidPayload)
 	_, _, err = f.e.AddSong("a", "s", "{title: x}\n"+strings.Repeat("a", engine.MaxChartBytes))
-	wantCode(t, err, engine.CodePayloadTooLarge)
+	wantCode(t, err, protocol.CodePayloadTooLarge)
 	_, _, err = f.e.AddSong("z", "s", chart)
-	wantCode(t, err, engine.CodeNotInSession)
+	wantCode(t, err, protocol.CodeNotInSession)
 	for name, err := range map[string]error{
 		"select":  second(f.e.SelectSong("a", "s", "song-99")),
 		"update":  second(f.e.UpdateSong("a", "s", "song-99", chart)),
@@ -81,19 +82,19 @@ func TestSongRefusalsChangeNothing(t *testing.T) {
 		"get":     second(f.e.GetSong("a", "s", "song-99")),
 		"select2": second(f.e.SelectSong("b", "s", song.SongID)),
 	} {
-		code := engine.CodeSongNotFound
+		code := protocol.CodeSongNotFound
 		if name == "select2" {
-			code = engine.CodeNotLeader
+			code = protocol.CodeNotLeader
 		}
 		t.Run(name, func(t *testing.T) { wantCode(t, err, code) })
 	}
 	_, err = f.e.GetSong("z", "s", song.SongID)
-	wantCode(t, err, engine.CodeNotInSession)
-	wantCode(t, second(f.e.SetTimeSignature("a", "s", 0, 4)), engine.CodeInvalidPayload)
-	wantCode(t, second(f.e.SetTimeSignature("a", "s", 4, 3)), engine.CodeInvalidPayload)
-	wantCode(t, second(f.e.SetTimeSignature("b", "s", 4, 8)), engine.CodeNotLeader)
-	wantCode(t, second(f.e.SetCountIn("a", "s", 5)), engine.CodeInvalidPayload)
-	wantCode(t, second(f.e.SetCountIn("b", "s", 2)), engine.CodeNotLeader)
+	wantCode(t, err, protocol.CodeNotInSession)
+	wantCode(t, second(f.e.SetTimeSignature("a", "s", 0, 4)), protocol.CodeInvalidPayload)
+	wantCode(t, second(f.e.SetTimeSignature("a", "s", 4, 3)), protocol.CodeInvalidPayload)
+	wantCode(t, second(f.e.SetTimeSignature("b", "s", 4, 8)), protocol.CodeNotLeader)
+	wantCode(t, second(f.e.SetCountIn("a", "s", 5)), protocol.CodeInvalidPayload)
+	wantCode(t, second(f.e.SetCountIn("b", "s", 2)), protocol.CodeNotLeader)
 	if v := f.state("s").Version; v != before {
 		t.Fatalf("version moved from %d to %d on refusals", before, v)
 	}
@@ -113,7 +114,7 @@ func TestLibraryFull(t *testing.T) {
 		}
 	}
 	_, _, err := f.e.AddSong("a", "s", "{title: one too many}")
-	wantCode(t, err, engine.CodeLibraryFull)
+	wantCode(t, err, protocol.CodeLibraryFull)
 	if n := len(f.state("s").Setlist); n != engine.MaxSongs {
 		t.Fatalf("setlist has %d songs", n)
 	}
@@ -128,7 +129,7 @@ func TestLibraryFull(t *testing.T) {
 		}
 	}
 	_, _, err = g.e.AddSong("a", "s", big)
-	wantCode(t, err, engine.CodeLibraryFull)
+	wantCode(t, err, protocol.CodeLibraryFull)
 }
 
 func TestMoveRemoveUpdate(t *testing.T) {

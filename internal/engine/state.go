@@ -8,21 +8,6 @@ import (
 	"github.com/bandsync/bandsync/internal/store"
 )
 
-// Event names the engine sends (PROTOCOL.md section 4).
-const (
-	EventSnapshot     = "snapshot"
-	EventScrollTick   = "scroll_tick"
-	EventPlay         = "play"
-	EventPause        = "pause"
-	EventSeek         = "seek"
-	EventStop         = "stop"
-	EventRoomStats    = "room_stats"
-	EventUserJoined   = "user_joined"
-	EventUserLeft     = "user_left"
-	EventRoleChanged  = "role_changed"
-	EventSyncResponse = "sync_response"
-)
-
 // Reasons carried by role_changed.
 const (
 	ReasonClaimed            = "claimed"             // set_role leader while vacant
@@ -32,7 +17,7 @@ const (
 	ReasonLeaderDisconnected = "leader_disconnected" // the leader's grace period ran out
 )
 
-// State is a session snapshot as sent in `snapshot` (PROTOCOL.md section 2).
+// State is a session snapshot as sent in `snapshot` (docs/protocol.md).
 // Position holds at ServerTimestamp, the instant the snapshot was made.
 type State struct {
 	SessionID       string   `json:"sessionId"`

@@ -1,6 +1,10 @@
 package engine
 
-import "time"
+import (
+	"time"
+
+	"github.com/bandsync/bandsync/internal/protocol"
+)
 
 // This file holds the state transitions as pure functions: given a session
 // value, a command and the current instant they return the next value and
@@ -86,9 +90,9 @@ func requireLeader(s *sessionState, memberID, action string) error {
 	case memberID:
 		return nil
 	case "":
-		return newError(CodeNotLeader, "only the leader can %s and session %q has none; claim it with set_role leader", action, s.id)
+		return newError(protocol.CodeNotLeader, "only the leader can %s and session %q has none; claim it with set_role leader", action, s.id)
 	default:
-		return newError(CodeNotLeader, "only the leader (%s) can %s", s.leader, action)
+		return newError(protocol.CodeNotLeader, "only the leader (%s) can %s", s.leader, action)
 	}
 }
 
@@ -120,7 +124,7 @@ func (o *outcome) echo(s *sessionState, member string, now time.Time, event stri
 	if event != "" {
 		o.toMember(member, event, payload)
 	}
-	o.toMember(member, EventSnapshot, s.snapshot(now))
+	o.toMember(member, protocol.EventSnapshot, s.snapshot(now))
 }
 
 // canClaim reports whether member may take the lead by asking: when it is
@@ -141,12 +145,12 @@ type joinCmd struct {
 func (c joinCmd) apply(s *sessionState, now time.Time, p policy) (outcome, error) {
 	var out outcome
 	if s.find(c.member) >= 0 {
-		out.toMember(c.member, EventSnapshot, s.snapshot(now))
-		out.toMember(c.member, EventRoomStats, s.roomStats(now))
+		out.toMember(c.member, protocol.EventSnapshot, s.snapshot(now))
+		out.toMember(c.member, protocol.EventRoomStats, s.roomStats(now))
 		return out, nil
 	}
 	if s.maxMembers > 0 && len(s.members) >= s.maxMembers && !s.evictDetached(&out, now) {
-		return out, newError(CodeSessionFull, "session %q is full: at most %d members", s.id, s.maxMembers)
+		return out, newError(protocol.CodeSessionFull, "session %q is full: at most %d members", s.id, s.maxMembers)
 	}
 	s.touch(now)
 	out.changed = true
@@ -164,7 +168,7 @@ func (c joinCmd) apply(s *sessionState, now time.Time, p policy) (outcome, error
 		s.message = statusLeading(c.name)
 	}
 	joined := UserJoined{Member: s.members[len(s.members)-1].wire(), MemberCount: s.connectedCount()}
-	out.broadcast(EventUserJoined, joined)
+	out.broadcast(protocol.EventUserJoined, joined)
 	var changed RoleChanged
 	if takeover {
 		reason := ReasonClaimed
@@ -173,22 +177,22 @@ func (c joinCmd) apply(s *sessionState, now time.Time, p policy) (outcome, error
 		}
 		changed = RoleChanged{SocketID: c.member, Role: RoleLeader,
 			PreviousLeader: optString(previous), Reason: reason, Timestamp: epochMs(now)}
-		out.broadcast(EventRoleChanged, changed)
+		out.broadcast(protocol.EventRoleChanged, changed)
 	}
 	stats := s.roomStats(now)
-	out.broadcast(EventRoomStats, stats)
+	out.broadcast(protocol.EventRoomStats, stats)
 	snap := s.snapshot(now)
-	out.broadcast(EventSnapshot, snap)
+	out.broadcast(protocol.EventSnapshot, snap)
 	// The joiner enters the room after the broadcasts so it gets each event
 	// exactly once, addressed to it, in the original server's order: the
 	// snapshot, then room_stats (the mobile app's only source of its member
 	// count), then user_joined.
 	out.room(effJoinRoom, c.member)
-	out.toMember(c.member, EventSnapshot, snap)
-	out.toMember(c.member, EventRoomStats, stats)
-	out.toMember(c.member, EventUserJoined, joined)
+	out.toMember(c.member, protocol.EventSnapshot, snap)
+	out.toMember(c.member, protocol.EventRoomStats, stats)
+	out.toMember(c.member, protocol.EventUserJoined, joined)
 	if takeover {
-		out.toMember(c.member, EventRoleChanged, changed)
+		out.toMember(c.member, protocol.EventRoleChanged, changed)
 	}
 	return out, nil
 }
@@ -220,13 +224,13 @@ func (c leaveCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, erro
 		s.succeed("")
 	}
 	out.room(effLeaveRoom, c.member)
-	out.broadcast(EventUserLeft, UserLeft{SocketID: c.member, MemberCount: s.connectedCount(), NewLeader: optString(s.leader)})
+	out.broadcast(protocol.EventUserLeft, UserLeft{SocketID: c.member, MemberCount: s.connectedCount(), NewLeader: optString(s.leader)})
 	if wasLeader && s.leader != "" {
-		out.broadcast(EventRoleChanged, RoleChanged{SocketID: s.leader, Role: RoleLeader,
+		out.broadcast(protocol.EventRoleChanged, RoleChanged{SocketID: s.leader, Role: RoleLeader,
 			PreviousLeader: optString(c.member), Reason: c.reason, Timestamp: epochMs(now)})
 	}
-	out.broadcast(EventRoomStats, s.roomStats(now))
-	out.broadcast(EventSnapshot, s.snapshot(now))
+	out.broadcast(protocol.EventRoomStats, s.roomStats(now))
+	out.broadcast(protocol.EventSnapshot, s.snapshot(now))
 	return out, nil
 }
 
@@ -251,12 +255,12 @@ func (c setRoleCmd) apply(s *sessionState, now time.Time, p policy) (outcome, er
 		s.message = statusLeaderClaimed
 		s.touch(now)
 		out.changed = true
-		out.broadcast(EventSnapshot, s.snapshot(now))
+		out.broadcast(protocol.EventSnapshot, s.snapshot(now))
 		return out, nil
 	case c.role == RoleLeader:
 		previous := s.leader
 		if !s.canClaim(p) {
-			return out, newError(CodeNotLeader,
+			return out, newError(protocol.CodeNotLeader,
 				"%s leads session %q and asked to; leadership can be claimed only while vacant or held by default", previous, s.id)
 		}
 		reason := ReasonClaimed
@@ -274,8 +278,8 @@ func (c setRoleCmd) apply(s *sessionState, now time.Time, p policy) (outcome, er
 	s.touch(now)
 	out.changed = true
 	changed.Timestamp = epochMs(now)
-	out.broadcast(EventRoleChanged, changed)
-	out.broadcast(EventSnapshot, s.snapshot(now))
+	out.broadcast(protocol.EventRoleChanged, changed)
+	out.broadcast(protocol.EventSnapshot, s.snapshot(now))
 	return out, nil
 }
 
@@ -311,7 +315,7 @@ func (c setTempoCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, e
 	pos := s.positionAt(now)
 	s.reanchor(now, pos, s.beatFor(pos))
 	s.tempo = c.tempo
-	out.broadcast(EventSnapshot, s.snapshot(now))
+	out.broadcast(protocol.EventSnapshot, s.snapshot(now))
 	return out, nil
 }
 
@@ -329,7 +333,7 @@ func (c playCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, error
 	}
 	if s.playing {
 		pos := s.positionAt(now)
-		out.echo(s, c.member, now, EventPlay, PlayEvent{SessionID: s.id, TempoBpm: s.tempo, Position: pos, PositionMs: pos,
+		out.echo(s, c.member, now, protocol.EventPlay, PlayEvent{SessionID: s.id, TempoBpm: s.tempo, Position: pos, PositionMs: pos,
 			ServerTimestamp: epochMs(now), StartsAt: epochMs(s.startsAt)})
 		return out, nil
 	}
@@ -342,9 +346,9 @@ func (c playCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, error
 	s.anchorAt = start
 	s.startsAt = start
 	pos := s.positionAt(now)
-	out.broadcast(EventPlay, PlayEvent{SessionID: s.id, TempoBpm: s.tempo, Position: pos, PositionMs: pos,
+	out.broadcast(protocol.EventPlay, PlayEvent{SessionID: s.id, TempoBpm: s.tempo, Position: pos, PositionMs: pos,
 		ServerTimestamp: epochMs(now), StartsAt: epochMs(start)})
-	out.broadcast(EventSnapshot, s.snapshot(now))
+	out.broadcast(protocol.EventSnapshot, s.snapshot(now))
 	return out, nil
 }
 
@@ -357,7 +361,7 @@ func (c pauseCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, erro
 		return out, err
 	}
 	if !s.playing {
-		out.echo(s, c.member, now, EventPause, s.transport(now))
+		out.echo(s, c.member, now, protocol.EventPause, s.transport(now))
 		return out, nil
 	}
 	s.touch(now)
@@ -367,8 +371,8 @@ func (c pauseCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, erro
 	s.playing = false
 	s.startsAt = time.Time{}
 	s.reanchor(now, pos, beat)
-	out.broadcast(EventPause, s.transport(now))
-	out.broadcast(EventSnapshot, s.snapshot(now))
+	out.broadcast(protocol.EventPause, s.transport(now))
+	out.broadcast(protocol.EventSnapshot, s.snapshot(now))
 	return out, nil
 }
 
@@ -388,8 +392,8 @@ func (c seekCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, error
 	s.touch(now)
 	out.changed = true
 	s.reanchor(now, c.position, s.beatFor(c.position))
-	out.broadcast(EventSeek, s.transport(now))
-	out.broadcast(EventSnapshot, s.snapshot(now))
+	out.broadcast(protocol.EventSeek, s.transport(now))
+	out.broadcast(protocol.EventSnapshot, s.snapshot(now))
 	return out, nil
 }
 
@@ -403,7 +407,7 @@ func (c stopCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, error
 		return out, err
 	}
 	if !s.playing && s.anchorPos == 0 && s.beatAnchor == 0 {
-		out.echo(s, c.member, now, EventStop, StopEvent{SessionID: s.id, ServerTimestamp: epochMs(now)})
+		out.echo(s, c.member, now, protocol.EventStop, StopEvent{SessionID: s.id, ServerTimestamp: epochMs(now)})
 		return out, nil
 	}
 	s.touch(now)
@@ -411,8 +415,8 @@ func (c stopCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, error
 	s.playing = false
 	s.startsAt = time.Time{}
 	s.reanchor(now, 0, 0)
-	out.broadcast(EventStop, StopEvent{SessionID: s.id, ServerTimestamp: epochMs(now)})
-	out.broadcast(EventSnapshot, s.snapshot(now))
+	out.broadcast(protocol.EventStop, StopEvent{SessionID: s.id, ServerTimestamp: epochMs(now)})
+	out.broadcast(protocol.EventSnapshot, s.snapshot(now))
 	return out, nil
 }
 
@@ -432,7 +436,7 @@ func (c messageCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, er
 	s.touch(now)
 	out.changed = true
 	s.message = c.message
-	out.broadcast(EventSnapshot, s.snapshot(now))
+	out.broadcast(protocol.EventSnapshot, s.snapshot(now))
 	return out, nil
 }
 
@@ -504,8 +508,8 @@ func (c detachInstanceCmd) apply(s *sessionState, now time.Time, _ policy) (outc
 // the live member count changed and the mobile app reads it only from there,
 // then the snapshot.
 func (o *outcome) presenceChanged(s *sessionState, now time.Time) {
-	o.broadcast(EventRoomStats, s.roomStats(now))
-	o.broadcast(EventSnapshot, s.snapshot(now))
+	o.broadcast(protocol.EventRoomStats, s.roomStats(now))
+	o.broadcast(protocol.EventSnapshot, s.snapshot(now))
 }
 
 // graceExpiredCmd ends a detached leader's grace period: the most senior
@@ -526,7 +530,7 @@ func (c graceExpiredCmd) apply(s *sessionState, now time.Time, _ policy) (outcom
 	if s.leader == "" {
 		changed.SocketID, changed.Role = c.leader, RoleFollower
 	}
-	out.broadcast(EventRoleChanged, changed)
-	out.broadcast(EventSnapshot, s.snapshot(now))
+	out.broadcast(protocol.EventRoleChanged, changed)
+	out.broadcast(protocol.EventSnapshot, s.snapshot(now))
 	return out, nil
 }

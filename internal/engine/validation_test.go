@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/bandsync/bandsync/internal/engine"
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 func TestInvalidInputChangesNothing(t *testing.T) {
@@ -20,44 +21,44 @@ func TestInvalidInputChangesNothing(t *testing.T) {
 		code string
 		do   func() error
 	}{
-		{"empty session id", engine.CodeInvalidSessionID, func() error { _, err := f.e.Join("c", engine.JoinRequest{SessionID: ""}); return err }},
-		{"65-char session id", engine.CodeInvalidSessionID, func() error {
+		{"empty session id", protocol.CodeInvalidSessionID, func() error { _, err := f.e.Join("c", engine.JoinRequest{SessionID: ""}); return err }},
+		{"65-char session id", protocol.CodeInvalidSessionID, func() error {
 			_, err := f.e.Join("c", engine.JoinRequest{SessionID: strings.Repeat("x", 65)})
 			return err
 		}},
-		{"space in session id", engine.CodeInvalidSessionID, func() error { _, err := f.e.Join("c", engine.JoinRequest{SessionID: "s 1"}); return err }},
-		{"non-ascii session id", engine.CodeInvalidSessionID, func() error { _, err := f.e.Join("c", engine.JoinRequest{SessionID: "sé"}); return err }},
-		{"slash in session id (tempo)", engine.CodeInvalidSessionID, func() error { _, err := f.e.SetTempo("a", "s1/..", 100); return err }},
-		{"51-char display name", engine.CodeInvalidPayload, func() error {
+		{"space in session id", protocol.CodeInvalidSessionID, func() error { _, err := f.e.Join("c", engine.JoinRequest{SessionID: "s 1"}); return err }},
+		{"non-ascii session id", protocol.CodeInvalidSessionID, func() error { _, err := f.e.Join("c", engine.JoinRequest{SessionID: "sé"}); return err }},
+		{"slash in session id (tempo)", protocol.CodeInvalidSessionID, func() error { _, err := f.e.SetTempo("a", "s1/..", 100); return err }},
+		{"51-char display name", protocol.CodeInvalidPayload, func() error {
 			_, err := f.e.Join("c", engine.JoinRequest{SessionID: "s1", DisplayName: strings.Repeat("é", 51)})
 			return err
 		}},
-		{"join role", engine.CodeInvalidPayload, func() error {
+		{"join role", protocol.CodeInvalidPayload, func() error {
 			_, err := f.e.Join("c", engine.JoinRequest{SessionID: "s1", Role: "admin"})
 			return err
 		}},
-		{"set_role role", engine.CodeInvalidPayload, func() error { _, err := f.e.SetRole("b", "s1", "boss"); return err }},
-		{"set_role empty role", engine.CodeInvalidPayload, func() error { _, err := f.e.SetRole("b", "s1", ""); return err }},
-		{"tempo 0.99", engine.CodeInvalidPayload, func() error { _, err := f.e.SetTempo("a", "s1", 0.99); return err }},
-		{"tempo 0", engine.CodeInvalidPayload, func() error { _, err := f.e.SetTempo("a", "s1", 0); return err }},
-		{"tempo 500", engine.CodeInvalidPayload, func() error { _, err := f.e.SetTempo("a", "s1", 500); return err }},
-		{"tempo NaN", engine.CodeInvalidPayload, func() error { _, err := f.e.SetTempo("a", "s1", nan); return err }},
-		{"tempo +Inf", engine.CodeInvalidPayload, func() error { _, err := f.e.SetTempo("a", "s1", inf); return err }},
-		{"position -1", engine.CodeInvalidPayload, func() error { _, err := f.e.Seek("a", "s1", -1); return err }},
-		{"position 24h+1", engine.CodeInvalidPayload, func() error { _, err := f.e.Seek("a", "s1", 86_400_001); return err }},
-		{"position NaN", engine.CodeInvalidPayload, func() error { _, err := f.e.Seek("a", "s1", nan); return err }},
-		{"position -Inf", engine.CodeInvalidPayload, func() error { _, err := f.e.Seek("a", "s1", math.Inf(-1)); return err }},
-		{"delay -1", engine.CodeInvalidPayload, func() error { _, err := f.e.Play("a", "s1", -1); return err }},
-		{"delay 5001", engine.CodeInvalidPayload, func() error { _, err := f.e.Play("a", "s1", 5001); return err }},
-		{"delay NaN", engine.CodeInvalidPayload, func() error { _, err := f.e.Play("a", "s1", nan); return err }},
-		{"message 501 chars", engine.CodeInvalidPayload, func() error {
+		{"set_role role", protocol.CodeInvalidPayload, func() error { _, err := f.e.SetRole("b", "s1", "boss"); return err }},
+		{"set_role empty role", protocol.CodeInvalidPayload, func() error { _, err := f.e.SetRole("b", "s1", ""); return err }},
+		{"tempo 0.99", protocol.CodeInvalidPayload, func() error { _, err := f.e.SetTempo("a", "s1", 0.99); return err }},
+		{"tempo 0", protocol.CodeInvalidPayload, func() error { _, err := f.e.SetTempo("a", "s1", 0); return err }},
+		{"tempo 500", protocol.CodeInvalidPayload, func() error { _, err := f.e.SetTempo("a", "s1", 500); return err }},
+		{"tempo NaN", protocol.CodeInvalidPayload, func() error { _, err := f.e.SetTempo("a", "s1", nan); return err }},
+		{"tempo +Inf", protocol.CodeInvalidPayload, func() error { _, err := f.e.SetTempo("a", "s1", inf); return err }},
+		{"position -1", protocol.CodeInvalidPayload, func() error { _, err := f.e.Seek("a", "s1", -1); return err }},
+		{"position 24h+1", protocol.CodeInvalidPayload, func() error { _, err := f.e.Seek("a", "s1", 86_400_001); return err }},
+		{"position NaN", protocol.CodeInvalidPayload, func() error { _, err := f.e.Seek("a", "s1", nan); return err }},
+		{"position -Inf", protocol.CodeInvalidPayload, func() error { _, err := f.e.Seek("a", "s1", math.Inf(-1)); return err }},
+		{"delay -1", protocol.CodeInvalidPayload, func() error { _, err := f.e.Play("a", "s1", -1); return err }},
+		{"delay 5001", protocol.CodeInvalidPayload, func() error { _, err := f.e.Play("a", "s1", 5001); return err }},
+		{"delay NaN", protocol.CodeInvalidPayload, func() error { _, err := f.e.Play("a", "s1", nan); return err }},
+		{"message 501 chars", protocol.CodeInvalidPayload, func() error {
 			_, err := f.e.UpdateMessage("a", "s1", strings.Repeat("ü", 501))
 			return err
 		}},
-		{"leave bad id", engine.CodeInvalidSessionID, func() error { return f.e.Leave("a", "") }},
-		{"sync bad id", engine.CodeInvalidSessionID, func() error { _, err := f.e.SyncRequest("a", "bad id"); return err }},
-		{"pause bad id", engine.CodeInvalidSessionID, func() error { _, err := f.e.Pause("a", "bad id"); return err }},
-		{"stop bad id", engine.CodeInvalidSessionID, func() error { _, err := f.e.Stop("a", "bad id"); return err }},
+		{"leave bad id", protocol.CodeInvalidSessionID, func() error { return f.e.Leave("a", "") }},
+		{"sync bad id", protocol.CodeInvalidSessionID, func() error { _, err := f.e.SyncRequest("a", "bad id"); return err }},
+		{"pause bad id", protocol.CodeInvalidSessionID, func() error { _, err := f.e.Pause("a", "bad id"); return err }},
+		{"stop bad id", protocol.CodeInvalidSessionID, func() error { _, err := f.e.Stop("a", "bad id"); return err }},
 	}
 	before := f.state("s1")
 	f.out.Reset()
@@ -133,7 +134,7 @@ func TestNonLeaderCommandsChangeNothing(t *testing.T) {
 		"set_tempo": func() error { _, err := f.e.SetTempo("b", "s1", 100); return err },
 		"stop":      func() error { _, err := f.e.Stop("b", "s1"); return err },
 	} {
-		wantCode(t, do(), engine.CodeNotLeader)
+		wantCode(t, do(), protocol.CodeNotLeader)
 		if st := f.state("s1"); st.Version != before.Version || st.IsPlaying || st.Tempo != 120 || st.PositionMs != 0 {
 			t.Fatalf("follower %s changed the session", name)
 		}
@@ -148,7 +149,7 @@ func TestNonLeaderCommandsChangeNothing(t *testing.T) {
 		"play (no such session)":  func() error { _, err := f.e.Play("a", "nope", 0); return err },
 		"leave (no such session)": func() error { return f.e.Leave("a", "nope") },
 	} {
-		wantCode(t, do(), engine.CodeNotInSession)
+		wantCode(t, do(), protocol.CodeNotInSession)
 		if st := f.state("s1"); st.Version != before.Version {
 			t.Fatalf("%s changed the session", name)
 		}
@@ -160,7 +161,7 @@ func TestNonLeaderCommandsChangeNothing(t *testing.T) {
 	// With leadership vacant nobody may drive the transport.
 	ok(t)(f.e.SetRole("a", "s1", engine.RoleFollower))
 	_, err := f.e.Play("a", "s1", 0)
-	wantCode(t, err, engine.CodeNotLeader)
+	wantCode(t, err, protocol.CodeNotLeader)
 }
 
 func TestSessionFull(t *testing.T) {
@@ -169,7 +170,7 @@ func TestSessionFull(t *testing.T) {
 	f.join("b", "s1")
 	v := f.state("s1").Version
 	_, err := f.e.Join("c", engine.JoinRequest{SessionID: "s1"})
-	wantCode(t, err, engine.CodeSessionFull)
+	wantCode(t, err, protocol.CodeSessionFull)
 	if st := f.state("s1"); st.Version != v || st.MemberCount != 2 || st.Settings.MaxMembers != 2 {
 		t.Fatalf("refused join changed the session (version %d -> %d)", v, st.Version)
 	}
@@ -178,13 +179,13 @@ func TestSessionFull(t *testing.T) {
 
 	f.join("c", "s2")
 	_, err = f.e.Join("d", engine.JoinRequest{SessionID: "s3"})
-	wantCode(t, err, engine.CodeSessionFull)
+	wantCode(t, err, protocol.CodeSessionFull)
 	if !strings.Contains(err.Error(), "no room for new sessions") {
 		t.Fatalf("server-full message = %q", err)
 	}
 	// Moving to a full session keeps the member where it was.
 	_, err = f.e.Join("c", engine.JoinRequest{SessionID: "s1"})
-	wantCode(t, err, engine.CodeSessionFull)
+	wantCode(t, err, protocol.CodeSessionFull)
 	if st := f.state("s2"); st.MemberCount != 1 {
 		t.Fatal("a refused move took the member out of its session")
 	}
@@ -210,7 +211,7 @@ func TestSnapshotJSONShape(t *testing.T) {
 	want := []string{"sessionId", "message", "tempo", "tempoBpm", "isPlaying", "position", "positionMs",
 		"leaderSocketId", "members", "settings", "memberCount", "createdAt", "lastActiveAt", "serverTimestamp",
 		"version", "startsAt", "beat", "leaderTerm",
-		"setlist", "songId", "timeSignature", "countInBars"} // PROTOCOL.md section 8
+		"setlist", "songId", "timeSignature", "countInBars"} // docs/protocol.md, "Songs and setlists"
 	var keys []string
 	for k := range m {
 		keys = append(keys, k)

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/bandsync/bandsync/internal/engine"
+	"github.com/bandsync/bandsync/internal/protocol"
 	"github.com/bandsync/bandsync/internal/socketio"
 )
 
@@ -85,7 +86,7 @@ func (l *creationLimits) allow(sock *rate.Limiter, remote string, now time.Time)
 }
 
 func tooManySessions(who string) error {
-	return &engine.Error{Code: engine.CodeRateLimited,
+	return &engine.Error{Code: protocol.CodeRateLimited,
 		Message: "too many new sessions from " + who + "; join an existing session or try again shortly"}
 }
 

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/bandsync/bandsync/internal/engine"
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 // One socket may start a few sessions, one address a dozen bands' worth,
@@ -20,7 +21,7 @@ func TestSessionCreationLimits(t *testing.T) {
 	}
 	if err := l.allow(sock, "10.0.0.1:1000", now); err == nil {
 		t.Fatal("one socket created more than its allowance at once")
-	} else if e, ok := err.(*engine.Error); !ok || e.Code != engine.CodeRateLimited {
+	} else if e, ok := err.(*engine.Error); !ok || e.Code != protocol.CodeRateLimited {
 		t.Fatalf("refusal %v, want RATE_LIMITED", err)
 	}
 	// Twelve sockets behind one address share the address's allowance.

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/bandsync/bandsync/internal/engine"
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 // maxEventPayload bounds one event's argument. Every BandSync event is a
@@ -26,7 +27,7 @@ func decode(event string, data json.RawMessage, dst any) error {
 // events that carry a chart.
 func decodeLimit(event string, data json.RawMessage, dst any, limit int) error {
 	if len(data) > limit {
-		return &engine.Error{Code: "PAYLOAD_TOO_LARGE", Message: fmt.Sprintf("%s payload is %d bytes; at most %d allowed", event, len(data), limit)}
+		return &engine.Error{Code: protocol.CodePayloadTooLarge, Message: fmt.Sprintf("%s payload is %d bytes; at most %d allowed", event, len(data), limit)}
 	}
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' {
@@ -51,7 +52,7 @@ func decodeLimit(event string, data json.RawMessage, dst any, limit int) error {
 }
 
 func invalid(format string, args ...any) error {
-	return &engine.Error{Code: "INVALID_PAYLOAD", Message: fmt.Sprintf(format, args...)}
+	return &engine.Error{Code: protocol.CodeInvalidPayload, Message: fmt.Sprintf(format, args...)}
 }
 
 func jsonKind(data []byte) string {

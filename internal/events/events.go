@@ -2,7 +2,7 @@
 // decodes and type-checks each payload, applies the per-socket rate limit,
 // calls the sync engine, and answers with an acknowledgement when the
 // client asked for one or an `error` event when it did not
-// (PROTOCOL.md sections 3 and 4). It also adapts the Socket.IO server to
+// (docs/protocol.md, "Client events"). It also adapts the Socket.IO server to
 // the engine's Outbox.
 package events
 
@@ -11,11 +11,13 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"time"
 
 	"golang.org/x/time/rate"
 
 	"github.com/bandsync/bandsync/internal/engine"
+	"github.com/bandsync/bandsync/internal/protocol"
 	"github.com/bandsync/bandsync/internal/socketio"
 )
 
@@ -82,28 +84,32 @@ func (h *Handlers) Bind(o *socketio.Options) {
 // Register attaches every event handler to srv, to be served by eng.
 func (h *Handlers) Register(srv *socketio.Server, eng *engine.Engine) {
 	h.srv, h.eng = srv, eng
-	for event, fn := range map[string]socketio.Handler{
-		"join_session":       h.joinSession,
-		"leave_session":      h.leaveSession,
-		"set_role":           h.setRole,
-		"set_tempo":          h.setTempo,
-		"play":               h.play,
-		"pause":              h.pause,
-		"seek":               h.seek,
-		"stop":               h.stop,
-		"sync_request":       h.syncRequest,
-		"update_message":     h.updateMessage,
-		"heartbeat":          h.heartbeat,
-		"latency_probe":      h.latencyProbe,
-		"heartbeat_response": h.heartbeatResponse,
-		"clock_sync":         h.clockSync,
-		"sync_quality":       h.syncQuality,
-	} {
+	for event, fn := range h.handlers() {
 		srv.On(event, h.timed(fn))
 	}
-	for event, fn := range h.songHandlers() {
-		srv.On(event, h.timed(fn))
+}
+
+// handlers maps each of protocol.ClientEvents to its handler.
+func (h *Handlers) handlers() map[string]socketio.Handler {
+	m := map[string]socketio.Handler{
+		protocol.EventJoinSession:       h.joinSession,
+		protocol.EventLeaveSession:      h.leaveSession,
+		protocol.EventSetRole:           h.setRole,
+		protocol.EventSetTempo:          h.setTempo,
+		protocol.EventPlay:              h.play,
+		protocol.EventPause:             h.pause,
+		protocol.EventSeek:              h.seek,
+		protocol.EventStop:              h.stop,
+		protocol.EventSyncRequest:       h.syncRequest,
+		protocol.EventUpdateMessage:     h.updateMessage,
+		protocol.EventHeartbeat:         h.heartbeat,
+		protocol.EventLatencyProbe:      h.latencyProbe,
+		protocol.EventHeartbeatResponse: h.heartbeatResponse,
+		protocol.EventClockSync:         h.clockSync,
+		protocol.EventSyncQuality:       h.syncQuality,
 	}
+	maps.Copy(m, h.songHandlers())
+	return m
 }
 
 // Run sends the server heartbeat to every socket each HeartbeatInterval
@@ -121,7 +127,7 @@ func (h *Handlers) Run(ctx context.Context) {
 		case now := <-t.C:
 			ts := epochMs(now)
 			h.beats.add(ts)
-			_ = h.srv.EmitAll("heartbeat", map[string]float64{"timestamp": ts})
+			_ = h.srv.EmitAll(protocol.EventHeartbeat, map[string]float64{"timestamp": ts})
 		}
 	}
 }
@@ -151,7 +157,7 @@ func (h *Handlers) onConnect(c *socketio.Conn) {
 func (h *Handlers) sendFreshState(c *socketio.Conn) {
 	for _, id := range sessionsOf(c.Rooms()) {
 		if st, ok := h.eng.Session(id); ok {
-			_ = c.Emit("snapshot", st)
+			_ = c.Emit(protocol.EventSnapshot, st)
 		}
 	}
 }
@@ -170,15 +176,15 @@ func (h *Handlers) onDisconnect(c *socketio.Conn, reason string, willRecover boo
 }
 
 func (h *Handlers) onPacketError(c *socketio.Conn, event string, err error) {
-	code := "INVALID_PAYLOAD"
+	code := protocol.CodeInvalidPayload
 	if !errors.As(err, new(*socketio.DecodeError)) {
-		code = "INTERNAL"
+		code = protocol.CodeInternal
 	}
 	h.fail(c, event, nil, &engine.Error{Code: code, Message: err.Error()})
 }
 
 func (h *Handlers) onUnknown(c *socketio.Conn, event string, ack socketio.Ack) {
-	h.fail(c, event, ack, &engine.Error{Code: "UNKNOWN_EVENT", Message: "unknown event " + event})
+	h.fail(c, event, ack, &engine.Error{Code: protocol.CodeUnknownEvent, Message: "unknown event " + event})
 }
 
 // middleware counts every event against the socket's rate limit, the
@@ -195,13 +201,13 @@ func (h *Handlers) middleware(c *socketio.Conn, event string, ack socketio.Ack) 
 	}
 	h.mon.RateLimited()
 	if v.notify {
-		_ = c.EmitReply("rate_limit_exceeded", map[string]any{
+		_ = c.EmitReply(protocol.EventRateLimitExceeded, map[string]any{
 			"event": event, "limit": h.opts.RateLimitMaxRequests, "windowMs": h.opts.RateLimitWindow.Milliseconds(),
 			"retryAfterMs": v.retryAfter.Milliseconds(), "violations": v.violations,
 		})
 	}
 	if ack != nil {
-		ack(failure(&engine.Error{Code: "RATE_LIMITED", Message: "too many events; retry in " + v.retryAfter.Round(time.Millisecond).String()}))
+		ack(failure(&engine.Error{Code: protocol.CodeRateLimited, Message: "too many events; retry in " + v.retryAfter.Round(time.Millisecond).String()}))
 	}
 	if max := h.opts.RateLimitMaxViolations; max > 0 && v.violations >= max && v.notify {
 		h.log.Warn("disconnecting socket after repeated rate-limit violations", "socketId", c.ID(), "violations", v.violations, "remote", c.RemoteAddr())
@@ -216,7 +222,7 @@ func (h *Handlers) fail(c *socketio.Conn, event string, ack socketio.Ack, err er
 	var ee *engine.Error
 	if !errors.As(err, &ee) {
 		h.log.Error("event failed", "event", event, "err", err)
-		ee = &engine.Error{Code: "INTERNAL", Message: "internal error"}
+		ee = &engine.Error{Code: protocol.CodeInternal, Message: "internal error"}
 	}
 	h.mon.ProtocolError(ee.Code)
 	if ack != nil {
@@ -227,7 +233,7 @@ func (h *Handlers) fail(c *socketio.Conn, event string, ack socketio.Ack, err er
 	if event != "" {
 		ev = event
 	}
-	_ = c.EmitReply("error", map[string]any{"code": ee.Code, "message": ee.Message, "event": ev})
+	_ = c.EmitReply(protocol.EventError, map[string]any{"code": ee.Code, "message": ee.Message, "event": ev})
 }
 
 func failure(e *engine.Error) map[string]any {

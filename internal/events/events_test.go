@@ -3,11 +3,14 @@ package events
 import (
 	"encoding/json"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bandsync/bandsync/internal/engine"
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 func TestDecodeRefusesEveryMalformedPayload(t *testing.T) {
@@ -102,5 +105,17 @@ func TestMobileCadenceNeverLimited(t *testing.T) {
 				t.Fatalf("heartbeat at %d ms refused", ms)
 			}
 		}
+	}
+}
+
+// Every event of the protocol's list is handled, and nothing else is: an
+// event added to protocol.ClientEvents without a handler, or a handler for
+// an event the list (and so the SDK and the e2e suite) does not know,
+// fails here.
+func TestEveryClientEventHasOneHandler(t *testing.T) {
+	got := slices.Sorted(maps.Keys((&Handlers{}).handlers()))
+	want := slices.Sorted(slices.Values(protocol.ClientEvents))
+	if !slices.Equal(got, want) {
+		t.Fatalf("handled events %v\nprotocol.ClientEvents %v", got, want)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bandsync/bandsync/internal/engine"
+	"github.com/bandsync/bandsync/internal/protocol"
 	"github.com/bandsync/bandsync/internal/socketio"
 )
 
@@ -77,18 +78,19 @@ func sessionOf(event string, data json.RawMessage) (string, error) {
 }
 
 func (h *Handlers) joinSession(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
+	const ev = protocol.EventJoinSession
 	var p joinPayload
-	if err := decode("join_session", data, &p); err != nil {
-		h.fail(c, "join_session", ack, err)
+	if err := decode(ev, data, &p); err != nil {
+		h.fail(c, ev, ack, err)
 		return
 	}
 	if p.SessionID == nil {
-		h.fail(c, "join_session", ack, required("join_session", "sessionId"))
+		h.fail(c, ev, ack, required(ev, "sessionId"))
 		return
 	}
 	if p.TickIntervalMs != nil && !(*p.TickIntervalMs >= 0 && *p.TickIntervalMs <= maxTickIntervalMs) {
-		h.fail(c, "join_session", ack, invalid("join_session: tickIntervalMs must be a number from 0 (no ticks) to %d ms, got %s",
-			maxTickIntervalMs, strconv.FormatFloat(*p.TickIntervalMs, 'f', -1, 64)))
+		h.fail(c, ev, ack, invalid("%s: tickIntervalMs must be a number from 0 (no ticks) to %d ms, got %s",
+			ev, maxTickIntervalMs, strconv.FormatFloat(*p.TickIntervalMs, 'f', -1, 64)))
 		return
 	}
 	st, err := h.eng.Join(c.ID(), engine.JoinRequest{SessionID: *p.SessionID, DisplayName: deref(p.DisplayName), Role: deref(p.Role),
@@ -112,12 +114,13 @@ func tickChoice(ms float64) time.Duration {
 }
 
 func (h *Handlers) leaveSession(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
-	id, err := sessionOf("leave_session", data)
+	const ev = protocol.EventLeaveSession
+	id, err := sessionOf(ev, data)
 	if err == nil {
 		err = h.eng.Leave(c.ID(), id)
 	}
 	if err != nil {
-		h.fail(c, "leave_session", ack, err)
+		h.fail(c, ev, ack, err)
 		return
 	}
 	if ack != nil {
@@ -126,26 +129,28 @@ func (h *Handlers) leaveSession(c *socketio.Conn, data json.RawMessage, ack sock
 }
 
 func (h *Handlers) setRole(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
+	const ev = protocol.EventSetRole
 	var p rolePayload
-	if err := decode("set_role", data, &p); err != nil {
-		h.fail(c, "set_role", ack, err)
+	if err := decode(ev, data, &p); err != nil {
+		h.fail(c, ev, ack, err)
 		return
 	}
 	switch {
 	case p.SessionID == nil:
-		h.fail(c, "set_role", ack, required("set_role", "sessionId"))
+		h.fail(c, ev, ack, required(ev, "sessionId"))
 	case p.Role == nil:
-		h.fail(c, "set_role", ack, required("set_role", "role"))
+		h.fail(c, ev, ack, required(ev, "role"))
 	default:
 		st, err := h.eng.SetRole(c.ID(), *p.SessionID, *p.Role)
-		h.reply(c, "set_role", ack, st, err)
+		h.reply(c, ev, ack, st, err)
 	}
 }
 
 func (h *Handlers) setTempo(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
+	const ev = protocol.EventSetTempo
 	var p tempoPayload
-	if err := decode("set_tempo", data, &p); err != nil {
-		h.fail(c, "set_tempo", ack, err)
+	if err := decode(ev, data, &p); err != nil {
+		h.fail(c, ev, ack, err)
 		return
 	}
 	tempo := p.Tempo
@@ -154,23 +159,24 @@ func (h *Handlers) setTempo(c *socketio.Conn, data json.RawMessage, ack socketio
 	}
 	switch {
 	case p.SessionID == nil:
-		h.fail(c, "set_tempo", ack, required("set_tempo", "sessionId"))
+		h.fail(c, ev, ack, required(ev, "sessionId"))
 	case tempo == nil:
-		h.fail(c, "set_tempo", ack, required("set_tempo", "tempo"))
+		h.fail(c, ev, ack, required(ev, "tempo"))
 	default:
 		st, err := h.eng.SetTempo(c.ID(), *p.SessionID, *tempo)
-		h.reply(c, "set_tempo", ack, st, err)
+		h.reply(c, ev, ack, st, err)
 	}
 }
 
 func (h *Handlers) play(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
+	const ev = protocol.EventPlay
 	var p playPayload
-	if err := decode("play", data, &p); err != nil {
-		h.fail(c, "play", ack, err)
+	if err := decode(ev, data, &p); err != nil {
+		h.fail(c, ev, ack, err)
 		return
 	}
 	if p.SessionID == nil {
-		h.fail(c, "play", ack, required("play", "sessionId"))
+		h.fail(c, ev, ack, required(ev, "sessionId"))
 		return
 	}
 	delay := 0.0
@@ -178,31 +184,34 @@ func (h *Handlers) play(c *socketio.Conn, data json.RawMessage, ack socketio.Ack
 		delay = *p.DelayMs
 	}
 	st, err := h.eng.Play(c.ID(), *p.SessionID, delay)
-	h.reply(c, "play", ack, st, err)
+	h.reply(c, ev, ack, st, err)
 }
 
 func (h *Handlers) pause(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
-	id, err := sessionOf("pause", data)
+	const ev = protocol.EventPause
+	id, err := sessionOf(ev, data)
 	var st engine.State
 	if err == nil {
 		st, err = h.eng.Pause(c.ID(), id)
 	}
-	h.reply(c, "pause", ack, st, err)
+	h.reply(c, ev, ack, st, err)
 }
 
 func (h *Handlers) stop(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
-	id, err := sessionOf("stop", data)
+	const ev = protocol.EventStop
+	id, err := sessionOf(ev, data)
 	var st engine.State
 	if err == nil {
 		st, err = h.eng.Stop(c.ID(), id)
 	}
-	h.reply(c, "stop", ack, st, err)
+	h.reply(c, ev, ack, st, err)
 }
 
 func (h *Handlers) seek(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
+	const ev = protocol.EventSeek
 	var p seekPayload
-	if err := decode("seek", data, &p); err != nil {
-		h.fail(c, "seek", ack, err)
+	if err := decode(ev, data, &p); err != nil {
+		h.fail(c, ev, ack, err)
 		return
 	}
 	pos := p.Position
@@ -211,43 +220,45 @@ func (h *Handlers) seek(c *socketio.Conn, data json.RawMessage, ack socketio.Ack
 	}
 	switch {
 	case p.SessionID == nil:
-		h.fail(c, "seek", ack, required("seek", "sessionId"))
+		h.fail(c, ev, ack, required(ev, "sessionId"))
 	case pos == nil:
-		h.fail(c, "seek", ack, required("seek", "position"))
+		h.fail(c, ev, ack, required(ev, "position"))
 	default:
 		st, err := h.eng.Seek(c.ID(), *p.SessionID, *pos)
-		h.reply(c, "seek", ack, st, err)
+		h.reply(c, ev, ack, st, err)
 	}
 }
 
 func (h *Handlers) updateMessage(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
+	const ev = protocol.EventUpdateMessage
 	var p messagePayload
-	if err := decode("update_message", data, &p); err != nil {
-		h.fail(c, "update_message", ack, err)
+	if err := decode(ev, data, &p); err != nil {
+		h.fail(c, ev, ack, err)
 		return
 	}
 	switch {
 	case p.SessionID == nil:
-		h.fail(c, "update_message", ack, required("update_message", "sessionId"))
+		h.fail(c, ev, ack, required(ev, "sessionId"))
 	case p.Message == nil:
-		h.fail(c, "update_message", ack, required("update_message", "message"))
+		h.fail(c, ev, ack, required(ev, "message"))
 	default:
 		st, err := h.eng.UpdateMessage(c.ID(), *p.SessionID, *p.Message)
-		h.reply(c, "update_message", ack, st, err)
+		h.reply(c, ev, ack, st, err)
 	}
 }
 
 func (h *Handlers) syncRequest(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
-	id, err := sessionOf("sync_request", data)
+	const ev = protocol.EventSyncRequest
+	id, err := sessionOf(ev, data)
 	var resp engine.SyncResponse
 	if err == nil {
 		resp, err = h.eng.SyncRequest(c.ID(), id)
 	}
 	if err != nil {
-		h.fail(c, "sync_request", ack, err)
+		h.fail(c, ev, ack, err)
 		return
 	}
-	_ = c.EmitReply("sync_response", resp)
+	_ = c.EmitReply(protocol.EventSyncResponse, resp)
 	if ack != nil {
 		ack(map[string]any{"ok": true, "sync": resp})
 	}
@@ -256,20 +267,21 @@ func (h *Handlers) syncRequest(c *socketio.Conn, data json.RawMessage, ack socke
 // heartbeat answers the mobile app's heartbeat. A missing payload is
 // accepted: the timestamp is optional and nothing else is carried.
 func (h *Handlers) heartbeat(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
+	const ev = protocol.EventHeartbeat
 	var p timestampPayload
 	if data != nil {
-		if err := decode("heartbeat", data, &p); err != nil {
-			h.fail(c, "heartbeat", ack, err)
+		if err := decode(ev, data, &p); err != nil {
+			h.fail(c, ev, ack, err)
 			return
 		}
 	}
 	if p.Timestamp != nil && !finite(*p.Timestamp) {
-		h.fail(c, "heartbeat", ack, invalid("heartbeat: timestamp must be a finite number"))
+		h.fail(c, ev, ack, invalid("%s: timestamp must be a finite number", ev))
 		return
 	}
 	now := epochMs(time.Now())
 	resp := map[string]any{"timestamp": p.Timestamp, "clientTimestamp": p.Timestamp, "serverTimestamp": now}
-	_ = c.EmitReply("heartbeat_response", resp)
+	_ = c.EmitReply(protocol.EventHeartbeatResponse, resp)
 	if ack != nil {
 		resp["ok"] = true
 		ack(resp)
@@ -277,17 +289,18 @@ func (h *Handlers) heartbeat(c *socketio.Conn, data json.RawMessage, ack socketi
 }
 
 func (h *Handlers) latencyProbe(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
+	const ev = protocol.EventLatencyProbe
 	var p timestampPayload
-	if err := decode("latency_probe", data, &p); err != nil {
-		h.fail(c, "latency_probe", ack, err)
+	if err := decode(ev, data, &p); err != nil {
+		h.fail(c, ev, ack, err)
 		return
 	}
 	if p.Timestamp == nil || !finite(*p.Timestamp) {
-		h.fail(c, "latency_probe", ack, invalid("latency_probe: timestamp is required and must be a finite number"))
+		h.fail(c, ev, ack, invalid("%s: timestamp is required and must be a finite number", ev))
 		return
 	}
 	resp := map[string]any{"clientTimestamp": *p.Timestamp, "serverTimestamp": epochMs(time.Now())}
-	_ = c.EmitReply("latency_response", resp)
+	_ = c.EmitReply(protocol.EventLatencyResponse, resp)
 	if ack != nil {
 		resp["ok"] = true
 		ack(resp)
@@ -297,9 +310,10 @@ func (h *Handlers) latencyProbe(c *socketio.Conn, data json.RawMessage, ack sock
 // heartbeatResponse is a client's answer to the server heartbeat; the
 // echoed server timestamp gives a round trip on the server's own clock.
 func (h *Handlers) heartbeatResponse(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
+	const ev = protocol.EventHeartbeatResponse
 	var p timestampPayload
-	if err := decode("heartbeat_response", data, &p); err != nil {
-		h.fail(c, "heartbeat_response", ack, err)
+	if err := decode(ev, data, &p); err != nil {
+		h.fail(c, ev, ack, err)
 		return
 	}
 	if p.Timestamp != nil && finite(*p.Timestamp) && h.countEcho(c, *p.Timestamp) {
@@ -316,20 +330,21 @@ func (h *Handlers) heartbeatResponse(c *socketio.Conn, data json.RawMessage, ack
 // clockSync answers one NTP-style sample: t1 when the request was read, t2
 // just before the answer is queued, both epoch ms with sub-ms precision.
 func (h *Handlers) clockSync(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
+	const ev = protocol.EventClockSync
 	t1 := epochMs(time.Now())
 	var p clockPayload
-	if err := decode("clock_sync", data, &p); err != nil {
-		h.fail(c, "clock_sync", ack, err)
+	if err := decode(ev, data, &p); err != nil {
+		h.fail(c, ev, ack, err)
 		return
 	}
 	if p.T0 == nil || !finite(*p.T0) {
-		h.fail(c, "clock_sync", ack, invalid("clock_sync: t0 is required and must be a finite number"))
+		h.fail(c, ev, ack, invalid("%s: t0 is required and must be a finite number", ev))
 		return
 	}
 	resp := map[string]any{"ok": true, "t0": *p.T0, "t1": t1}
 	if ack == nil {
 		resp["t2"] = epochMs(time.Now())
-		_ = c.EmitReply("clock_sync", resp)
+		_ = c.EmitReply(ev, resp)
 		return
 	}
 	resp["t2"] = epochMs(time.Now())
@@ -338,13 +353,14 @@ func (h *Handlers) clockSync(c *socketio.Conn, data json.RawMessage, ack socketi
 
 // syncQuality takes a device's own report of its clock sync.
 func (h *Handlers) syncQuality(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
+	const ev = protocol.EventSyncQuality
 	var p qualityPayload
-	if err := decode("sync_quality", data, &p); err != nil {
-		h.fail(c, "sync_quality", ack, err)
+	if err := decode(ev, data, &p); err != nil {
+		h.fail(c, ev, ack, err)
 		return
 	}
 	if p.OffsetMs == nil || p.RttMs == nil || !finite(*p.OffsetMs) || !finite(*p.RttMs) || *p.RttMs < 0 {
-		h.fail(c, "sync_quality", ack, invalid("sync_quality: offsetMs and rttMs are required finite numbers, rttMs >= 0"))
+		h.fail(c, ev, ack, invalid("%s: offsetMs and rttMs are required finite numbers, rttMs >= 0", ev))
 		return
 	}
 	jitter := 0.0

@@ -59,7 +59,7 @@ func SessionOfRoom(room string) (sessionID string, ok bool) {
 func sessionsOf(rooms []string) []string {
 	var ids []string
 	for _, r := range rooms {
-		if id, ok := strings.CutPrefix(r, roomPrefix); ok {
+		if id, ok := SessionOfRoom(r); ok {
 			ids = append(ids, id)
 		}
 	}

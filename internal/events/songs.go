@@ -1,7 +1,6 @@
 package events
 
-// The events of songs, setlists and handover (PROTOCOL.md sections 8 and
-// 9). Decoding and type checks live here; limits and permissions are the
+// The events of songs, setlists and handover (docs/protocol.md). Decoding and type checks live here; limits and permissions are the
 // engine's.
 
 import (
@@ -9,6 +8,7 @@ import (
 	"math"
 
 	"github.com/bandsync/bandsync/internal/engine"
+	"github.com/bandsync/bandsync/internal/protocol"
 	"github.com/bandsync/bandsync/internal/socketio"
 )
 
@@ -45,15 +45,15 @@ type (
 
 func (h *Handlers) songHandlers() map[string]socketio.Handler {
 	return map[string]socketio.Handler{
-		"add_song":            h.addSong,
-		"update_song":         h.updateSong,
-		"remove_song":         h.removeSong,
-		"move_song":           h.moveSong,
-		"select_song":         h.selectSong,
-		"get_song":            h.getSong,
-		"set_time_signature":  h.setTimeSignature,
-		"set_count_in":        h.setCountIn,
-		"transfer_leadership": h.transferLeadership,
+		protocol.EventAddSong:            h.addSong,
+		protocol.EventUpdateSong:         h.updateSong,
+		protocol.EventRemoveSong:         h.removeSong,
+		protocol.EventMoveSong:           h.moveSong,
+		protocol.EventSelectSong:         h.selectSong,
+		protocol.EventGetSong:            h.getSong,
+		protocol.EventSetTimeSignature:   h.setTimeSignature,
+		protocol.EventSetCountIn:         h.setCountIn,
+		protocol.EventTransferLeadership: h.transferLeadership,
 	}
 }
 
@@ -88,7 +88,7 @@ func wholeNumber(event, field string, v float64) (int, error) {
 }
 
 func (h *Handlers) addSong(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
-	const ev = "add_song"
+	const ev = protocol.EventAddSong
 	var p chartPayload
 	err := decodeLimit(ev, data, &p, maxChartPayload)
 	if err == nil {
@@ -109,7 +109,7 @@ func (h *Handlers) addSong(c *socketio.Conn, data json.RawMessage, ack socketio.
 }
 
 func (h *Handlers) updateSong(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
-	const ev = "update_song"
+	const ev = protocol.EventUpdateSong
 	var p chartPayload
 	err := decodeLimit(ev, data, &p, maxChartPayload)
 	if err == nil {
@@ -140,15 +140,15 @@ func (h *Handlers) songCommand(ev string, c *socketio.Conn, data json.RawMessage
 }
 
 func (h *Handlers) removeSong(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
-	h.songCommand("remove_song", c, data, ack, h.eng.RemoveSong)
+	h.songCommand(protocol.EventRemoveSong, c, data, ack, h.eng.RemoveSong)
 }
 
 func (h *Handlers) selectSong(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
-	h.songCommand("select_song", c, data, ack, h.eng.SelectSong)
+	h.songCommand(protocol.EventSelectSong, c, data, ack, h.eng.SelectSong)
 }
 
 func (h *Handlers) moveSong(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
-	const ev = "move_song"
+	const ev = protocol.EventMoveSong
 	var p songPayload
 	err := decode(ev, data, &p)
 	if err == nil {
@@ -169,7 +169,7 @@ func (h *Handlers) moveSong(c *socketio.Conn, data json.RawMessage, ack socketio
 // getSong answers with the chart through the ack, or a `song` event to the
 // sender when there is none.
 func (h *Handlers) getSong(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
-	const ev = "get_song"
+	const ev = protocol.EventGetSong
 	var p songPayload
 	err := decode(ev, data, &p)
 	if err == nil {
@@ -187,11 +187,11 @@ func (h *Handlers) getSong(c *socketio.Conn, data json.RawMessage, ack socketio.
 		ack(map[string]any{"ok": true, "song": song})
 		return
 	}
-	_ = c.EmitReply("song", song)
+	_ = c.EmitReply(protocol.EventSong, song)
 }
 
 func (h *Handlers) setTimeSignature(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
-	const ev = "set_time_signature"
+	const ev = protocol.EventSetTimeSignature
 	var p timeSignaturePayload
 	err := decode(ev, data, &p)
 	if err == nil {
@@ -213,7 +213,7 @@ func (h *Handlers) setTimeSignature(c *socketio.Conn, data json.RawMessage, ack 
 }
 
 func (h *Handlers) setCountIn(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
-	const ev = "set_count_in"
+	const ev = protocol.EventSetCountIn
 	var p countInPayload
 	err := decode(ev, data, &p)
 	if err == nil {
@@ -232,7 +232,7 @@ func (h *Handlers) setCountIn(c *socketio.Conn, data json.RawMessage, ack socket
 }
 
 func (h *Handlers) transferLeadership(c *socketio.Conn, data json.RawMessage, ack socketio.Ack) {
-	const ev = "transfer_leadership"
+	const ev = protocol.EventTransferLeadership
 	var p transferPayload
 	err := decode(ev, data, &p)
 	if err == nil {
@@ -251,11 +251,11 @@ func (h *Handlers) transferLeadership(c *socketio.Conn, data json.RawMessage, ac
 // in the ack.
 func (h *Handlers) joined(c *socketio.Conn, ack socketio.Ack, st engine.State, err error) {
 	if err != nil {
-		h.fail(c, "join_session", ack, err)
+		h.fail(c, protocol.EventJoinSession, ack, err)
 		return
 	}
 	token := h.eng.MemberToken(c.ID(), st.SessionID)
-	_ = c.EmitReply("session_joined", map[string]string{"sessionId": st.SessionID, "memberToken": token})
+	_ = c.EmitReply(protocol.EventSessionJoined, map[string]string{"sessionId": st.SessionID, "memberToken": token})
 	if ack != nil {
 		ack(map[string]any{"ok": true, "state": st, "memberToken": token})
 	}

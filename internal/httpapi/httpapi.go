@@ -1,4 +1,4 @@
-// Package httpapi is BandSync's HTTP surface (PROTOCOL.md section 6):
+// Package httpapi is BandSync's HTTP surface:
 // /health, /metrics, /metrics/history and /sessions/{sessionId}, with the
 // Socket.IO endpoint and an optional web app mounted beside them. Every
 // response goes through the same middleware as the original Express server:
@@ -10,9 +10,9 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +20,8 @@ import (
 	"github.com/munnerz/goautoneg"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 // Health statuses reported by /health.
@@ -57,7 +59,7 @@ type HealthFunc func() HealthReport
 // Health implements Health.
 func (f HealthFunc) Health() HealthReport { return f() }
 
-// Sessions looks up a session's state (PROTOCOL.md section 2) for
+// Sessions looks up a session's state (docs/protocol.md) for
 // GET /sessions/{sessionId}; the value is encoded as JSON as it is.
 type Sessions interface {
 	SessionJSON(id string) (state any, ok bool)
@@ -176,7 +178,7 @@ func New(opts Options) http.Handler {
 		mux.Handle("/", opts.Static)
 	} else {
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-			writeError(w, http.StatusNotFound, "NOT_FOUND", "no such endpoint: "+r.URL.Path)
+			writeError(w, http.StatusNotFound, protocol.CodeNotFound, "no such endpoint: "+r.URL.Path)
 		})
 	}
 
@@ -204,13 +206,13 @@ func (a *api) route(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
 	mux.HandleFunc("GET "+pattern, h)
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, HEAD")
-		writeError(w, http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", r.Method+" is not allowed here")
+		writeError(w, http.StatusMethodNotAllowed, protocol.CodeMethodNotAllowed, r.Method+" is not allowed here")
 	})
 }
 
 func (a *api) health(w http.ResponseWriter, r *http.Request) {
 	if a.opts.Health == nil {
-		writeError(w, http.StatusNotFound, "NOT_FOUND", "health reporting is not configured")
+		writeError(w, http.StatusNotFound, protocol.CodeNotFound, "health reporting is not configured")
 		return
 	}
 	report := a.opts.Health.Health()
@@ -224,7 +226,7 @@ func (a *api) health(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) metrics(w http.ResponseWriter, r *http.Request) {
 	if a.opts.Metrics == nil {
-		writeError(w, http.StatusNotFound, "METRICS_DISABLED", "metrics are disabled (ENABLE_METRICS=false)")
+		writeError(w, http.StatusNotFound, protocol.CodeMetricsDisabled, "metrics are disabled (ENABLE_METRICS=false)")
 		return
 	}
 	var prom bool
@@ -235,7 +237,7 @@ func (a *api) metrics(w http.ResponseWriter, r *http.Request) {
 	case "":
 		prom = prefersPrometheus(r.Header.Get("Accept"))
 	default:
-		writeError(w, http.StatusBadRequest, "INVALID_QUERY", "format must be json or prometheus, not "+strconv.Quote(f))
+		writeError(w, http.StatusBadRequest, protocol.CodeInvalidQuery, "format must be json or prometheus, not "+strconv.Quote(f))
 		return
 	}
 	if prom {
@@ -258,14 +260,14 @@ func prefersPrometheus(accept string) bool {
 
 func (a *api) metricsHistory(w http.ResponseWriter, r *http.Request) {
 	if a.opts.Metrics == nil {
-		writeError(w, http.StatusNotFound, "METRICS_DISABLED", "metrics are disabled (ENABLE_METRICS=false)")
+		writeError(w, http.StatusNotFound, protocol.CodeMetricsDisabled, "metrics are disabled (ENABLE_METRICS=false)")
 		return
 	}
 	var since time.Time
 	if s := r.URL.Query().Get("since"); s != "" {
 		ms, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || ms < 0 {
-			writeError(w, http.StatusBadRequest, "INVALID_QUERY", "since must be a time in epoch milliseconds, not "+strconv.Quote(s))
+			writeError(w, http.StatusBadRequest, protocol.CodeInvalidQuery, "since must be a time in epoch milliseconds, not "+strconv.Quote(s))
 			return
 		}
 		since = time.UnixMilli(ms)
@@ -273,7 +275,7 @@ func (a *api) metricsHistory(w http.ResponseWriter, r *http.Request) {
 	samples, err := a.opts.Metrics.History(r.Context(), since)
 	if err != nil {
 		a.log.Error("reading metrics history", "err", err)
-		writeError(w, http.StatusInternalServerError, "INTERNAL", "could not read the metrics history")
+		writeError(w, http.StatusInternalServerError, protocol.CodeInternal, "could not read the metrics history")
 		return
 	}
 	a.respond(w, r, http.StatusOK, struct {
@@ -281,22 +283,19 @@ func (a *api) metricsHistory(w http.ResponseWriter, r *http.Request) {
 	}{samples})
 }
 
-// validSessionID is the session id rule of PROTOCOL.md section 2.
-var validSessionID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
 func (a *api) session(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("sessionId")
-	if !validSessionID.MatchString(id) {
-		writeError(w, http.StatusBadRequest, "INVALID_SESSION_ID", "a session id is 1-64 characters of A-Z, a-z, 0-9, _ and -")
+	if !protocol.ValidSessionID(id) {
+		writeError(w, http.StatusBadRequest, protocol.CodeInvalidSessionID, fmt.Sprintf("a session id is 1-%d characters of A-Z, a-z, 0-9, _ and -", protocol.MaxSessionIDLen))
 		return
 	}
 	if a.opts.Sessions == nil {
-		writeError(w, http.StatusNotFound, "SESSION_NOT_FOUND", "no session "+strconv.Quote(id))
+		writeError(w, http.StatusNotFound, protocol.CodeSessionNotFound, "no session "+strconv.Quote(id))
 		return
 	}
 	state, ok := a.opts.Sessions.SessionJSON(id)
 	if !ok {
-		writeError(w, http.StatusNotFound, "SESSION_NOT_FOUND", "no session "+strconv.Quote(id))
+		writeError(w, http.StatusNotFound, protocol.CodeSessionNotFound, "no session "+strconv.Quote(id))
 		return
 	}
 	a.respond(w, r, http.StatusOK, state)
@@ -309,12 +308,12 @@ func (a *api) sessionList(w http.ResponseWriter, r *http.Request) {
 		if a.opts.AdminToken == "" {
 			msg = "listing sessions is served to loopback clients only; set ADMIN_TOKEN to list them from elsewhere"
 		}
-		writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", msg)
+		writeError(w, http.StatusUnauthorized, protocol.CodeUnauthorized, msg)
 		return
 	}
 	lister, ok := a.opts.Sessions.(SessionLister)
 	if !ok {
-		writeError(w, http.StatusNotFound, "NOT_FOUND", "listing sessions is not configured")
+		writeError(w, http.StatusNotFound, protocol.CodeNotFound, "listing sessions is not configured")
 		return
 	}
 	states, total := lister.SessionList(maxListedSessions)
@@ -344,7 +343,7 @@ func (a *api) admin(r *http.Request) bool {
 func (a *api) respond(w http.ResponseWriter, r *http.Request, status int, v any) {
 	if err := writeJSON(w, status, v); err != nil {
 		a.log.Error("encoding HTTP response", "path", r.URL.Path, "err", err)
-		writeError(w, http.StatusInternalServerError, "INTERNAL", "internal server error")
+		writeError(w, http.StatusInternalServerError, protocol.CodeInternal, "internal server error")
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 
 	"github.com/rs/cors"
 	"github.com/unrolled/secure"
+
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 // helmetCSP is Helmet 7's default Content-Security-Policy, verbatim.
@@ -103,7 +105,7 @@ func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
 			}
 			log.Error("panic in HTTP handler", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
 			if !tw.started {
-				writeError(w, http.StatusInternalServerError, "INTERNAL", "internal server error")
+				writeError(w, http.StatusInternalServerError, protocol.CodeInternal, "internal server error")
 			}
 		}()
 		next.ServeHTTP(tw, r)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 // defaultMaxClients caps the limiter table. Idle entries are swept anyway;
@@ -84,7 +86,7 @@ func (l *rateLimiter) middleware(next http.Handler) http.Handler {
 		if !d.allowed {
 			retry := max(1, ceilSeconds(d.retryAfter))
 			h.Set("Retry-After", strconv.Itoa(retry))
-			writeError(w, http.StatusTooManyRequests, "RATE_LIMITED",
+			writeError(w, http.StatusTooManyRequests, protocol.CodeRateLimited,
 				fmt.Sprintf("too many requests: at most %d per %s from one address; retry in %d s", l.max, l.window, retry))
 			return
 		}

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 // The race detector instruments atomics with allocations of its own, so the
@@ -16,7 +18,7 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 		"ConnOpened":             m.ConnOpened,
 		"ConnClosed":             m.ConnClosed,
 		"ConnError":              m.ConnError,
-		"ConnRejected":           func() { m.ConnRejected(RejectOrigin) },
+		"ConnRejected":           func() { m.ConnRejected(protocol.RejectOrigin) },
 		"ConnRejected unknown":   func() { m.ConnRejected("whatever") },
 		"MessageIn":              m.MessageIn,
 		"MessagesOut":            func() { m.MessagesOut(12) },

@@ -1,43 +1,25 @@
 package metrics
 
+import (
+	"slices"
+
+	"github.com/bandsync/bandsync/internal/protocol"
+)
+
 // Label values are a closed set so that a client sending made-up codes or a
 // caller passing free text cannot grow the Prometheus series or the JSON
 // without bound; anything unknown is counted under the catch-all.
 
-// ErrorCodes are the protocol's stable error codes, in report order. Codes
-// outside this list are counted as OtherCode.
-var ErrorCodes = []string{
-	"INVALID_PAYLOAD",
-	"INVALID_SESSION_ID",
-	"NOT_IN_SESSION",
-	"NOT_LEADER",
-	"SESSION_FULL",
-	"RATE_LIMITED",
-	"UNKNOWN_EVENT",
-	"PAYLOAD_TOO_LARGE",
-	"INTERNAL",
-	OtherCode,
-}
+// errorCodes are the protocol's error codes, in report order; codes outside
+// this list are counted as otherCode.
+var errorCodes = append(slices.Clone(protocol.ErrorCodes), otherCode)
 
-// OtherCode is where unknown error codes are counted.
-const OtherCode = "OTHER"
+// otherCode is where unknown error codes are counted.
+const otherCode = "OTHER"
 
-// Reasons a connection is refused before it is established, for
-// ConnRejected. Others are counted as RejectOther.
-const (
-	RejectOrigin    = "origin"           // Origin not allowed by CORS_ORIGIN
-	RejectTransport = "transport"        // long-polling or another non-WebSocket transport
-	RejectProtocol  = "protocol_version" // EIO other than 4, or a malformed handshake
-	RejectCapacity  = "capacity"         // connection or session limits reached
-	RejectRateLimit = "rate_limited"     // per-IP limit on new connections
-	RejectDraining  = "draining"         // server shutting down
-	RejectOther     = "other"
-)
-
-var rejectReasons = []string{
-	RejectOrigin, RejectTransport, RejectProtocol, RejectCapacity,
-	RejectRateLimit, RejectDraining, RejectOther,
-}
+// rejectReasons are the handshake refusals ConnRejected counts; others are
+// counted as protocol.RejectOther.
+var rejectReasons = protocol.RejectReasons
 
 // Alert types, the `type` of an Alert and the label of bandsync_alert_active.
 const (

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 // Options configures a Monitor. Zero values get the original server's defaults.
@@ -37,8 +39,8 @@ type Options struct {
 
 // Thresholds of the alerts that are not derived from Options.
 const (
-	HeapAlertBytes   = 500 << 20 // heap in use above 500 MiB
-	CPUAlertPercent  = 80.0      // process CPU above 80% of one core over the interval
+	heapAlertBytes   = 500 << 20 // heap in use above 500 MiB
+	cpuAlertPercent  = 80.0      // process CPU above 80% of one core over the interval
 	latencyAlertMult = 2         // p99 sync latency above this multiple of SyncTarget
 )
 
@@ -132,9 +134,9 @@ func newMonitor(o Options, rp func() procStats, start time.Time) *Monitor {
 		readProc:     rp,
 		start:        start,
 		rejectCounts: make([]atomic.Uint64, len(rejectReasons)),
-		errCounts:    make([]atomic.Uint64, len(ErrorCodes)),
-		rejectIdx:    newIndexer(rejectReasons, RejectOther),
-		errIdx:       newIndexer(ErrorCodes, OtherCode),
+		errCounts:    make([]atomic.Uint64, len(errorCodes)),
+		rejectIdx:    newIndexer(rejectReasons, protocol.RejectOther),
+		errIdx:       newIndexer(errorCodes, otherCode),
 		active:       make(map[string]Alert),
 	}
 	m.iv.at = m.start
@@ -161,8 +163,8 @@ func (m *Monitor) ConnError() {
 }
 
 // ConnRejected records a connection refused before it was established (so no
-// ConnOpened/ConnClosed). reason is one of the Reject* constants; anything
-// else counts as RejectOther.
+// ConnOpened/ConnClosed). reason is one of protocol.RejectReasons; anything
+// else counts as protocol.RejectOther.
 func (m *Monitor) ConnRejected(reason string) {
 	m.connRejected.Add(1)
 	m.rejectCounts[m.rejectIdx.of(reason)].Add(1)
@@ -197,7 +199,7 @@ func (m *Monitor) ObserveEventProcessing(d time.Duration) {
 func (m *Monitor) RateLimited() { m.rateLimited.Add(1) }
 
 // ProtocolError records an error reported to a client, by its stable code
-// (see ErrorCodes); unknown codes count as OtherCode.
+// (see errorCodes); unknown codes count as otherCode.
 func (m *Monitor) ProtocolError(code string) {
 	m.errTotal.Add(1)
 	m.errCounts[m.errIdx.of(code)].Add(1)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 var t0 = time.Date(2025, 3, 1, 20, 0, 0, 0, time.UTC)
@@ -221,14 +223,14 @@ func TestConnectionCounts(t *testing.T) {
 	}
 	e.m.ConnClosed()
 	e.m.ConnError()
-	e.m.ConnRejected(RejectOrigin)
+	e.m.ConnRejected(protocol.RejectOrigin)
 	e.m.ConnRejected("made-up reason")
 
 	c := e.m.Snapshot().Connections
 	if c.Active != 2 || c.Total != 3 || c.Errors != 1 || c.Rejected != 2 {
 		t.Errorf("connections = %+v, want active 2, total 3, errors 1, rejected 2", c)
 	}
-	if c.ByReason[RejectOrigin] != 1 || c.ByReason[RejectOther] != 1 || len(c.ByReason) != len(rejectReasons) {
+	if c.ByReason[protocol.RejectOrigin] != 1 || c.ByReason[protocol.RejectOther] != 1 || len(c.ByReason) != len(rejectReasons) {
 		t.Errorf("rejectedByReason = %v, want origin 1 and other 1 over the fixed reason set", c.ByReason)
 	}
 }
@@ -242,15 +244,15 @@ func TestErrorCodesAreBounded(t *testing.T) {
 	}
 
 	errs := e.m.Snapshot().Errors
-	if errs.Total != 102 || errs.ByCode["NOT_LEADER"] != 2 || errs.ByCode[OtherCode] != 100 {
+	if errs.Total != 102 || errs.ByCode["NOT_LEADER"] != 2 || errs.ByCode[otherCode] != 100 {
 		t.Errorf("errors = %+v, want total 102, NOT_LEADER 2, OTHER 100", errs)
 	}
-	if len(errs.ByCode) != len(ErrorCodes) {
-		t.Errorf("byCode has %d codes, want exactly the %d known ones", len(errs.ByCode), len(ErrorCodes))
+	if len(errs.ByCode) != len(errorCodes) {
+		t.Errorf("byCode has %d codes, want exactly the %d known ones", len(errs.ByCode), len(errorCodes))
 	}
 	n, err := testutil.GatherAndCount(e.m.Gatherer(), "bandsync_protocol_errors_total")
-	if err != nil || n != len(ErrorCodes) {
-		t.Errorf("bandsync_protocol_errors_total has %d series (err %v), want %d", n, err, len(ErrorCodes))
+	if err != nil || n != len(errorCodes) {
+		t.Errorf("bandsync_protocol_errors_total has %d series (err %v), want %d", n, err, len(errorCodes))
 	}
 }
 
@@ -529,7 +531,7 @@ func TestSnapshotJSONShape(t *testing.T) {
 func TestPrometheusExposition(t *testing.T) {
 	e := newTestMonitor(t, Options{InstanceID: "i-1", Gauges: func() Gauges { return Gauges{Sessions: 2, Members: 5} }})
 	e.m.ConnOpened()
-	e.m.ConnRejected(RejectTransport)
+	e.m.ConnRejected(protocol.RejectTransport)
 	e.m.MessageIn()
 	e.m.MessagesOut(4)
 	e.m.RateLimited()

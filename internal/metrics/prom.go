@@ -118,7 +118,7 @@ func (c *monitorCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.msgIn, m.msgIn.Load())
 	counter(c.msgOut, m.msgOut.Load())
 	counter(c.rateLimited, m.rateLimited.Load())
-	for i, code := range ErrorCodes {
+	for i, code := range errorCodes {
 		counter(c.protoErrors, m.errCounts[i].Load(), code)
 	}
 	g := m.gauges()

@@ -33,8 +33,8 @@ func (m *Monitor) Snapshot() Snapshot {
 	for i, r := range rejectReasons {
 		byReason[r] = m.rejectCounts[i].Load()
 	}
-	byCode := make(map[string]uint64, len(ErrorCodes))
-	for i, c := range ErrorCodes {
+	byCode := make(map[string]uint64, len(errorCodes))
+	for i, c := range errorCodes {
 		byCode[c] = m.errCounts[i].Load()
 	}
 

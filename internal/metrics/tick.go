@@ -139,18 +139,18 @@ func (m *Monitor) updateAlerts(s Sample, now time.Time) (raised, cleared []Alert
 				s.SyncLatency.P99Ms, latencyLimit, latencyAlertMult, m.syncTarget),
 		})
 	}
-	if s.HeapAllocBytes > HeapAlertBytes {
+	if s.HeapAllocBytes > heapAlertBytes {
 		add(Alert{
 			Type: AlertHighMemory, Severity: "critical", Unit: "bytes",
-			Value: float64(s.HeapAllocBytes), Threshold: HeapAlertBytes,
-			Message: fmt.Sprintf("heap %d MiB is above %d MiB", s.HeapAllocBytes>>20, HeapAlertBytes>>20),
+			Value: float64(s.HeapAllocBytes), Threshold: heapAlertBytes,
+			Message: fmt.Sprintf("heap %d MiB is above %d MiB", s.HeapAllocBytes>>20, heapAlertBytes>>20),
 		})
 	}
-	if s.CPUPercent > CPUAlertPercent {
+	if s.CPUPercent > cpuAlertPercent {
 		add(Alert{
 			Type: AlertHighCPU, Severity: "warning", Unit: "percent",
-			Value: s.CPUPercent, Threshold: CPUAlertPercent,
-			Message: fmt.Sprintf("process CPU %.0f%% of one core is above %.0f%%", s.CPUPercent, CPUAlertPercent),
+			Value: s.CPUPercent, Threshold: cpuAlertPercent,
+			Message: fmt.Sprintf("process CPU %.0f%% of one core is above %.0f%%", s.CPUPercent, cpuAlertPercent),
 		})
 	}
 	if s.ConnectionErrors > 0 {

@@ -211,11 +211,3 @@ func ping(ctx context.Context, c redis.UniversalClient) error {
 	}
 	return c.Ping(ctx).Err()
 }
-
-func parseSentinelURL(raw string) (*redis.FailoverOptions, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, err
-	}
-	return parseSentinel(u)
-}

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"net/url"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -93,4 +94,13 @@ func TestParseSentinel(t *testing.T) {
 	if _, _, _, err := NewClient(Conn{URL: "memcache://h"}); err == nil {
 		t.Error("an unknown scheme was accepted")
 	}
+}
+
+// parseSentinelURL is parseSentinel from the text of a URL.
+func parseSentinelURL(raw string) (*redis.FailoverOptions, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	return parseSentinel(u)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bandsync/bandsync/internal/engine"
+	"github.com/bandsync/bandsync/internal/protocol"
 	"github.com/bandsync/bandsync/internal/redisstore"
 	"github.com/bandsync/bandsync/internal/redisstore/redistest"
 )
@@ -308,7 +309,7 @@ func (bd *band) seekDuringFault() *seeker {
 			case err == nil:
 				sk.acked++
 				sk.lastPos, sk.lastAt, sk.lastVer = pos, time.Now(), st.Version
-			case code(err) == engine.CodeInternal:
+			case code(err) == protocol.CodeInternal:
 				sk.refused = append(sk.refused, err.Error())
 			default:
 				sk.badError = err

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bandsync/bandsync/internal/engine"
+	"github.com/bandsync/bandsync/internal/protocol"
 	"github.com/bandsync/bandsync/internal/redisstore"
 	"github.com/bandsync/bandsync/internal/redisstore/redistest"
 	"github.com/bandsync/bandsync/internal/store"
@@ -180,7 +181,7 @@ func (r *recorder) lastSnapshotVersion(member string) uint64 {
 	var last json.RawMessage
 	got := r.got[member]
 	for i := len(got) - 1; i >= 0; i-- {
-		if got[i].Event == engine.EventSnapshot {
+		if got[i].Event == protocol.EventSnapshot {
 			last = got[i].Payload
 			break
 		}
@@ -200,7 +201,7 @@ func (r *recorder) lastSnapshotVersion(member string) uint64 {
 func (r *recorder) snapshotVersions(member string) []uint64 {
 	var out []uint64
 	for _, d := range r.events(member) {
-		if d.Event != engine.EventSnapshot {
+		if d.Event != protocol.EventSnapshot {
 			continue
 		}
 		var st engine.State

@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bandsync/bandsync/internal/engine"
+	"github.com/bandsync/bandsync/internal/protocol"
 	"github.com/bandsync/bandsync/internal/store"
 )
 
@@ -122,8 +123,8 @@ func TestLostCommitIsRestoredByTheNextCommit(t *testing.T) {
 			case "refused command":
 				// A follower's seek is refused, after a check against
 				// the stored record, which is older than B's copy.
-				if _, err := b.eng.Seek("f2", id, 1); code(err) != engine.CodeNotLeader {
-					t.Fatalf("a follower's seek: %v, want %s", err, engine.CodeNotLeader)
+				if _, err := b.eng.Seek("f2", id, 1); code(err) != protocol.CodeNotLeader {
+					t.Fatalf("a follower's seek: %v, want %s", err, protocol.CodeNotLeader)
 				}
 			}
 			if err != nil {

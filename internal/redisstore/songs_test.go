@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bandsync/bandsync/internal/engine"
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 const songChart = "{title: Lights}\n{tempo: 96}\n{time: 6/8}\n[Am]Lights come [D]on\n"
@@ -38,7 +39,7 @@ func TestSongsAreSharedThroughRedis(t *testing.T) {
 	})
 	var changed []engine.SongChanged
 	for _, d := range b.out.events("f") {
-		if d.Event == engine.EventSongChanged {
+		if d.Event == protocol.EventSongChanged {
 			var c engine.SongChanged
 			_ = json.Unmarshal(d.Payload, &c)
 			changed = append(changed, c)
@@ -52,7 +53,7 @@ func TestSongsAreSharedThroughRedis(t *testing.T) {
 		t.Fatalf("GetSong on B = %q, %v", got.ChordPro, err)
 	}
 	// A refusal decided on B against the stored state changes nothing.
-	if _, err := b.eng.SelectSong("f", "s1", song.SongID); code(err) != engine.CodeNotLeader {
+	if _, err := b.eng.SelectSong("f", "s1", song.SongID); code(err) != protocol.CodeNotLeader {
 		t.Fatalf("a follower's select_song: %v", err)
 	}
 	// An instance started later reads the songs from Redis.
@@ -124,7 +125,7 @@ func TestMemberTokenResumesOnAnotherInstance(t *testing.T) {
 	}
 	time.Sleep(2500 * time.Millisecond) // past the old socket's grace period
 	for _, d := range b.out.events("f") {
-		if d.Event == engine.EventRoleChanged {
+		if d.Event == protocol.EventRoleChanged {
 			t.Fatalf("the follower was told of a leadership change: %s", d.Payload)
 		}
 	}

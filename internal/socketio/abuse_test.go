@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bandsync/bandsync/internal/protocol"
 	"github.com/bandsync/bandsync/internal/wsframe"
 )
 
@@ -306,7 +307,8 @@ func TestRecoveryPidOfALiveSocketIsRefusedAndKept(t *testing.T) {
 // the file limit), and a slot freed is a slot for the next client; one
 // address's flood leaves room for another's.
 func TestConnectionCaps(t *testing.T) {
-	s, url, conns := abuseServer(t, Options{MaxConnections: 3})
+	rejected := make(chan string, 8)
+	s, url, conns := abuseServer(t, Options{MaxConnections: 3, OnReject: func(reason string) { rejected <- reason }})
 	var held []*rawClient
 	for range 3 {
 		held = append(held, dialRaw(t, url, true))
@@ -314,6 +316,9 @@ func TestConnectionCaps(t *testing.T) {
 	}
 	if code := upgradeStatus(t, url); code != http.StatusServiceUnavailable {
 		t.Fatalf("status %d past MaxConnections, want 503", code)
+	}
+	if r := <-rejected; r != protocol.RejectCapacity {
+		t.Fatalf("a handshake past MaxConnections was counted as %q, want %q", r, protocol.RejectCapacity)
 	}
 	_ = held[0].nc.Close()
 	deadline := time.Now().Add(5 * time.Second)

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/bandsync/bandsync/internal/protocol"
 )
 
 // admission caps the WebSocket connections held at once, in total and per
@@ -23,6 +25,17 @@ type admission struct {
 
 const warnEvery = 10 * time.Second
 
+// The refusals of admit, and the reject reason each is counted under.
+const (
+	refusedServerFull  = "server connection limit reached"
+	refusedAddressFull = "too many connections from this address"
+)
+
+var busyReasons = map[string]string{
+	refusedServerFull:  protocol.RejectCapacity,
+	refusedAddressFull: protocol.RejectRateLimit,
+}
+
 // admit takes a slot for a connection from addr, or reports why not ("" if
 // admitted). Loopback addresses are exempt from the per-address cap: behind
 // a reverse proxy on the same host every client is loopback.
@@ -37,9 +50,9 @@ func (s *Server) admit(addr string) (key, refusal string) {
 	defer a.mu.Unlock()
 	switch {
 	case s.opts.MaxConnections > 0 && a.total >= s.opts.MaxConnections:
-		refusal = "server connection limit reached"
+		refusal = refusedServerFull
 	case perAddr > 0 && a.byAddr[key] >= perAddr:
-		refusal = "too many connections from this address"
+		refusal = refusedAddressFull
 	default:
 		a.total++
 		if a.byAddr == nil {
@@ -80,7 +93,7 @@ func hostOf(addr string) string {
 
 // refuseBusy answers a handshake over a connection cap: 503 with
 // engine.io's error shape, so clients back off and retry.
-func (s *Server) refuseBusy(w http.ResponseWriter, msg string) {
+func (s *Server) refuseBusy(w http.ResponseWriter, refusal string) {
 	w.Header().Set("Retry-After", "5")
-	s.refuse(w, http.StatusServiceUnavailable, 4, msg)
+	s.refuseAs(w, busyReasons[refusal], http.StatusServiceUnavailable, 4, refusal)
 }

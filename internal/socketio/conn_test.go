@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bandsync/bandsync/internal/wsframe"
 )
 
 // sinkConn is a net.Conn that accepts every write; optionally it blocks
@@ -180,7 +182,7 @@ func broadcastTicks(b *testing.B, s *Server, conns []*Conn) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		s.BroadcastFrame("band", EncodeVolatile("scroll_tick", payload))
+		s.BroadcastFrame("band", encodeVolatile("scroll_tick", payload))
 		if i%64 == 63 {
 			for _, c := range conns {
 				waitIdle(b, c)
@@ -238,4 +240,12 @@ func TestPingTimeoutHooksDoNotDelayOtherSocketsPings(t *testing.T) {
 	if got := pings() - before; got < 3 {
 		t.Fatalf("the live socket got %d pings while another socket's disconnect hook was stuck, want >= 3", got)
 	}
+}
+
+// encodeVolatile builds a volatile event frame to hand to BroadcastFrame.
+func encodeVolatile(event string, payload []byte) *Frame {
+	pkt := wsframe.AppendEvent(make([]byte, 0, wsframe.EventLen(event, payload, "")), event, payload, "")
+	f := newFrame(wsframe.OpText, pkt)
+	f.volatile = true
+	return f
 }

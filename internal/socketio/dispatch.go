@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bandsync/bandsync/internal/protocol"
 	"github.com/bandsync/bandsync/internal/wsframe"
 )
 
@@ -112,7 +113,7 @@ func (c *Conn) ackFunc(id int64) Ack {
 		}
 		b, err := json.Marshal(payload)
 		if err != nil {
-			b = []byte(`{"ok":false,"error":{"code":"INTERNAL","message":"unencodable reply"}}`)
+			b = []byte(`{"ok":false,"error":{"code":"` + protocol.CodeInternal + `","message":"unencodable reply"}}`)
 		}
 		pkt := appendAck(make([]byte, 0, len(b)+24), id, b)
 		c.enqueue(newFrame(wsframe.OpText, pkt))

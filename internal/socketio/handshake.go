@@ -13,6 +13,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsflate"
 
+	"github.com/bandsync/bandsync/internal/protocol"
 	"github.com/bandsync/bandsync/internal/wsframe"
 )
 
@@ -150,9 +151,15 @@ func headerHasToken(h http.Header, key, token string) bool {
 }
 
 func (s *Server) refuse(w http.ResponseWriter, status, code int, msg string) {
+	s.refuseAs(w, rejectReason(code, status), status, code, msg)
+}
+
+// refuseAs answers a refused handshake in engine.io's error shape and
+// reports it under reason, one of protocol.RejectReasons.
+func (s *Server) refuseAs(w http.ResponseWriter, reason string, status, code int, msg string) {
 	s.stats.rejected.Add(1)
 	if s.opts.OnReject != nil {
-		s.opts.OnReject(rejectReason(code, status))
+		s.opts.OnReject(reason)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -163,15 +170,15 @@ func (s *Server) refuse(w http.ResponseWriter, status, code int, msg string) {
 func rejectReason(code, status int) string {
 	switch {
 	case status == http.StatusServiceUnavailable:
-		return "draining"
+		return protocol.RejectDraining
 	case code == 0:
-		return "transport"
+		return protocol.RejectTransport
 	case code == 4:
-		return "origin"
+		return protocol.RejectOrigin
 	case code == 5 || code == 2 || code == 3:
-		return "protocol_version"
+		return protocol.RejectProtocol
 	}
-	return "other"
+	return protocol.RejectOther
 }
 
 // randomID returns 20 URL-safe characters from 15 random bytes, like

@@ -40,7 +40,7 @@ type Ack func(payload any)
 type Handler func(c *Conn, data json.RawMessage, ack Ack)
 
 // Options configure a Server. Zero values take the defaults of
-// PROTOCOL.md.
+// docs/protocol.md.
 type Options struct {
 	PingInterval   time.Duration // 2500 ms
 	PingTimeout    time.Duration // 5000 ms
@@ -93,8 +93,8 @@ type Options struct {
 	// OnPong reports the round trip of an Engine.IO ping, a free latency
 	// sample every pingInterval per connection.
 	OnPong func(c *Conn, rtt time.Duration)
-	// OnReject reports a refused handshake: "transport", "protocol_version",
-	// "origin", "draining" or "other".
+	// OnReject reports a refused handshake under one of
+	// protocol.RejectReasons.
 	OnReject func(reason string)
 	// OnFramesOut reports frames written, once per vectored write.
 	OnFramesOut func(n int)
@@ -461,14 +461,6 @@ func (s *Server) EmitAll(event string, payload any) error {
 
 // RoomSize is the number of this instance's sockets in room.
 func (s *Server) RoomSize(room string) int { return s.rooms.size(room) }
-
-// EncodeVolatile builds a volatile event frame to hand to BroadcastFrame.
-func EncodeVolatile(event string, payload []byte) *Frame {
-	pkt := wsframe.AppendEvent(make([]byte, 0, wsframe.EventLen(event, payload, "")), event, payload, "")
-	f := newFrame(wsframe.OpText, pkt)
-	f.volatile = true
-	return f
-}
 
 // pingFrame is the Engine.IO ping, shared by every connection.
 var pingFrame = newFrame(wsframe.OpText, []byte{eioPing})

@@ -5,8 +5,7 @@ import (
 	"slices"
 )
 
-// Library is the durable part of a session's songs (PROTOCOL.md section
-// 8): the setlist with each chart's text, the current song, and the
+// Library is the durable part of a session's songs (docs/protocol.md): the setlist with each chart's text, the current song, and the
 // session's time signature and count-in. It is embedded in SessionRecord,
 // so songs are written, replicated and expired with their session. Every
 // field is omitted when empty, so a record written before songs existed

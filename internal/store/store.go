@@ -1,8 +1,9 @@
 // Package store is the session persistence boundary of BandSync.
 //
 // The engine keeps every live session in memory and writes it through to a
-// Store after every change, so a session can be restored by another process
-// (or another instance, once the Redis store exists) from its last record.
+// Store after every change. With Redis (internal/redisstore, which also
+// implements Shared) another instance can serve the session from its last
+// record.
 //
 // # Compare-and-set contract
 //
@@ -11,9 +12,9 @@
 // record only when the stored version is lower than the new one and fails
 // with ErrConflict otherwise (equal or higher). A writer that loses the race,
 // or replays an old record, therefore can never overwrite newer state; the
-// caller decides whether to reload and retry. Every implementation (the
-// in-memory one here, Redis with a Lua script later) honours exactly this
-// rule, so the engine is written once against it.
+// caller decides whether to reload and retry. Both implementations (the
+// in-memory one here, and Redis's, a Lua script) honour exactly this rule,
+// so the engine is written once against it.
 package store
 
 import (
@@ -52,7 +53,7 @@ type Member struct {
 	// several instances share the store ("" otherwise): when that
 	// instance dies, its members are detached by the survivors.
 	Instance string `json:"instance,omitempty"`
-	// Token is the member's private resume token (PROTOCOL.md section 9).
+	// Token is the member's private resume token (docs/protocol.md).
 	// It is stored so that any instance can honour it; it is never put in
 	// a snapshot, an HTTP answer or a log line.
 	Token string `json:"token,omitempty"`

@@ -92,7 +92,7 @@ func newHandler(fsys fs.FS) (*handler, error) {
 	if err := add("/dashboard", "assets/dashboard.html", cachePage, nil); err != nil {
 		return nil, err
 	}
-	sdk, err := BrowserSDK(sdkjs.Source)
+	sdk, err := browserSDK(sdkjs.Source)
 	if err != nil {
 		return nil, fmt.Errorf("sdk/js/bandsync.js: %w", err)
 	}
@@ -111,10 +111,10 @@ func newHandler(fsys fs.FS) (*handler, error) {
 	return h, nil
 }
 
-// BrowserSDK rewrites the SDK's bare socket.io-client import to the
+// browserSDK rewrites the SDK's bare socket.io-client import to the
 // vendored browser build, the one change between sdk/js/bandsync.js and
 // /sdk/bandsync.js.
-func BrowserSDK(src []byte) ([]byte, error) {
+func browserSDK(src []byte) ([]byte, error) {
 	if n := bytes.Count(src, []byte(sdkImport)); n != 1 {
 		return nil, fmt.Errorf("want exactly one %s in the SDK, found %d", sdkImport, n)
 	}

@@ -123,7 +123,7 @@ func TestServedSDKIsTheSourceWithItsImportRewritten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := BrowserSDK(src)
+	want, err := browserSDK(src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,8 +134,8 @@ func TestServedSDKIsTheSourceWithItsImportRewritten(t *testing.T) {
 	if bytes.Contains(w.Body.Bytes(), []byte(`"socket.io-client"`)) {
 		t.Error("the browser SDK still imports the bare specifier socket.io-client")
 	}
-	if _, err := BrowserSDK([]byte("no import here")); err == nil {
-		t.Error("BrowserSDK accepted a file without the import")
+	if _, err := browserSDK([]byte("no import here")); err == nil {
+		t.Error("browserSDK accepted a file without the import")
 	}
 }
 

@@ -9,11 +9,10 @@ import assert from "node:assert/strict";
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { launchChromium, openDevice, joinPage } from "./lib/browser.mjs";
+import { launchChromium, openDevice, joinPage, clockSkew } from "./lib/browser.mjs";
 import { startServer, assertCleanLogs, artifactsDir } from "./lib/server.mjs";
 import { sleep } from "./lib/client.mjs";
 import { startProxy } from "./lib/proxy.mjs";
-
 
 const HARBOUR = `{title: Harbour Lights}
 {artist: The Stand-ins}
@@ -83,18 +82,6 @@ describe("songs on stage", () => {
       const d = document.getElementById("readout").dataset;
       return { pos: Number(d.positionMs), beat: Number(d.beat), at: Number(d.shownAt), playing: d.playing === "true", countIn: d.countIn === "true" };
     });
-
-  async function clockSkew(page) {
-    const xs = await page.evaluate(async () => {
-      const out = [];
-      for (let i = 0; i < 200; i++) {
-        out.push(performance.timeOrigin + performance.now() - Date.now());
-        await new Promise((r) => setTimeout(r, 0.3 + Math.random()));
-      }
-      return out;
-    });
-    return xs.reduce((a, b) => a + b, 0) / xs.length;
-  }
 
   const chartShows = (page, text) => page.waitForFunction((t) => document.getElementById("chart-inner").textContent.includes(t), text, { timeout: 5000 });
 

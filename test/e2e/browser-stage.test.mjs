@@ -7,11 +7,10 @@ import { describe, test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import path from "node:path";
-import { launchChromium, openDevice, joinPage } from "./lib/browser.mjs";
+import { launchChromium, openDevice, joinPage, clockSkew } from "./lib/browser.mjs";
 import { startServer, assertCleanLogs, artifactsDir } from "./lib/server.mjs";
 import { sleep, connect, closeAllClients } from "./lib/client.mjs";
 import { startProxy } from "./lib/proxy.mjs";
-
 
 const percentile = (xs, p) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -70,19 +69,6 @@ describe("the web app on stage", () => {
         link: document.body.dataset.link,
       };
     });
-
-  /** Like browser.test.mjs: the page's clock minus the machine's, averaged. */
-  async function clockSkew(page) {
-    const xs = await page.evaluate(async () => {
-      const out = [];
-      for (let i = 0; i < 200; i++) {
-        out.push(performance.timeOrigin + performance.now() - Date.now());
-        await new Promise((r) => setTimeout(r, 0.3 + Math.random()));
-      }
-      return out;
-    });
-    return xs.reduce((a, b) => a + b, 0) / xs.length;
-  }
 
   /** Whether el's box lies inside the viewport (what the user is looking at). */
   const inViewport = (page, sel) =>

@@ -8,11 +8,9 @@ import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { launchChromium } from "./lib/browser.mjs";
+import { launchChromium, openDevice, joinPage, clockSkew } from "./lib/browser.mjs";
 import { startServer, httpGet, assertCleanLogs, artifactsDir } from "./lib/server.mjs";
 import { sleep } from "./lib/client.mjs";
-
-const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
 
 const percentile = (xs, p) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -51,29 +49,7 @@ describe("web app in Chromium", () => {
     }
   });
 
-  async function openPage(url, label) {
-    const ctx = await browser.newContext(PHONE);
-    contexts.push(ctx);
-    const page = await ctx.newPage();
-    page.on("console", (m) => {
-      if (m.type() === "error") problems.push(`${label} console: ${m.text()}`);
-    });
-    page.on("pageerror", (e) => problems.push(`${label} page error: ${e.message}`));
-    page.on("response", (r) => {
-      if (r.status() >= 400) problems.push(`${label} ${r.status()} ${r.url()}`);
-    });
-    page.on("requestfailed", (r) => problems.push(`${label} request failed: ${r.url()} ${r.failure()?.errorText}`));
-    await page.goto(url);
-    return page;
-  }
-
-  async function join(page, sessionId, name, role) {
-    await page.fill("#session-input", sessionId);
-    await page.fill("#name-input", name);
-    await page.check(`input[name="role"][value="${role}"]`);
-    await page.click("#join-btn");
-    await page.waitForSelector('body[data-view="session"]', { timeout: 5000 });
-  }
+  const openPage = (url, label) => openDevice(browser, { kind: "phone", label, url, contexts, problems, failedRequests: true });
 
   /** What the page shows right now: its readout's data attributes. */
   const readout = (page) =>
@@ -93,34 +69,16 @@ describe("web app in Chromium", () => {
       };
     });
 
-  /**
-   * Each page's local clock (performance.timeOrigin + performance.now(), the
-   * SDK's clock) minus the machine's wall clock, averaged over many reads.
-   * The pages live in different renderer processes whose timeOrigins can
-   * differ by a fraction of a millisecond; this puts them on one time base.
-   */
-  async function clockSkew(page) {
-    const xs = await page.evaluate(async () => {
-      const out = [];
-      for (let i = 0; i < 400; i++) {
-        out.push(performance.timeOrigin + performance.now() - Date.now());
-        await new Promise((r) => setTimeout(r, 0.3 + Math.random()));
-      }
-      return out;
-    });
-    return xs.reduce((a, b) => a + b, 0) / xs.length;
-  }
-
   test("two phones: count-in, then the same position and beat on both screens; dashboard live", { timeout: 90_000 }, async () => {
     const sessionId = `browser-${Math.random().toString(36).slice(2, 8)}`;
     const leader = await openPage(`${srv.url}/`, "leader");
-    await join(leader, sessionId, "Drums", "leader");
+    await joinPage(leader, sessionId, "Drums", "leader");
     assert.equal(await leader.getAttribute("body", "data-role"), "leader");
     assert.equal(await leader.isVisible("#leader-controls"), true, "leader sees the transport controls");
 
     const follower = await openPage(`${srv.url}/?session=${sessionId}`, "follower");
     assert.equal(await follower.inputValue("#session-input"), sessionId, "a shared link fills in the session");
-    await join(follower, sessionId, "Keys", "follower");
+    await joinPage(follower, sessionId, "Keys", "follower");
     assert.equal(await follower.getAttribute("body", "data-role"), "follower");
     assert.equal(await follower.isVisible("#leader-controls"), false, "a follower has no transport controls");
     await leader.waitForFunction(() => document.getElementById("members").textContent === "2 members");
@@ -142,7 +100,7 @@ describe("web app in Chromium", () => {
 
     // Let a second sync round land (the SDK re-syncs 2 s after connecting).
     await sleep(2500);
-    const [skewL, skewF] = [await clockSkew(leader), await clockSkew(follower)];
+    const [skewL, skewF] = [await clockSkew(leader, 400), await clockSkew(follower, 400)];
 
     // Count-in: one bar (4 beats of 600 ms) plus a short lead.
     await leader.click("#countin-btn");

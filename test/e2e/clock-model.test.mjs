@@ -4,23 +4,9 @@
 // that is set while the band plays — with the truth known exactly.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { register } from "node:module";
+import { sdk } from "./lib/sdk.mjs";
 
-const sdkDir = new URL("../../sdk/js/", import.meta.url).href;
-register(
-  "data:text/javascript," +
-    encodeURIComponent(`
-      let sdkDir, parentURL;
-      export async function initialize(d) { sdkDir = d.sdkDir; parentURL = d.parentURL; }
-      export async function resolve(specifier, context, next) {
-        if (specifier === "socket.io-client" && context.parentURL && context.parentURL.startsWith(sdkDir)) {
-          return next(specifier, { ...context, parentURL });
-        }
-        return next(specifier, context);
-      }`),
-  { parentURL: import.meta.url, data: { sdkDir, parentURL: import.meta.url } },
-);
-const { ClockModel, SlewedClock } = await import("../../sdk/js/bandsync.js");
+const { ClockModel, SlewedClock } = sdk;
 
 // A small deterministic PRNG (mulberry32) and normal draws from it.
 function rng(seed) {

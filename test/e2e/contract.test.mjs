@@ -1,5 +1,5 @@
 // Contract end-to-end tests: the whole BandSync event and HTTP contract
-// (PROTOCOL.md sections 2-6 plus the lead's decisions in issue #3), driven
+// (docs/protocol.md, plus the lead's decisions in issue #3), driven
 // by the official socket.io-client@4 against the real server binary.
 //
 // Every test uses its own session id, so tests within one server do not see
@@ -11,19 +11,20 @@ import assert from "node:assert/strict";
 import WebSocket from "ws";
 import { startServer, httpGet, assertCleanLogs, freePort } from "./lib/server.mjs";
 import { connect, once, emitAck, collect, closeAllClients, sleep, waitUntil, wsUrl } from "./lib/client.mjs";
+import { CLIENT_EVENTS, SERVER_EVENTS, SONGS_TEST_CLIENT_EVENTS, SONGS_TEST_SERVER_EVENTS, missingFrom } from "./lib/protocol.mjs";
 
 const T = { timeout: 30_000 };
 const uid = () => Math.random().toString(36).slice(2, 10);
 const sessionName = (prefix) => `c-${prefix}-${uid()}`;
 
-// ---- wire shapes (PROTOCOL.md sections 2 and 4, plus the lead's extras) ----
+// ---- wire shapes (docs/protocol.md, "Server events", plus the lead's extras) ----
 const SNAPSHOT_KEYS = [
   "sessionId", "message", "tempo", "tempoBpm", "isPlaying", "position", "positionMs",
   "leaderSocketId", "members", "settings", "memberCount", "createdAt", "lastActiveAt",
   "serverTimestamp", "version",
   // decided by the lead on top of section 2:
   "startsAt", "beat", "leaderTerm",
-  // songs and setlists (PROTOCOL.md section 8):
+  // songs and setlists (docs/protocol.md, "Songs and setlists"):
   "setlist", "songId", "timeSignature", "countInBars",
 ];
 const MEMBER_KEYS = ["socketId", "displayName", "role", "joinedAt", "connected"];
@@ -40,6 +41,7 @@ const KEYS = {
   heartbeat_response: ["timestamp", "clientTimestamp", "serverTimestamp"],
   latency_response: ["clientTimestamp", "serverTimestamp"],
   heartbeat: ["timestamp"],
+  clock_sync: ["ok", "t0", "t1", "t2"],
   error: ["code", "message", "event"],
   rate_limit_exceeded: ["event", "limit", "windowMs", "retryAfterMs", "violations"],
 };
@@ -144,7 +146,7 @@ async function expectErrorEvent(socket, event, payload, code, timeoutMs = 3000, 
 async function joinAck(socket, sessionId, displayName, extra = {}) {
   const payload = { sessionId, ...(displayName ? { displayName } : {}), ...extra };
   const ack = await expectOk(socket, "join_session", payload);
-  assertKeys(ack, ["ok", "state", "memberToken"], "join_session ack"); // memberToken: PROTOCOL.md section 9
+  assertKeys(ack, ["ok", "state", "memberToken"], "join_session ack"); // memberToken: docs/protocol.md, "Handing over and coming back"
   assertSnapshot(ack.state, "join_session ack.state");
   return ack.state;
 }
@@ -194,7 +196,7 @@ async function settle(...sockets) {
 /** Records everything a socket receives except the periodic events. */
 function recorder(socket) {
   const log = [];
-  // session_joined is the joiner's private token (PROTOCOL.md section 9),
+  // session_joined is the joiner's private token (docs/protocol.md),
   // not a change of the session.
   const periodic = new Set(["scroll_tick", "heartbeat", "heartbeat_response", "latency_response", "error", "session_joined"]);
   socket.onAny((event, arg) => {
@@ -464,6 +466,13 @@ describe("contract: sessions, transport, leadership (LEADER_POLICY=strict)", () 
     await expectOk(b, "pause", { sessionId: id });
   });
 
+  test("every server event has its field names checked (here, or in songs.test.mjs)", () => {
+    // snapshot and scroll_tick have their own checks (assertSnapshot, assertTick).
+    const checked = [...Object.keys(KEYS), "snapshot", "scroll_tick", ...SONGS_TEST_SERVER_EVENTS];
+    assert.deepEqual(missingFrom(SERVER_EVENTS, checked), [], "server events whose payload no test checks: add them to KEYS");
+    assert.deepEqual(missingFrom(checked, SERVER_EVENTS), [], "KEYS checks events the server does not list in internal/protocol");
+  });
+
   test("every server event's field names: play/pause/seek/stop/sync_response/heartbeat_response/latency_response/heartbeat/clock_sync", T, async () => {
     const id = sessionName("fields");
     const [a, b] = await band(srv.url, id, ["A", "B"]);
@@ -552,14 +561,20 @@ describe("contract: sessions, transport, leadership (LEADER_POLICY=strict)", () 
     const t0 = Date.now();
     const cs = await send(b, "clock_sync", { t0 });
     const t3 = Date.now();
-    assertKeys(cs, ["ok", "t0", "t1", "t2"], "clock_sync ack");
+    assertKeys(cs, KEYS.clock_sync, "clock_sync ack");
     assert.equal(cs.ok, true);
     assert.equal(cs.t0, t0);
     assert.ok(cs.t1 >= t0 && cs.t2 >= cs.t1 && cs.t2 <= t3 + 1, `clock_sync times out of order: t0 ${t0} t1 ${cs.t1} t2 ${cs.t2} t3 ${t3}`);
+    // Without an ack, the answer is a clock_sync event.
+    const ce = once(b, "clock_sync", 2000);
+    b.emit("clock_sync", { t0: 42 });
+    const csEvent = await ce;
+    assertKeys(csEvent, KEYS.clock_sync, "clock_sync event");
+    assert.equal(csEvent.t0, 42);
 
     // None of those requests made the server broadcast anything to B.
     assert.deepEqual(
-      bLog.log.filter((e) => !["play", "pause", "seek", "stop", "snapshot", "sync_response"].includes(e.event)).map((e) => e.event),
+      bLog.log.filter((e) => !["play", "pause", "seek", "stop", "snapshot", "sync_response", "clock_sync"].includes(e.event)).map((e) => e.event),
       [],
     );
   });
@@ -823,7 +838,14 @@ describe("contract: sessions, transport, leadership (LEADER_POLICY=strict)", () 
       ...[...notObjects, [{}, "INVALID_PAYLOAD"], [{ t0: "x" }, "INVALID_PAYLOAD"], [{ t0: null }, "INVALID_PAYLOAD"], [[{ t0: 1 }], "INVALID_PAYLOAD"],
         [{ t0: 1, padding: big }, "PAYLOAD_TOO_LARGE"]]
         .map(([p, c]) => ["clock_sync", p, c]),
+      ...[...notObjects, [{}, "INVALID_PAYLOAD"], [{ offsetMs: 1 }, "INVALID_PAYLOAD"], [{ offsetMs: "1", rttMs: 2 }, "INVALID_PAYLOAD"],
+        [{ offsetMs: 1, rttMs: -2 }, "INVALID_PAYLOAD"], [{ offsetMs: null, rttMs: 2 }, "INVALID_PAYLOAD"],
+        [{ offsetMs: 1, rttMs: 2, padding: big }, "PAYLOAD_TOO_LARGE"]]
+        .map(([p, c]) => ["sync_quality", p, c]),
     );
+    // Every client event is here, or in songs.test.mjs's refusal table.
+    assert.deepEqual(missingFrom(CLIENT_EVENTS, [...cases.map(([event]) => event), ...SONGS_TEST_CLIENT_EVENTS]), [],
+      "client events with no invalid-payload cases: add them to this test");
 
     const failures = [];
     const sender = (event) => (event === "join_session" ? outsider : a);
@@ -885,7 +907,7 @@ describe("contract: sessions, transport, leadership (LEADER_POLICY=strict)", () 
     const before = essence(await getState(srv, id));
     const failures = [];
     for (const ev of ["x".repeat(65), "x".repeat(300), "two words", "événement", "semi;colon", ""]) {
-      // PROTOCOL.md 3/4: an ack, when asked for, is answered; an unknown
+      // docs/protocol.md, "Client events": an ack, when asked for, is answered; an unknown
       // event name gets UNKNOWN_EVENT. A client that waits on the ack must
       // not hang because the name is odd.
       try {

@@ -1,27 +1,12 @@
-// The SDK's songs, handover and resume methods (PROTOCOL.md sections 8-9)
+// The SDK's songs, handover and resume methods (docs/protocol.md)
 // against the real server: what the web app builds on.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { register } from "node:module";
 import { startServer, assertCleanLogs } from "./lib/server.mjs";
 import { sleep, waitUntil } from "./lib/client.mjs";
+import { sdk } from "./lib/sdk.mjs";
 
-// The SDK resolves socket.io-client from this folder, as in sdk.test.mjs.
-const sdkDir = new URL("../../sdk/js/", import.meta.url).href;
-register(
-  "data:text/javascript," +
-    encodeURIComponent(`
-      let sdkDir, parentURL;
-      export async function initialize(d) { sdkDir = d.sdkDir; parentURL = d.parentURL; }
-      export async function resolve(specifier, context, next) {
-        if (specifier === "socket.io-client" && context.parentURL && context.parentURL.startsWith(sdkDir)) {
-          return next(specifier, { ...context, parentURL });
-        }
-        return next(specifier, context);
-      }`),
-  { parentURL: import.meta.url, data: { sdkDir, parentURL: import.meta.url } },
-);
-const { connect } = await import("../../sdk/js/bandsync.js");
+const { connect } = sdk;
 
 const uid = () => Math.random().toString(36).slice(2, 10);
 const T = { timeout: 30_000 };

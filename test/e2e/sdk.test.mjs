@@ -3,35 +3,18 @@
 // where the song is, click the count-in together, start on the bar, and
 // keep going through a Wi-Fi drop?
 //
-// The SDK is imported from sdk/js exactly as published. Its one dependency,
-// socket.io-client, is resolved from this folder's node_modules (the SDK
-// folder has none of its own) by a tiny module-resolution hook, so the SDK
-// and these tests share one copy of socket.io-client.
+// The SDK is imported from sdk/js exactly as published (lib/sdk.mjs).
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { register } from "node:module";
 import net from "node:net";
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { startServer, httpGet, assertCleanLogs, artifactsDir } from "./lib/server.mjs";
 import { sleep, waitUntil } from "./lib/client.mjs";
 import { Manager } from "socket.io-client";
+import { sdk } from "./lib/sdk.mjs";
 
-const sdkDir = new URL("../../sdk/js/", import.meta.url).href;
-register(
-  "data:text/javascript," +
-    encodeURIComponent(`
-      let sdkDir, parentURL;
-      export async function initialize(d) { sdkDir = d.sdkDir; parentURL = d.parentURL; }
-      export async function resolve(specifier, context, next) {
-        if (specifier === "socket.io-client" && context.parentURL && context.parentURL.startsWith(sdkDir)) {
-          return next(specifier, { ...context, parentURL });
-        }
-        return next(specifier, context);
-      }`),
-  { parentURL: import.meta.url, data: { sdkDir, parentURL: import.meta.url } },
-);
-const { connect, BandSyncError, localNow } = await import("../../sdk/js/bandsync.js");
+const { connect, BandSyncError, localNow } = sdk;
 
 const uid = () => Math.random().toString(36).slice(2, 10);
 const room = (p) => `sdk-${p}-${uid()}`;

@@ -1,5 +1,5 @@
 // Transport end-to-end tests: the real server binary, driven by the official
-// socket.io-client (the judge of wire compatibility, PROTOCOL.md section 1)
+// socket.io-client (the judge of wire compatibility, docs/protocol.md "Transport")
 // and by a raw Engine.IO client for input no real client would send.
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";

@@ -266,15 +266,6 @@ func (c *Cluster) URL() string {
 	return b.String()
 }
 
-// Addrs lists every node's host:port.
-func (c *Cluster) Addrs() []string {
-	out := make([]string, len(c.nodes))
-	for i, n := range c.nodes {
-		out[i] = n.addr()
-	}
-	return out
-}
-
 func (c *Cluster) byAddr(addr string) *node {
 	for _, n := range c.nodes {
 		if n.addr() == addr {

@@ -34,9 +34,10 @@ export async function launchChromium(extra = []) {
 /**
  * A device: its own browser context (own window, own storage) of the given
  * kind, opened at url. The context is pushed on contexts for the caller to
- * close; problems receives every console error, page error and HTTP error.
+ * close; problems receives every console error, page error and HTTP error,
+ * and with failedRequests every request that got no answer at all.
  */
-export async function openDevice(browser, { kind, label, url, contexts, problems }) {
+export async function openDevice(browser, { kind, label, url, contexts, problems, failedRequests = false }) {
   const ctx = await browser.newContext(DEVICES[kind]);
   contexts.push(ctx);
   const page = await ctx.newPage();
@@ -47,6 +48,9 @@ export async function openDevice(browser, { kind, label, url, contexts, problems
   page.on("response", (r) => {
     if (r.status() >= 400) problems.push(`${label} ${r.status()} ${r.url()}`);
   });
+  if (failedRequests) {
+    page.on("requestfailed", (r) => problems.push(`${label} request failed: ${r.url()} ${r.failure()?.errorText}`));
+  }
   await page.goto(url);
   return page;
 }
@@ -59,4 +63,22 @@ export async function joinPage(page, sessionId, name, role = "follower") {
   await page.click("#join-btn");
   await page.waitForSelector('body[data-view="session"]', { timeout: 5000 });
   await page.waitForSelector('#conn[data-state="connected"]');
+}
+
+/**
+ * A page's local clock (performance.timeOrigin + performance.now(), the
+ * SDK's clock) minus the machine's wall clock, averaged over `reads` reads.
+ * The pages live in different renderer processes whose timeOrigins can
+ * differ by a fraction of a millisecond; this puts them on one time base.
+ */
+export async function clockSkew(page, reads = 200) {
+  const xs = await page.evaluate(async (n) => {
+    const out = [];
+    for (let i = 0; i < n; i++) {
+      out.push(performance.timeOrigin + performance.now() - Date.now());
+      await new Promise((r) => setTimeout(r, 0.3 + Math.random()));
+    }
+    return out;
+  }, reads);
+  return xs.reduce((a, b) => a + b, 0) / xs.length;
 }

@@ -1,4 +1,4 @@
-// ChordPro, as the web app draws it: the subset of PROTOCOL.md section 8
+// ChordPro, as the web app draws it: the subset of docs/protocol.md
 // (title, artist, key, tempo, time, comments, chorus/verse/bridge/tab
 // sections, [chords] inline with the lyrics), turned into the chart model
 // the app scrolls: sections of lines, each line a run of bars.
