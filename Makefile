@@ -3,7 +3,7 @@
 GO       ?= go
 FUZZTIME ?= 60s
 
-.PHONY: all run build test e2e fuzz bench soak loadtest floor redis-stall multi-instance precision lint chaos clean release image stack stack-down deploy-test
+.PHONY: all run build test e2e fuzz bench soak side-by-side loadtest floor redis-stall multi-instance precision lint chaos clean release image stack stack-down deploy-test
 
 all: build
 
@@ -38,6 +38,10 @@ soak:
 	@mkdir -p bin
 	$(GO) build -o bin/bandsync ./cmd/bandsync
 	cd test/e2e && npm ci --silent && BANDSYNC_BIN=$(CURDIR)/bin/bandsync $(if $(RT),chrt -f 10) node soak.mjs --clients $(or $(CLIENTS),300) --minutes $(or $(MINUTES),10)
+
+## side-by-side: fanout at 100 ms ticks (SHAPES="50x8 625x8", MODES="memory redis") of BEFORE (a commit) and this tree, alternately, one series; RT=1 at SCHED_FIFO
+side-by-side:
+	BEFORE=$(or $(BEFORE),01f532a) bash scripts/side-by-side.sh
 
 ## bench: Go benchmarks
 bench:
