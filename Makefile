@@ -3,7 +3,7 @@
 GO       ?= go
 FUZZTIME ?= 60s
 
-.PHONY: all run build test e2e fuzz bench soak side-by-side loadtest floor redis-stall multi-instance precision lint chaos clean release image stack stack-down deploy-test
+.PHONY: all run build test e2e fuzz bench soak side-by-side loadtest floor redis-stall multi-instance precision mass-drop lint chaos clean release image stack stack-down deploy-test
 
 all: build
 
@@ -58,6 +58,10 @@ redis-stall:
 ## multi-instance: a private redis-server, N=3 instances and fanout S x M (625x8) spread over them at TICK=100 ms ticks, beside one instance and the relay floor; CLIENT_TICK=0 for clients that take no ticks; docs/benchmarks.md
 multi-instance:
 	bash scripts/multi-instance.sh
+
+## mass-drop: issue 11's figure: N=1000 phones (Redis mode, sessions of 8, playing) on one network-fault lab host whose link goes down at once, 20 watchers timing the server's pings and ticks; as root; BANDSYNC_BIN=path measures another server build; docs/benchmarks.md
+mass-drop:
+	MASS_DROP_CLIENTS=$(or $(N),1000) $(GO) test -count=1 -tags 'netfault massdrop' -run '^TestMassDrop$$' -timeout 5m -v ./internal/netfault/
 
 ## floor: what this machine's loopback TCP can carry for a shape, no server needed (S=625 M=8 sessions x members)
 floor:

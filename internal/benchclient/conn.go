@@ -73,7 +73,8 @@ type Conn struct {
 
 	h               Handler
 	closed          func(error)
-	goroutineReader bool // see DialOptions
+	goroutineReader bool            // see DialOptions
+	onPing          func(time.Time) // see DialOptions
 
 	// Epoll mode (Linux): the socket is a raw descriptor owned by a poller.
 	fd      int
@@ -101,6 +102,10 @@ type DialOptions struct {
 	// rather than on the shared epoll loops (Linux). The goroutine way is
 	// the simple one, kept to compare against.
 	GoroutineReader bool
+	// OnPing, when not nil, is called with the arrival time of every
+	// Engine.IO ping before it is answered (the mass-drop measurement
+	// watches the server's ping cadence).
+	OnPing func(now time.Time)
 }
 
 // Dial connects to wsURL (see SocketURL) and completes the Engine.IO open
@@ -123,7 +128,7 @@ func Dial(wsURL string, o DialOptions) (*Conn, error) {
 	}
 	// br (when gobwas/ws returns one) comes from its pool and holds bytes
 	// the server sent after the upgrade; it is kept rather than returned.
-	c := &Conn{nc: nc, fr: frameReader{br: br}, fd: -1, done: make(chan struct{}), goroutineReader: o.GoroutineReader}
+	c := &Conn{nc: nc, fr: frameReader{br: br}, fd: -1, done: make(chan struct{}), goroutineReader: o.GoroutineReader, onPing: o.OnPing}
 	if err := c.handshake(timeout); err != nil {
 		_ = nc.Close()
 		return nil, err
@@ -224,6 +229,9 @@ func (c *Conn) dispatch(now time.Time, op ws.OpCode, p []byte) error {
 				c.h(now, p[1:])
 			}
 		case '2':
+			if c.onPing != nil {
+				c.onPing(now)
+			}
 			return c.pong(p)
 		case '1':
 			return errors.New("server closed the Engine.IO session")
