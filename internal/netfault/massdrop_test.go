@@ -26,6 +26,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -109,10 +110,11 @@ func newSocket(c *benchclient.Conn, s *mdSocket, i, size int, prefix string) *md
 
 // dialFrom opens n sockets whose TCP connections live in namespace ns:
 // a socket belongs to the namespace of the thread that creates it, so a
-// goroutine locked to a thread moved into ns dials them all. The thread
-// is never unlocked, so it ends with the goroutine instead of going back
-// to the pool in the wrong namespace.
-func dialFrom(ns, wsURL string, n, size int, prefix string) ([]*mdSocket, error) {
+// goroutine locked to a thread moved into ns dials them all, and moves the
+// thread back before unlocking it. (Left in ns, the thread could be the
+// process's main one, which Go never ends: the lab's cleanup would then
+// find the test process in the namespace and kill it.)
+func dialFrom(ns string, sources []net.IP, wsURL string, n, size int, prefix string) ([]*mdSocket, error) {
 	type result struct {
 		socks []*mdSocket
 		err   error
@@ -120,6 +122,12 @@ func dialFrom(ns, wsURL string, n, size int, prefix string) ([]*mdSocket, error)
 	done := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
+		home, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer home.Close()
 		f, err := os.Open("/var/run/netns/" + ns)
 		if err != nil {
 			done <- result{err: err}
@@ -130,9 +138,16 @@ func dialFrom(ns, wsURL string, n, size int, prefix string) ([]*mdSocket, error)
 			done <- result{err: fmt.Errorf("setns %s: %w", ns, err)}
 			return
 		}
+		defer func() {
+			// Unlocked only once home again; otherwise the thread ends
+			// with the goroutine (or, the main thread, stays wedged).
+			if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
+				runtime.UnlockOSThread()
+			}
+		}()
 		socks := make([]*mdSocket, 0, n)
 		for i := range n {
-			c, err := benchclient.Dial(wsURL, benchclient.DialOptions{Timeout: 10 * time.Second})
+			c, err := benchclient.Dial(wsURL, benchclient.DialOptions{Local: sources[i/size/sessionsPerAddr], Timeout: 10 * time.Second})
 			if err != nil {
 				for _, s := range socks {
 					_ = s.c.Close()
@@ -245,6 +260,9 @@ for _, k in ipairs(redis.call('KEYS', ARGV[1])) do
 end
 return n`)
 
+// sessionsPerAddr is how many sessions' phones share a source address.
+const sessionsPerAddr = 25
+
 func TestMassDrop(t *testing.T) {
 	n := envInt("MASS_DROP_CLIENTS", 1000)
 	nw := envInt("MASS_DROP_WATCHERS", 20)
@@ -268,7 +286,20 @@ func TestMassDrop(t *testing.T) {
 	defer rdb.Close()
 
 	start := time.Now()
-	dropped, err := dialFrom(phones.NS, wsURL, n, size, "drop-")
+	// The server admits 512 sockets and 30 new sessions at once per client
+	// address (a venue's NAT): the phones host gets one address per 25
+	// sessions (its own first), as if the phones were in several venues
+	// behind one failing uplink.
+	sources := []net.IP{net.ParseIP(phones.IP)}
+	base := net.ParseIP(phones.IP).To4()
+	for k := 1; k < (n+size*sessionsPerAddr-1)/(size*sessionsPerAddr); k++ {
+		ip := net.IPv4(base[0], base[1], base[2], byte(200+k))
+		if out, err := phones.Command("ip", "addr", "add", ip.String()+"/24", "dev", "eth0").CombinedOutput(); err != nil {
+			t.Fatalf("adding %s to the phones host: %v: %s", ip, err, out)
+		}
+		sources = append(sources, ip)
+	}
+	dropped, err := dialFrom(phones.NS, sources, wsURL, n, size, "drop-")
 	if err != nil {
 		t.Fatalf("dialing from the phones host: %v", err)
 	}
