@@ -61,7 +61,9 @@ multi-instance:
 
 ## mass-drop: issue 11's figure: N=1000 phones (Redis mode, sessions of 8, playing) on one network-fault lab host whose link goes down at once, 20 watchers timing the server's pings and ticks; as root; BANDSYNC_BIN=path measures another server build; docs/benchmarks.md
 mass-drop:
+	@uptime
 	MASS_DROP_CLIENTS=$(or $(N),1000) $(GO) test -count=1 -tags 'netfault massdrop' -run '^TestMassDrop$$' -timeout 5m -v ./internal/netfault/
+	@uptime
 
 ## floor: what this machine's loopback TCP can carry for a shape, no server needed (S=625 M=8 sessions x members)
 floor:
