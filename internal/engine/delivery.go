@@ -224,6 +224,14 @@ func (s *session) resyncLocked() bool {
 		}
 	}
 	now := e.clk.Now()
+	if s.dirty && (s.fenced || s.spansInstances()) {
+		if !s.healLocked() {
+			return false
+		}
+		s.fillLocked()
+		s.reattachLocked(live)
+		return true
+	}
 	ops := []store.Op{{Kind: store.OpBroadcast, Event: protocol.EventSnapshot, Value: s.st.snapshot(now)}}
 	res, err := sh.WriteBack(ctx, s.st.record(), ops)
 	if err != nil {
@@ -248,11 +256,18 @@ func (s *session) resyncLocked() bool {
 	}
 	// What others committed meanwhile comes from the log, in order.
 	s.fillLocked()
+	s.reattachLocked(live)
+	return true
+}
+
+// reattachLocked attaches again the members connected here that the
+// others detached while this instance was cut off (taken for dead).
+func (s *session) reattachLocked(live []string) {
+	e := s.e
 	for _, id := range live {
 		if i := s.st.find(id); i >= 0 && !s.st.members[i].connected && s.st.members[i].inst == e.inst {
 			e.log.Info("re-attaching a member detached while this instance was cut off", "session", s.st.id, "member", id)
 			_, _ = s.runLocked(attachCmd{member: id, inst: e.inst}, e.clk.Now())
 		}
 	}
-	return true
 }

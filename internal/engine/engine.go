@@ -33,8 +33,12 @@
 // copy.
 //
 // While the store is unavailable (Redis down; never in memory) a session
-// is served from its copy alone and marked dirty, and written back when
-// the store returns: the higher version wins, never a lower leader term.
+// whose members are all on this instance is served from its copy alone
+// and marked dirty, and written back when the store returns: the higher
+// version wins, never a lower leader term. A session with members on
+// other instances refuses its members' changes then (STORE_UNAVAILABLE),
+// stops naming a leader once the others may take this instance for dead,
+// and adopts the stored state when the store returns (partition.go).
 //
 // # Locks
 //
@@ -65,6 +69,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bandsync/bandsync/internal/store"
@@ -134,6 +139,8 @@ type Engine struct {
 	store  store.Shared
 	inst   string // this instance's id in the store
 	log    *slog.Logger
+
+	fencing atomic.Bool // a FenceIfCutOff pass of Run is under way
 
 	resyncMu      sync.Mutex
 	resyncRunning bool
@@ -215,6 +222,12 @@ func (e *Engine) Run(ctx context.Context) {
 			e.tickSlot(int(g % int64(e.slots)))
 		}
 		if !now.Before(nextSweep) {
+			// On its own goroutine: a pass takes session locks, which
+			// a command may hold across a slow store call, and ticks
+			// must not wait on that.
+			if e.fencing.CompareAndSwap(false, true) {
+				go func() { defer e.fencing.Store(false); e.FenceIfCutOff() }()
+			}
 			e.Sweep()
 			nextSweep = now.Add(sweepEvery)
 		}

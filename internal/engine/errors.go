@@ -134,6 +134,11 @@ func validateRole(role string, optional bool) error {
 	return newError(protocol.CodeInvalidPayload, `role must be "leader" or "follower", got %s`, quoteShort(role))
 }
 
+func storeUnavailable() *Error {
+	return newError(protocol.CodeStoreUnavailable,
+		"the band's server is reconnecting to the other servers, so the change could not reach every member; try again in a moment")
+}
+
 func notInSession(sessionID string) *Error {
 	return newError(protocol.CodeNotInSession, "you are not in session %q; send join_session first", sessionID)
 }

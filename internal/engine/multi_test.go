@@ -6,6 +6,8 @@ package engine_test
 // are asynchronous, as they are over Redis, so these tests poll.
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -28,13 +30,70 @@ type node struct {
 }
 
 // mutable is an instance's view of the store whose deliveries can be cut,
-// as an instance that has died or is partitioned from the others' updates.
+// as an instance that has died or is partitioned from the others' updates
+// (off), or that can be cut off from the store altogether, as one
+// partitioned from Redis (cut, then lapsed once its presence would have
+// expired, then heal).
 type mutable struct {
 	*store.Memory
-	off atomic.Bool
+	off    atomic.Bool
+	cut    atomic.Bool
+	lapsed atomic.Bool
+	l      store.Listener
 }
 
-func (m *mutable) Listen(l store.Listener) { m.Memory.Listen(mutedListener{m, l}) }
+var errCut = errors.New("test: cut off from the store")
+
+func (m *mutable) Listen(l store.Listener) {
+	m.l = l
+	m.Memory.Listen(mutedListener{m, l})
+}
+
+func (m *mutable) Available() bool      { return !m.cut.Load() }
+func (m *mutable) PresenceLapsed() bool { return m.lapsed.Load() }
+
+// heal ends a cut: the store is available again and says so, as Redis's
+// supervisor does.
+func (m *mutable) heal() {
+	m.lapsed.Store(false)
+	m.cut.Store(false)
+	m.l.Resync()
+}
+
+func (m *mutable) Load(ctx context.Context, id string) (store.SessionRecord, bool, error) {
+	if m.cut.Load() {
+		return store.SessionRecord{}, false, errCut
+	}
+	return m.Memory.Load(ctx, id)
+}
+
+func (m *mutable) Follow(ctx context.Context, id string) (store.SessionRecord, bool, string, error) {
+	if m.cut.Load() {
+		return store.SessionRecord{}, false, "", errCut
+	}
+	return m.Memory.Follow(ctx, id)
+}
+
+func (m *mutable) Commit(ctx context.Context, r store.SessionRecord, prev, term uint64, ops []store.Op) (store.Result, error) {
+	if m.cut.Load() {
+		return store.Result{}, errCut
+	}
+	return m.Memory.Commit(ctx, r, prev, term, ops)
+}
+
+func (m *mutable) WriteBack(ctx context.Context, r store.SessionRecord, ops []store.Op) (store.Result, error) {
+	if m.cut.Load() {
+		return store.Result{}, errCut
+	}
+	return m.Memory.WriteBack(ctx, r, ops)
+}
+
+func (m *mutable) Since(ctx context.Context, id, cursor string) ([]store.Batch, bool, error) {
+	if m.cut.Load() {
+		return nil, false, errCut
+	}
+	return m.Memory.Since(ctx, id, cursor)
+}
 
 type mutedListener struct {
 	m *mutable
@@ -42,7 +101,7 @@ type mutedListener struct {
 }
 
 func (ml mutedListener) Deliver(id string, b store.Batch) {
-	if !ml.m.off.Load() {
+	if !ml.m.off.Load() && !ml.m.cut.Load() {
 		ml.l.Deliver(id, b)
 	}
 }

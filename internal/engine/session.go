@@ -53,9 +53,14 @@ type session struct {
 	slot    int
 
 	// Guarded by op.
-	cursor   string   // log id of the last performed entry
-	followed bool     // the store delivers this session's batches here
-	dirty    bool     // changed while the store was unavailable, not written back yet
+	cursor   string // log id of the last performed entry
+	followed bool   // the store delivers this session's batches here
+	dirty    bool   // changed while the store was unavailable, not written back yet
+	// fenced: cut off long enough for the others to take this instance
+	// for dead, the copy stopped presenting a leader (fence); preFence is
+	// the copy before, for a store that comes back empty.
+	fenced   bool
+	preFence *sessionState
 	gone     []string // local members that left; unindexed once op is released
 	local    []string // applyLocked's buffer
 
@@ -194,10 +199,22 @@ func (s *session) runLocked(c command, now time.Time) (changed bool, err error) 
 // runLocalLocked applies c to this copy alone, for while the store is
 // unavailable: the session is marked dirty, and written back when the
 // store returns (resyncLocked).
+//
+// A session with members on other instances (as far as this copy knows)
+// is not changed from memory by its members' commands: the change could
+// not reach the members elsewhere, who may meanwhile change the session
+// themselves, so one band would split in two and, when the store
+// returned, one side's acknowledged changes would be lost. Such commands
+// are refused with STORE_UNAVAILABLE instead; only the presence of this
+// instance's own sockets (leave, detach, attach) is recorded, and replayed
+// on the stored state when the store returns (healLocked).
 func (s *session) runLocalLocked(c command, now time.Time) (bool, error) {
 	next, out, err := step(s.st, c, now, s.e.policy)
 	if err != nil {
 		return false, err
+	}
+	if out.changed && !localPresence(c) && (s.fenced || s.spansInstances()) {
+		return false, storeUnavailable()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -208,6 +225,27 @@ func (s *session) runLocalLocked(c command, now time.Time) (bool, error) {
 		s.adoptMuLocked(next)
 	}
 	return out.changed, nil
+}
+
+// localPresence reports whether c only records a socket of this instance
+// coming or going.
+func localPresence(c command) bool {
+	switch c.(type) {
+	case leaveCmd, detachCmd, attachCmd:
+		return true
+	}
+	return false
+}
+
+// spansInstances reports whether, by this copy, the session has members
+// whose socket is on another instance. The caller holds op or mu.
+func (s *session) spansInstances() bool {
+	for _, m := range s.st.members {
+		if m.inst != "" && m.inst != s.e.inst {
+			return true
+		}
+	}
+	return false
 }
 
 // adoptLocked makes next the session's state. The caller holds op, not mu.

@@ -89,6 +89,10 @@ const (
 	CodeUnknownEvent     = "UNKNOWN_EVENT"
 	CodePayloadTooLarge  = "PAYLOAD_TOO_LARGE"
 	CodeInternal         = "INTERNAL"
+	// CodeStoreUnavailable refuses a change to a session with members on
+	// other instances while the member's instance cannot reach Redis: the
+	// change could not reach them. The client may retry in a moment.
+	CodeStoreUnavailable = "STORE_UNAVAILABLE"
 	CodeSongNotFound     = "SONG_NOT_FOUND"
 	CodeLibraryFull      = "LIBRARY_FULL"
 )
@@ -98,7 +102,7 @@ const (
 var ErrorCodes = []string{
 	CodeInvalidPayload, CodeInvalidSessionID, CodeNotInSession, CodeNotLeader,
 	CodeSessionFull, CodeRateLimited, CodeUnknownEvent, CodePayloadTooLarge,
-	CodeInternal, CodeSongNotFound, CodeLibraryFull,
+	CodeInternal, CodeStoreUnavailable, CodeSongNotFound, CodeLibraryFull,
 }
 
 // Error codes of the HTTP API's JSON errors, on top of INVALID_SESSION_ID,

@@ -25,6 +25,18 @@ import (
 
 func (r *Redis) instanceTTL() time.Duration { return 3 * r.o.Heartbeat }
 
+// PresenceLapsed implements store.Presence: two heartbeats have
+// passed without a successful beat, so the presence key may expire one
+// heartbeat from now (the TTL ran from a moment after the beat was sent),
+// and the others reap at their next beat after that. The heartbeat of
+// margin covers the engine's check interval, so an engine that fences on
+// it does so before the others can even detach its members, let alone
+// elect a leader (instance TTL + LEADER_GRACE_MS).
+func (r *Redis) PresenceLapsed() bool {
+	last := r.lastBeat.Load()
+	return last > 0 && time.Since(time.UnixMilli(last)) >= r.instanceTTL()-r.o.Heartbeat
+}
+
 // heartbeat renews this instance's presence and reaps dead instances.
 func (r *Redis) heartbeat(ctx context.Context) {
 	host, _ := os.Hostname()
@@ -69,10 +81,17 @@ func (r *Redis) heartbeat(ctx context.Context) {
 	}
 }
 
-func (r *Redis) beat(ctx context.Context, info []byte) error {
+func (r *Redis) beat(ctx context.Context, info []byte) (err error) {
 	id := r.o.InstanceID
 	now := time.Now().UnixMilli()
-	_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+	defer func() {
+		if err == nil {
+			// The time the beat was sent, not answered: the key's TTL
+			// runs from a moment after it, so the lapse is never late.
+			r.lastBeat.Store(now)
+		}
+	}()
+	_, err = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, r.k.instance(id), info, r.instanceTTL())
 		p.ZAdd(ctx, r.k.instances(), redis.Z{Score: float64(now), Member: id})
 		// The session list outlives the instance long enough for a

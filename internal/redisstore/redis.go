@@ -73,6 +73,7 @@ type Redis struct {
 	up        atomic.Bool
 	everUp    atomic.Bool
 	downSince atomic.Int64 // unix ms when it became unavailable, 0 while up
+	lastBeat  atomic.Int64 // unix ms when the last successful heartbeat was sent
 	kick      chan struct{}
 
 	listener atomic.Pointer[listenerRef]
@@ -88,7 +89,10 @@ type Redis struct {
 	wg        sync.WaitGroup
 }
 
-var _ store.Shared = (*Redis)(nil)
+var (
+	_ store.Shared   = (*Redis)(nil)
+	_ store.Presence = (*Redis)(nil)
+)
 
 // Open builds the backend. It does not wait for Redis: when Redis cannot be
 // reached the instance starts in memory and Start keeps trying. Only a bad

@@ -70,6 +70,16 @@ type Shared interface {
 	Listen(l Listener)
 }
 
+// Presence is implemented by a Shared store in which the instances take
+// one another for dead when they stop renewing their presence (Redis).
+type Presence interface {
+	// PresenceLapsed reports whether this instance has gone long enough
+	// without renewing its presence that the others may take it for dead
+	// soon: they then detach its members and, LEADER_GRACE_MS later, hand
+	// the lead of its leaders to members of their own.
+	PresenceLapsed() bool
+}
+
 // Listener receives what a Shared store publishes.
 type Listener interface {
 	// Deliver hands over one published batch of a followed session. The

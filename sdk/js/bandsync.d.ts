@@ -22,6 +22,7 @@ export type ServerErrorCode =
   | "UNKNOWN_EVENT"
   | "PAYLOAD_TOO_LARGE"
   | "INTERNAL"
+  | "STORE_UNAVAILABLE"
   | "SONG_NOT_FOUND"
   | "LIBRARY_FULL";
 // END GENERATED
