@@ -11,10 +11,13 @@ import (
 	"github.com/bandsync/bandsync/internal/redisstore/redistest"
 )
 
-// Redis dies mid-session and comes back empty. Meanwhile each instance
-// serves its members from memory and the leader keeps changing things;
-// when Redis answers again the newest state is written back, every
-// instance converges on it, and its members are told.
+// Redis dies mid-session and comes back empty. Meanwhile a band whose
+// members are all on one instance is served from that instance's memory
+// and its leader keeps changing things; a band with members on both
+// instances refuses its leader's changes (STORE_UNAVAILABLE: they could
+// not reach the member on the other instance) and keeps playing. When
+// Redis answers again the newest state is written back, every instance
+// converges on it, and its members are told.
 func TestRedisLossServesFromMemoryAndWritesBack(t *testing.T) {
 	srv := redistest.Start(t)
 	pfx := prefix(t)
@@ -29,35 +32,48 @@ func TestRedisLossServesFromMemoryAndWritesBack(t *testing.T) {
 	if _, err := a.eng.Play("lead", "s1", 0); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := a.eng.Join("solo", engine.JoinRequest{SessionID: "s2"}); err != nil {
+		t.Fatal(err)
+	}
 
 	srv.Stop()
-	// The first command after the loss finds out and is served anyway.
-	st, err := a.eng.Seek("lead", "s1", 42_000)
+	// The first command after the loss finds out: the band on both
+	// instances is refused, the band on A alone is served anyway.
+	if _, err := a.eng.Seek("lead", "s1", 42_000); code(err) != engine.CodeStoreUnavailable {
+		t.Fatalf("seek in a band spanning instances while Redis is down: %v, want %s", err, engine.CodeStoreUnavailable)
+	}
+	st, err := a.eng.Seek("solo", "s2", 42_000)
 	if err != nil {
 		t.Fatalf("seek while Redis is down: %v", err)
 	}
-	if st, err = a.eng.SetTempo("lead", "s1", 96); err != nil {
+	if st, err = a.eng.SetTempo("solo", "s2", 96); err != nil {
 		t.Fatalf("set_tempo while Redis is down: %v", err)
 	}
 	eventually(t, 3*time.Second, "both instances noticed", func() bool { return !a.rs.Available() && !b.rs.Available() })
 	if !a.rs.DownSince().Before(time.Now()) {
 		t.Fatal("DownSince not set while unavailable")
 	}
-	if got := a.out.snapshotVersions("lead"); got[len(got)-1] != st.Version {
+	if got := a.out.snapshotVersions("solo"); got[len(got)-1] != st.Version {
 		t.Fatalf("the leader did not get its own change from memory: versions %v, want last %d", got, st.Version)
+	}
+	if s1, _ := a.eng.Session("s1"); !s1.IsPlaying || s1.Position > 40_000 {
+		t.Fatalf("the refused seek moved the band, or it stopped: %+v", s1)
 	}
 
 	if err := srv.Start(); err != nil { // empty: nothing was persisted
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "the newest state written back and seen everywhere", func() bool {
-		rec, ok, err := a.rs.Load(context.Background(), "s1")
+		rec, ok, err := a.rs.Load(context.Background(), "s2")
 		if err != nil || !ok || rec.Version != st.Version || rec.Tempo != 96 {
 			return false
 		}
+		sa, _ := a.eng.Session("s1")
 		sb, _ := b.eng.Session("s1")
 		vb := b.out.snapshotVersions("follow")
-		return sb.Version == st.Version && sb.Tempo == 96 && len(vb) > 0 && vb[len(vb)-1] == st.Version
+		va := a.out.snapshotVersions("lead")
+		return sa.Version == sb.Version && len(vb) > 0 && vb[len(vb)-1] == sb.Version && va[len(va)-1] == sa.Version &&
+			sa.LeaderSocketID != nil && *sa.LeaderSocketID == "lead" && sb.LeaderSocketID != nil && *sb.LeaderSocketID == "lead"
 	})
 	sa, _ := a.eng.Session("s1")
 	sb, _ := b.eng.Session("s1")
