@@ -231,7 +231,10 @@ type devState struct {
 	Recovered   bool
 	Seeks       []view // the states acknowledged seeks answered with
 	Refused     int    // claims refused
-	Claimed     int    // claims granted
+	// Unavailable counts commands refused with STORE_UNAVAILABLE: the
+	// device's instance could not pass them on to the band.
+	Unavailable int
+	Claimed     int // claims granted
 }
 
 // band is the devices of one session and what they said.
@@ -326,6 +329,14 @@ func (b *band) onLine(name, ev string, line []byte) {
 			v.StartsAt = *m.State.Starts
 		}
 		d.Seeks = append(d.Seeks, v)
+	case "error":
+		var m struct {
+			Code string `json:"code"`
+		}
+		_ = json.Unmarshal(line, &m)
+		if m.Code == "STORE_UNAVAILABLE" {
+			d.Unavailable++
+		}
 	case "claimed":
 		d.Claimed++
 	case "refused":

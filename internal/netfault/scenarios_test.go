@@ -78,10 +78,13 @@ func disconnects(t *testing.T, b *band, except ...string) int {
 // One instance loses Redis (every packet between its host and Redis's
 // dropped, both ways) for 3 s (10 s in make chaos) while its leader keeps
 // seeking and a member on the other instance keeps asking for the lead.
-// At no sample do two parties lead; when the partition heals, every
-// instance and every device agrees within 10 s, on the leader's last
-// acknowledged seek; nobody was disconnected; and the next seek reaches
-// every device.
+// The seeks the cut off instance cannot pass on are refused
+// (STORE_UNAVAILABLE), not acknowledged. At no sample do two parties
+// lead; when the partition heals, every instance and every device agrees
+// within 15 s, on the leader's last acknowledged seek, with the leader
+// that kept its instance or (after 10 s, longer than the others wait for
+// a dead instance's leader) its successor on the other instance; nobody
+// was disconnected; and the leader's next seek reaches every device.
 func TestPartitionFromRedis(t *testing.T) {
 	partition := 3 * time.Second
 	if long {
@@ -146,8 +149,20 @@ func TestPartitionFromRedis(t *testing.T) {
 	t.Logf("agreement %s after healing: %s", took.Round(time.Millisecond), final)
 
 	lead := bd.state("lead")
-	if final.instances["ia"].Leader != leaderID {
-		t.Errorf("after healing the leader is %q, not the leader that kept its instance (%q)", final.instances["ia"].Leader, leaderID)
+	// Past instance TTL + LEADER_GRACE_MS (4-6 s + 5 s with the default
+	// heartbeat; only make chaos's 10 s partition lasts that long) the
+	// others may have handed the lead to the member on their side, by
+	// the rule for a leader whose connection dropped: the cut off
+	// instance stopped naming a leader before that (no two leaders),
+	// and adopts it on healing.
+	passed := long && final.instances["ia"].Leader == bd.state("fb").ID
+	if final.instances["ia"].Leader != leaderID && !passed {
+		t.Errorf("after healing the leader is %q, not the leader that kept its instance (%q) nor, after a partition this long, its successor on ib", final.instances["ia"].Leader, leaderID)
+	}
+	t.Logf("after healing: the lead passed to the member on ib: %v", passed)
+	t.Logf("the leader's seeks: %d acknowledged, %d refused with STORE_UNAVAILABLE", len(lead.Seeks), lead.Unavailable)
+	if lead.Unavailable == 0 {
+		t.Error("no seek of the cut off leader was refused: its instance passed on what it could not")
 	}
 	if len(lead.Seeks) == 0 {
 		t.Fatal("the leader's seeks were never acknowledged")
@@ -158,15 +173,22 @@ func TestPartitionFromRedis(t *testing.T) {
 	if got := final.instances["ib"].at(float64(final.at.UnixMilli())); math.Abs(got-last.at(float64(final.at.UnixMilli()))) > 5 {
 		t.Errorf("instance ib is at %.0f ms, the leader's last acknowledged seek puts the band at %.0f ms", got, last.at(float64(final.at.UnixMilli())))
 	}
-	if fb := bd.state("fb"); fb.Claimed > 0 {
+	// Once the lead passed to it by default, the member's claim confirms
+	// it; before, every claim must have been refused.
+	if fb := bd.state("fb"); fb.Claimed > 0 && !passed {
 		t.Errorf("the member on ib was granted the lead %d times while it was held", fb.Claimed)
 	}
 	if n := disconnects(t, bd); n > 0 {
 		t.Errorf("%d disconnects", n)
 	}
 
-	// The band still plays together: the next seek reaches every device.
-	bd.send("lead", "seek 777000")
+	// The band still plays together: the leader's next seek reaches
+	// every device.
+	if passed {
+		bd.send("fb", "seek 777000")
+	} else {
+		bd.send("lead", "seek 777000")
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		s := bd.sampleNow(ctx, ins)
