@@ -309,7 +309,7 @@ func (bd *band) seekDuringFault() *seeker {
 			case err == nil:
 				sk.acked++
 				sk.lastPos, sk.lastAt, sk.lastVer = pos, time.Now(), st.Version
-			case code(err) == protocol.CodeInternal:
+			case code(err) == protocol.CodeInternal, code(err) == protocol.CodeStoreUnavailable:
 				sk.refused = append(sk.refused, err.Error())
 			default:
 				sk.badError = err

@@ -7,6 +7,7 @@ import (
 
 	"github.com/bandsync/bandsync/internal/engine"
 	"github.com/bandsync/bandsync/internal/metrics"
+	"github.com/bandsync/bandsync/internal/protocol"
 	"github.com/bandsync/bandsync/internal/redisstore"
 	"github.com/bandsync/bandsync/internal/redisstore/redistest"
 )
@@ -39,8 +40,8 @@ func TestRedisLossServesFromMemoryAndWritesBack(t *testing.T) {
 	srv.Stop()
 	// The first command after the loss finds out: the band on both
 	// instances is refused, the band on A alone is served anyway.
-	if _, err := a.eng.Seek("lead", "s1", 42_000); code(err) != engine.CodeStoreUnavailable {
-		t.Fatalf("seek in a band spanning instances while Redis is down: %v, want %s", err, engine.CodeStoreUnavailable)
+	if _, err := a.eng.Seek("lead", "s1", 42_000); code(err) != protocol.CodeStoreUnavailable {
+		t.Fatalf("seek in a band spanning instances while Redis is down: %v, want %s", err, protocol.CodeStoreUnavailable)
 	}
 	st, err := a.eng.Seek("solo", "s2", 42_000)
 	if err != nil {
