@@ -234,7 +234,8 @@ type devState struct {
 	// Unavailable counts commands refused with STORE_UNAVAILABLE: the
 	// device's instance could not pass them on to the band.
 	Unavailable int
-	Claimed     int // claims granted
+	Errors      []string // every refusal the device printed, "CODE: message"
+	Claimed     int      // claims granted
 }
 
 // band is the devices of one session and what they said.
@@ -331,9 +332,11 @@ func (b *band) onLine(name, ev string, line []byte) {
 		d.Seeks = append(d.Seeks, v)
 	case "error":
 		var m struct {
-			Code string `json:"code"`
+			Code    string `json:"code"`
+			Message string `json:"message"`
 		}
 		_ = json.Unmarshal(line, &m)
+		d.Errors = append(d.Errors, m.Code+": "+m.Message)
 		if m.Code == "STORE_UNAVAILABLE" {
 			d.Unavailable++
 		}
@@ -423,6 +426,7 @@ func (b *band) state(name string) devState {
 	if d := b.devs[name]; d != nil {
 		s := *d
 		s.Seeks = append([]view(nil), d.Seeks...)
+		s.Errors = append([]string(nil), d.Errors...)
 		return s
 	}
 	return devState{}

@@ -196,7 +196,7 @@ func TestPartitionFromRedis(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the seek after healing did not reach every device within 5 s: %s", s)
+			t.Fatalf("the seek after healing did not reach every device within 5 s: %s; refusals: lead %q, fb %q", s, bd.state("lead").Errors, bd.state("fb").Errors)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
