@@ -232,6 +232,7 @@ func (s *session) resyncLocked() bool {
 		s.reattachLocked(live)
 		return true
 	}
+	s.pending = nil // the copy holds it and is written back, or loses to a newer state
 	ops := []store.Op{{Kind: store.OpBroadcast, Event: protocol.EventSnapshot, Value: s.st.snapshot(now)}}
 	res, err := sh.WriteBack(ctx, s.st.record(), ops)
 	if err != nil {

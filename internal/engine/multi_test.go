@@ -39,6 +39,9 @@ type mutable struct {
 	off    atomic.Bool
 	cut    atomic.Bool
 	lapsed atomic.Bool
+	// cutAtCommit cuts the store at the next commit: after storing it
+	// (cutLanded: the answer is what is lost) or before (cutLost).
+	cutAtCommit atomic.Int32
 	l      store.Listener
 }
 
@@ -74,8 +77,22 @@ func (m *mutable) Follow(ctx context.Context, id string) (store.SessionRecord, b
 	return m.Memory.Follow(ctx, id)
 }
 
+const (
+	cutLanded = 1
+	cutLost   = 2
+)
+
 func (m *mutable) Commit(ctx context.Context, r store.SessionRecord, prev, term uint64, ops []store.Op) (store.Result, error) {
 	if m.cut.Load() {
+		return store.Result{}, errCut
+	}
+	switch m.cutAtCommit.Swap(0) {
+	case cutLanded:
+		_, _ = m.Memory.Commit(ctx, r, prev, term, ops)
+		m.cut.Store(true)
+		return store.Result{}, errCut
+	case cutLost:
+		m.cut.Store(true)
 		return store.Result{}, errCut
 	}
 	return m.Memory.Commit(ctx, r, prev, term, ops)

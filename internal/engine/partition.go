@@ -15,6 +15,7 @@ package engine
 // state wins over the copy (healLocked).
 
 import (
+	"errors"
 	"time"
 
 	"github.com/bandsync/bandsync/internal/protocol"
@@ -121,6 +122,7 @@ func (s *session) healLocked() bool {
 	if err != nil {
 		return false
 	}
+	retry := s.landPendingLocked()
 	seen := s.st.version
 	here := make(map[string]bool) // this instance's members in the copy: connected?
 	for _, m := range s.st.members {
@@ -159,7 +161,53 @@ func (s *session) healLocked() bool {
 			e.log.Warn("replaying a member's presence on the healed session failed", "session", s.st.id, "err", err)
 		}
 	}
+	if retry != nil {
+		if _, err := s.runLocked(retry, e.clk.Now()); err != nil {
+			e.log.Warn("a change acknowledged while the store went away no longer applies to the stored state; lost",
+				"session", s.st.id, "err", err)
+		}
+	}
 	return true
+}
+
+// pendingCommit is a command whose commit was under way when the store
+// went away, and the record it would have stored.
+type pendingCommit struct {
+	cmd        command
+	rec        store.SessionRecord
+	prev, term uint64
+}
+
+// landPendingLocked makes sure the commit under way when the store went
+// away is in effect: it commits the record now if the stored one is still
+// the one it was evaluated on, and recognises it if it had landed. If the
+// others changed the session meanwhile, the command is returned, to be
+// evaluated again on the stored state (it did not land, so running it
+// again does not repeat it).
+func (s *session) landPendingLocked() command {
+	p := s.pending
+	s.pending = nil
+	if p == nil {
+		return nil
+	}
+	ctx, cancel := storeCtx()
+	res, err := s.e.store.Commit(ctx, p.rec, p.prev, p.term, nil)
+	cancel()
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrConflict) && res.Found && sameChange(res.Current, p.rec):
+		return nil
+	}
+	return p.cmd
+}
+
+// sameChange reports whether the stored record is the one a commit wrote:
+// the change's instant and the fields a command sets identify it.
+func sameChange(a, b store.SessionRecord) bool {
+	return a.Version == b.Version && a.LeaderTerm == b.LeaderTerm && a.LastActiveAt == b.LastActiveAt &&
+		a.AnchorEpochMs == b.AnchorEpochMs && a.AnchorPositionMs == b.AnchorPositionMs && a.Tempo == b.Tempo &&
+		a.IsPlaying == b.IsPlaying && a.LeaderID == b.LeaderID && a.Message == b.Message && len(a.Members) == len(b.Members)
 }
 
 // unfence returns s with the lead pre had, if its leader is still a

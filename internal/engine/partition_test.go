@@ -181,3 +181,50 @@ func memberConnected(st engine.State, id string) bool {
 	}
 	return false
 }
+
+// The store goes away while a seek's commit is under way: whether it
+// landed is unknown, so the seek is acknowledged (served from memory),
+// not refused, and when the store is back it is in effect everywhere
+// whether it had landed, had not, or the others changed the session
+// meanwhile.
+func TestCommitUnderWayWhenTheStoreGoes(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		mode   int32
+		others bool // B changes the session while A is cut off
+	}{
+		{"landed", cutLanded, false},
+		{"lost", cutLost, false},
+		{"lost, others moved on", cutLost, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, n := cluster(t, multiConfig(), "A", "B")
+			a, b := n[0], n[1]
+			mustJoin(t, a, "lead", "s1")
+			mustJoin(t, b, "fb", "s1")
+			played := ok(t)(a.e.Play("lead", "s1", 0))
+			eventually(t, "B plays", func() bool { st, _ := b.e.Session("s1"); return st.Version == played.Version })
+
+			a.st.cutAtCommit.Store(c.mode)
+			sought, err := a.e.Seek("lead", "s1", 77_000)
+			if err != nil {
+				t.Fatalf("a seek whose commit was under way when the store went: %v; want it acknowledged", err)
+			}
+			if c.others {
+				ok(t)(b.e.UpdateMessage("fb", "s1", "meanwhile on B"))
+			}
+			a.clk.Advance(time.Second)
+			b.clk.Advance(time.Second)
+			a.st.heal()
+			eventually(t, "both instances at the seek's position", func() bool {
+				sa, _ := a.e.Session("s1")
+				sb, _ := b.e.Session("s1")
+				return sa.Version == sb.Version && sa.Version > sought.Version-1 && sb.Position >= 77_000 && sb.Position < 78_500 &&
+					sa.Position >= 77_000 && sa.Position < 78_500
+			})
+			if sb, _ := b.e.Session("s1"); c.others && sb.Message != "meanwhile on B" {
+				t.Fatalf("B's change was lost: message %q", sb.Message)
+			}
+		})
+	}
+}

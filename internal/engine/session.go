@@ -61,8 +61,11 @@ type session struct {
 	// the copy before, for a store that comes back empty.
 	fenced   bool
 	preFence *sessionState
-	gone     []string // local members that left; unindexed once op is released
-	local    []string // applyLocked's buffer
+	// pending is the command whose commit was under way when the store
+	// went away: it may or may not have landed.
+	pending *pendingCommit
+	gone    []string // local members that left; unindexed once op is released
+	local   []string // applyLocked's buffer
 
 	// Guarded by xmu.
 	xmu      sync.Mutex
@@ -141,7 +144,7 @@ func (s *session) runLocked(c command, now time.Time) (changed bool, err error) 
 	// is first written back, or its changes would be lost to the
 	// compare-and-set.
 	if !sh.Available() || ((s.dirty || !s.followed) && !s.resyncLocked()) {
-		return s.runLocalLocked(c, now)
+		return s.runLocalLocked(c, now, false)
 	}
 	rechecked := false
 	for range maxCommitAttempts {
@@ -178,7 +181,7 @@ func (s *session) runLocked(c command, now time.Time) (changed bool, err error) 
 			_, err := sh.WriteBack(ctx, s.st.record(), nil)
 			cancel()
 			if err != nil && !sh.Available() {
-				return s.runLocalLocked(c, now)
+				return s.runLocalLocked(c, now, false)
 			}
 			now = e.clk.Now()
 		case errors.Is(err, store.ErrConflict):
@@ -186,8 +189,13 @@ func (s *session) runLocked(c command, now time.Time) (changed bool, err error) 
 			rechecked = true
 			now = e.clk.Now()
 		case !sh.Available():
+			// The commit may have landed before the store went away:
+			// its outcome is unknown, so it is neither refused (it may
+			// be in effect) nor forgotten: it is served from memory and
+			// landed for sure when the store is back (healLocked).
 			e.log.Warn("session store lost during a command; serving from memory", "session", s.st.id, "err", err)
-			return s.runLocalLocked(c, now)
+			s.pending = &pendingCommit{cmd: c, rec: next.record(), prev: s.st.version, term: s.st.leaderTerm}
+			return s.runLocalLocked(c, now, true)
 		default:
 			e.log.Error("committing session failed", "session", s.st.id, "err", err)
 			return false, newError(protocol.CodeInternal, "the session store failed; try again")
@@ -207,13 +215,14 @@ func (s *session) runLocked(c command, now time.Time) (changed bool, err error) 
 // returned, one side's acknowledged changes would be lost. Such commands
 // are refused with STORE_UNAVAILABLE instead; only the presence of this
 // instance's own sockets (leave, detach, attach) is recorded, and replayed
-// on the stored state when the store returns (healLocked).
-func (s *session) runLocalLocked(c command, now time.Time) (bool, error) {
+// on the stored state when the store returns (healLocked). inFlight: c's
+// commit was under way when the store went away (see pending).
+func (s *session) runLocalLocked(c command, now time.Time, inFlight bool) (bool, error) {
 	next, out, err := step(s.st, c, now, s.e.policy)
 	if err != nil {
 		return false, err
 	}
-	if out.changed && !localPresence(c) && (s.fenced || s.spansInstances()) {
+	if out.changed && !inFlight && !localPresence(c) && (s.fenced || s.spansInstances()) {
 		return false, storeUnavailable()
 	}
 	s.mu.Lock()
