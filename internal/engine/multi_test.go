@@ -42,7 +42,7 @@ type mutable struct {
 	// cutAtCommit cuts the store at the next commit: after storing it
 	// (cutLanded: the answer is what is lost) or before (cutLost).
 	cutAtCommit atomic.Int32
-	l      store.Listener
+	l           store.Listener
 }
 
 var errCut = errors.New("test: cut off from the store")

@@ -162,7 +162,14 @@ func (s *session) healLocked() bool {
 		}
 	}
 	if retry != nil {
-		if _, err := s.runLocked(retry, e.clk.Now()); err != nil {
+		_, err := s.runLocked(retry.cmd, e.clk.Now())
+		if err != nil && retry.rec.LeaderID == retry.before.LeaderID && retry.rec.LeaderTerm == retry.before.LeaderTerm {
+			// A leader's playback command refused on the stored state
+			// (the lead passed on meanwhile): its playback still lands
+			// if nobody else moved playback since.
+			_, err = s.runLocked(latePlaybackCmd{before: retry.before, rec: retry.rec}, e.clk.Now())
+		}
+		if err != nil {
 			e.log.Warn("a change acknowledged while the store went away no longer applies to the stored state; lost",
 				"session", s.st.id, "err", err)
 		}
@@ -170,21 +177,50 @@ func (s *session) healLocked() bool {
 	return true
 }
 
+// latePlaybackCmd lands the playback a leader's command set before the
+// store went away (its commit under way, its outcome unknown, and it was
+// acknowledged) when the stored state has meanwhile changed only in ways
+// that leave playback alone: the others detached this instance's members
+// and may have handed the lead on, which is why the command itself is
+// refused on the stored state. It was the leader's word when it was
+// given, before any other; the band plays on from it.
+type latePlaybackCmd struct{ before, rec store.SessionRecord }
+
+func (c latePlaybackCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, error) {
+	var out outcome
+	cur := s.record()
+	if !samePlayback(cur, c.before) || samePlayback(cur, c.rec) {
+		return out, nil // the others moved playback on, or it is in effect
+	}
+	at := stateFromRecord(c.rec, now)
+	s.touch(now)
+	out.changed = true
+	s.tempo, s.playing, s.anchorPos, s.anchorAt, s.beatAnchor, s.startsAt =
+		at.tempo, at.playing, at.anchorPos, at.anchorAt, at.beatAnchor, at.startsAt
+	out.broadcast(protocol.EventSnapshot, s.snapshot(now))
+	return out, nil
+}
+
+func samePlayback(a, b store.SessionRecord) bool {
+	return a.Tempo == b.Tempo && a.IsPlaying == b.IsPlaying && a.AnchorPositionMs == b.AnchorPositionMs &&
+		a.AnchorEpochMs == b.AnchorEpochMs && a.BeatAnchor == b.BeatAnchor && a.StartsAt == b.StartsAt
+}
+
 // pendingCommit is a command whose commit was under way when the store
 // went away, and the record it would have stored.
 type pendingCommit struct {
-	cmd        command
-	rec        store.SessionRecord
-	prev, term uint64
+	cmd         command
+	rec, before store.SessionRecord // the record it would store, and the one it was evaluated on
+	prev, term  uint64
 }
 
 // landPendingLocked makes sure the commit under way when the store went
 // away is in effect: it commits the record now if the stored one is still
 // the one it was evaluated on, and recognises it if it had landed. If the
-// others changed the session meanwhile, the command is returned, to be
-// evaluated again on the stored state (it did not land, so running it
-// again does not repeat it).
-func (s *session) landPendingLocked() command {
+// others changed the session meanwhile, it is returned, for its command
+// to be evaluated again on the stored state (it did not land, so running
+// it again does not repeat it).
+func (s *session) landPendingLocked() *pendingCommit {
 	p := s.pending
 	s.pending = nil
 	if p == nil {
@@ -199,7 +235,7 @@ func (s *session) landPendingLocked() command {
 	case errors.Is(err, store.ErrConflict) && res.Found && sameChange(res.Current, p.rec):
 		return nil
 	}
-	return p.cmd
+	return p
 }
 
 // sameChange reports whether the stored record is the one a commit wrote:

@@ -196,6 +196,7 @@ func TestCommitUnderWayWhenTheStoreGoes(t *testing.T) {
 		{"landed", cutLanded, false},
 		{"lost", cutLost, false},
 		{"lost, others moved on", cutLost, true},
+		{"lost, the lead passed on meanwhile", cutLost, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, n := cluster(t, multiConfig(), "A", "B")
@@ -213,15 +214,32 @@ func TestCommitUnderWayWhenTheStoreGoes(t *testing.T) {
 			if c.others {
 				ok(t)(b.e.UpdateMessage("fb", "s1", "meanwhile on B"))
 			}
+			passes := c.name == "lost, the lead passed on meanwhile"
+			if passes {
+				b.e.Reap("A", []string{"s1"})
+				b.clk.Advance(5 * time.Second)
+				eventually(t, "fb leads", func() bool { st, _ := b.e.Session("s1"); return leaderOf(st) == "fb" })
+			}
 			a.clk.Advance(time.Second)
-			b.clk.Advance(time.Second)
+			if !passes {
+				b.clk.Advance(time.Second)
+			}
 			a.st.heal()
+			// Played on from the seek: 1 s on the clocks (6 s on B's
+			// when the lead passed).
+			lo, hi := 77_000.0, 78_500.0
+			if passes {
+				hi = 83_500
+			}
 			eventually(t, "both instances at the seek's position", func() bool {
 				sa, _ := a.e.Session("s1")
 				sb, _ := b.e.Session("s1")
-				return sa.Version == sb.Version && sa.Version > sought.Version-1 && sb.Position >= 77_000 && sb.Position < 78_500 &&
-					sa.Position >= 77_000 && sa.Position < 78_500
+				return sa.Version == sb.Version && sa.Version > sought.Version-1 && sb.Position >= lo && sb.Position < hi &&
+					sa.Position >= lo && sa.Position < hi
 			})
+			if sb, _ := b.e.Session("s1"); passes && leaderOf(sb) != "fb" {
+				t.Fatalf("the late seek changed the lead: %q", leaderOf(sb))
+			}
 			if sb, _ := b.e.Session("s1"); c.others && sb.Message != "meanwhile on B" {
 				t.Fatalf("B's change was lost: message %q", sb.Message)
 			}
