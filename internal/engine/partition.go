@@ -16,6 +16,7 @@ package engine
 
 import (
 	"errors"
+	"math"
 	"time"
 
 	"github.com/bandsync/bandsync/internal/protocol"
@@ -167,7 +168,11 @@ func (s *session) healLocked() bool {
 			// A leader's playback command refused on the stored state
 			// (the lead passed on meanwhile): its playback still lands
 			// if nobody else moved playback since.
-			_, err = s.runLocked(latePlaybackCmd{before: retry.before, rec: retry.rec}, e.clk.Now())
+			var landed bool
+			landed, err = s.runLocked(latePlaybackCmd{before: retry.before, rec: retry.rec}, e.clk.Now())
+			if err == nil && !landed && !samePlayback(s.st.record(), retry.rec) {
+				err = errors.New("playback was moved on by another leader meanwhile")
+			}
 		}
 		if err != nil {
 			e.log.Warn("a change acknowledged while the store went away no longer applies to the stored state; lost",
@@ -201,9 +206,13 @@ func (c latePlaybackCmd) apply(s *sessionState, now time.Time, _ policy) (outcom
 	return out, nil
 }
 
+// samePlayback compares two records' playback. Instants are compared to
+// a millisecond: a record rebuilt into a state and back (stateFromRecord,
+// record) keeps them only to float precision.
 func samePlayback(a, b store.SessionRecord) bool {
-	return a.Tempo == b.Tempo && a.IsPlaying == b.IsPlaying && a.AnchorPositionMs == b.AnchorPositionMs &&
-		a.AnchorEpochMs == b.AnchorEpochMs && a.BeatAnchor == b.BeatAnchor && a.StartsAt == b.StartsAt
+	near := func(x, y float64) bool { return math.Abs(x-y) < 1 }
+	return a.Tempo == b.Tempo && a.IsPlaying == b.IsPlaying && near(a.AnchorPositionMs, b.AnchorPositionMs) &&
+		near(a.AnchorEpochMs, b.AnchorEpochMs) && near(a.BeatAnchor, b.BeatAnchor) && near(a.StartsAt, b.StartsAt)
 }
 
 // pendingCommit is a command whose commit was under way when the store
