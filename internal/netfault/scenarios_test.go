@@ -160,8 +160,11 @@ func TestPartitionFromRedis(t *testing.T) {
 		t.Errorf("after healing the leader is %q, not the leader that kept its instance (%q) nor, after a partition this long, its successor on ib", final.instances["ia"].Leader, leaderID)
 	}
 	t.Logf("after healing: the lead passed to the member on ib: %v", passed)
-	t.Logf("the leader's seeks: %d acknowledged, %d refused with STORE_UNAVAILABLE", len(lead.Seeks), lead.Unavailable)
-	if lead.Unavailable == 0 {
+	t.Logf("the leader's seeks: %d acknowledged, %d refused with STORE_UNAVAILABLE; its refusals: %q", len(lead.Seeks), lead.Unavailable, lead.Errors)
+	// In 3 s the seeks may all wait out the partition behind the one
+	// whose commit was under way (the device sends one at a time); in
+	// 10 s some must be refused.
+	if long && lead.Unavailable == 0 {
 		t.Error("no seek of the cut off leader was refused: its instance passed on what it could not")
 	}
 	if len(lead.Seeks) == 0 {
