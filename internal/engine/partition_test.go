@@ -117,6 +117,7 @@ func TestCutOffPastPresenceFencesTheLeadAndHeals(t *testing.T) {
 		t.Fatalf("A's copy still names leader %q", leaderOf(st))
 	}
 	wantCode(t, second(a.e.SetRole("lead", "s1", engine.RoleLeader)), protocol.CodeStoreUnavailable)
+	wantCode(t, second(a.e.Seek("lead", "s1", 5)), protocol.CodeStoreUnavailable)
 
 	// B takes A for dead, and after the grace the lead passes to fb.
 	b.e.Reap("A", []string{"s1"})

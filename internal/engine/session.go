@@ -218,6 +218,11 @@ func (s *session) runLocked(c command, now time.Time) (changed bool, err error) 
 // on the stored state when the store returns (healLocked). inFlight: c's
 // commit was under way when the store went away (see pending).
 func (s *session) runLocalLocked(c command, now time.Time, inFlight bool) (bool, error) {
+	if s.fenced && !localPresence(c) {
+		// The fenced copy names no leader, but its members must hear
+		// why they cannot lead, not that the lead is free to claim.
+		return false, storeUnavailable()
+	}
 	next, out, err := step(s.st, c, now, s.e.policy)
 	if err != nil {
 		return false, err
