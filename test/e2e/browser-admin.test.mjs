@@ -55,6 +55,9 @@ describe("the dashboard with an admin token", () => {
       await deployer.waitForSelector(row, { timeout: 15_000 });
       member.close();
     } finally {
+      // The pages poll the server: close them before it goes away.
+      for (const c of contexts) await c.close();
+      contexts = [];
       const { logs } = await guarded.stop();
       assertCleanLogs(logs, "server 'browser-admin'");
     }
