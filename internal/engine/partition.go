@@ -163,7 +163,10 @@ func (s *session) healLocked() bool {
 		}
 	}
 	if retry != nil {
-		_, err := s.runLocked(retry.cmd, e.clk.Now())
+		// Evaluated again at the instant it was acknowledged: a seek
+		// lands where its leader was told it did, not seconds behind,
+		// anchored at the heal.
+		_, err := s.runLocked(retry.cmd, retry.at)
 		if err != nil && retry.rec.LeaderID == retry.before.LeaderID && retry.rec.LeaderTerm == retry.before.LeaderTerm {
 			// A leader's playback command refused on the stored state
 			// (the lead passed on meanwhile): its playback still lands
@@ -219,6 +222,7 @@ func samePlayback(a, b store.SessionRecord) bool {
 // went away, and the record it would have stored.
 type pendingCommit struct {
 	cmd         command
+	at          time.Time           // when it was evaluated and acknowledged
 	rec, before store.SessionRecord // the record it would store, and the one it was evaluated on
 	prev, term  uint64
 }

@@ -194,7 +194,7 @@ func (s *session) runLocked(c command, now time.Time) (changed bool, err error) 
 			// be in effect) nor forgotten: it is served from memory and
 			// landed for sure when the store is back (healLocked).
 			e.log.Warn("session store lost during a command; serving from memory", "session", s.st.id, "err", err)
-			s.pending = &pendingCommit{cmd: c, rec: next.record(), before: s.st.record(), prev: s.st.version, term: s.st.leaderTerm}
+			s.pending = &pendingCommit{cmd: c, at: now, rec: next.record(), before: s.st.record(), prev: s.st.version, term: s.st.leaderTerm}
 			return s.runLocalLocked(c, now, true)
 		default:
 			e.log.Error("committing session failed", "session", s.st.id, "err", err)
