@@ -164,7 +164,9 @@ describe("songs on stage", () => {
     // Two bars of count-in, in the song's 3/4.
     await leader.selectOption("#countin-bars", "2");
     for (const p of followers) await p.waitForFunction(() => window.bandsyncClient.state.countInBars === 2);
-    assert.match(await leader.textContent("#countin-btn"), /Count-in 2/);
+    // The leader's own page learns it from the same broadcast, which may
+    // reach it a moment after the followers'.
+    await leader.waitForFunction(() => /Count-in 2/.test(document.getElementById("countin-btn").textContent), null, { timeout: 3000 });
     await leader.click("#countin-btn");
     await leader.waitForFunction(() => window.bandsyncClient.state.isPlaying);
     const lead = await leader.evaluate(() => window.bandsyncClient.state.startsAt - window.bandsyncClient.state.serverTimestamp);
