@@ -15,7 +15,7 @@
 #                      for the deploy stage, whose dockerd it starts), and a
 #                      tool that is still missing FAILS the
 #                      run instead of skipping a suite
-#   FUZZTIME=10s       time per fuzz target (scripts/fuzz-targets.txt)
+#   FUZZTIME=5s        time per fuzz target (scripts/fuzz-targets.txt)
 #   BANDSYNC_E2E_RACE  1 (default) builds the e2e server binary with -race;
 #                      0 builds it without
 #   STATICCHECK_VERSION=v0.8.2  the staticcheck the lint stage runs
@@ -89,7 +89,7 @@ stage_unit() {
 }
 
 stage_fuzz() {
-	local fuzztime="${FUZZTIME:-10s}" list="${FUZZ_TARGETS:-$ROOT/scripts/fuzz-targets.txt}"
+	local fuzztime="${FUZZTIME:-5s}" list="${FUZZ_TARGETS:-$ROOT/scripts/fuzz-targets.txt}"
 	section "fuzz: ${fuzztime} per target (${list#"$ROOT"/})"
 	[[ -f "$list" ]] || {
 		warn "missing $list"
