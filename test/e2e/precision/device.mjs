@@ -16,26 +16,11 @@
 //         {"ev":"sync","sync":{...}} after every clock-sync round, {"ev":"error",...}.
 //
 // socket.io-client is resolved from test/e2e/node_modules, the SDK from
-// sdk/js, exactly as published (the same hook as sdk.test.mjs).
-import { register } from "node:module";
+// sdk/js, exactly as published (lib/sdk.mjs, as in sdk.test.mjs).
 import { createInterface } from "node:readline";
+import { sdk } from "../lib/sdk.mjs";
 
-const e2eDir = new URL("../", import.meta.url);
-const sdkDir = new URL("../../../sdk/js/", import.meta.url).href;
-register(
-  "data:text/javascript," +
-    encodeURIComponent(`
-      let sdkDir, parentURL;
-      export async function initialize(d) { sdkDir = d.sdkDir; parentURL = d.parentURL; }
-      export async function resolve(specifier, context, next) {
-        if (specifier === "socket.io-client" && context.parentURL && context.parentURL.startsWith(sdkDir)) {
-          return next(specifier, { ...context, parentURL });
-        }
-        return next(specifier, context);
-      }`),
-  { parentURL: import.meta.url, data: { sdkDir, parentURL: new URL("x.mjs", e2eDir).href } },
-);
-const { connect, localNow } = await import(new URL("bandsync.js", sdkDir).href);
+const { connect, localNow } = sdk;
 
 const [url, sessionId, name, role, sampleArg] = process.argv.slice(2);
 const sampleMs = Number(sampleArg) || 50;
