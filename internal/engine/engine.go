@@ -61,8 +61,6 @@
 package engine
 
 import (
-	"github.com/bandsync/bandsync/internal/protocol"
-
 	"context"
 	"errors"
 	"fmt"
@@ -72,6 +70,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bandsync/bandsync/internal/protocol"
 	"github.com/bandsync/bandsync/internal/store"
 )
 

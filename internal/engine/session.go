@@ -1,12 +1,12 @@
 package engine
 
 import (
-	"github.com/bandsync/bandsync/internal/protocol"
-
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"time"
 
+	"github.com/bandsync/bandsync/internal/protocol"
 	"github.com/bandsync/bandsync/internal/store"
 )
 
@@ -90,12 +90,27 @@ func (s *session) lock() {
 // and then takes the members that left out of the engine's index (which
 // may not be locked under a session lock).
 func (s *session) unlock() {
+	s.performInboxLocked(true)
+	gone := s.gone
+	s.gone = nil
+	s.op.Unlock()
+	for _, m := range gone {
+		s.e.unindex(m, s)
+	}
+}
+
+// performInboxLocked performs the batches delivered so far, in order.
+// release also ends the hold (under xmu, once the inbox is empty), so
+// that a later delivery starts a drain. The caller holds op, not mu.
+func (s *session) performInboxLocked(release bool) {
 	for {
 		s.xmu.Lock()
 		if len(s.inbox) == 0 {
-			s.holding = false
+			if release {
+				s.holding = false
+			}
 			s.xmu.Unlock()
-			break
+			return
 		}
 		b := s.inbox[0]
 		s.inbox[0] = store.Batch{}
@@ -104,12 +119,6 @@ func (s *session) unlock() {
 		if !s.closed {
 			s.applyLocked(b, nil)
 		}
-	}
-	gone := s.gone
-	s.gone = nil
-	s.op.Unlock()
-	for _, m := range gone {
-		s.e.unindex(m, s)
 	}
 }
 
@@ -147,7 +156,7 @@ func (s *session) runLocked(c command, now time.Time) (changed bool, err error) 
 		return s.runLocalLocked(c, now, false)
 	}
 	rechecked := false
-	for range maxCommitAttempts {
+	for attempt := range maxCommitAttempts {
 		next, out, err := step(s.st, c, now, e.policy)
 		if err != nil {
 			if !rechecked {
@@ -185,8 +194,22 @@ func (s *session) runLocked(c command, now time.Time) (changed bool, err error) 
 			}
 			now = e.clk.Now()
 		case errors.Is(err, store.ErrConflict):
-			s.adoptRecordLocked(res.Current, true)
+			// The changes that beat this one are usually delivered
+			// already: performed from the inbox, the members here get
+			// each of them in order. Only what has not arrived yet is
+			// adopted from the stored record, and completed from the
+			// log when this command's own batch shows the gap.
+			s.performInboxLocked(false)
+			if res.Current.Version > s.st.version {
+				s.adoptRecordLocked(res.Current, true)
+			}
 			rechecked = true
+			if attempt > 0 {
+				// Two instances committing to one session in turn can
+				// keep beating each other; a random pause breaks the
+				// tie. It holds only this session's commands.
+				time.Sleep(rand.N(time.Duration(attempt) * time.Millisecond))
+			}
 			now = e.clk.Now()
 		case !sh.Available():
 			// The commit may have landed before the store went away:
