@@ -164,32 +164,70 @@ stage_e2e() {
 		warn "no test/e2e/*.test.mjs files"
 		return 1
 	}
-	local tmo="${E2E_TEST_TIMEOUT:-180000}"
-	info "node --test --test-concurrency=1 --test-timeout=$tmo ${tests[*]}"
-	(cd "$e2e" && BANDSYNC_BIN="$bindir/bandsync" node --test --test-concurrency=1 --test-timeout="$tmo" "${tests[@]}") || return 1
+	info "go build -o $bindir/bandsync-norace ./cmd/bandsync (for the figures that measure the server)"
+	go build -o "$bindir/bandsync-norace" ./cmd/bandsync || return 1
+	local -x BANDSYNC_BIN="$bindir/bandsync" BANDSYNC_PLAIN_BIN="$bindir/bandsync-norace"
+
+	# Two lanes, to keep CI within its 15 minutes. The files that mostly
+	# wait (60 s of ticks to one follower, three phones for 60 s), then the
+	# network faults at CI size, run beside the rest; the rest run one file
+	# at a time, the functional files first, so that the files whose
+	# figures are timing-sensitive (floods, browsers, the SDK's agreement)
+	# run once the waiting lane is done, and the precision run after both.
+	local idle=() main=() late=() f
+	for f in "${tests[@]}"; do
+		case "$f" in
+		./ticks.test.mjs | ./mobile-render.test.mjs) idle+=("$f") ;;
+		./abuse*.test.mjs | ./browser*.test.mjs | ./sdk.test.mjs) late+=("$f") ;;
+		*) main+=("$f") ;;
+		esac
+	done
+	main+=("${late[@]}")
+	local tmo="${E2E_TEST_TIMEOUT:-180000}" lane_log lane_pid
+	lane_log="$(mktemp "${TMPDIR:-/tmp}/bandsync-e2e-lane.XXXXXX.log")"
+	add_cleanup "rm -f '$lane_log'"
+	info "beside the rest (output below when done): ${idle[*]} and the network faults"
+	e2e_waiting_lane "$e2e" "$tmo" "${idle[@]}" >"$lane_log" 2>&1 &
+	lane_pid=$!
+	local rc=0
+	info "node --test --test-concurrency=1 --test-timeout=$tmo ${main[*]}"
+	(cd "$e2e" && node --test --test-concurrency=1 --test-timeout="$tmo" "${main[@]}") || rc=1
+	wait "$lane_pid" || rc=1
+	section "e2e: the waiting lane (${idle[*]}; network faults)"
+	cat "$lane_log"
+	((rc == 0)) || return 1
 
 	# Sync precision through a jittery link and a stall, at CI size: devices
 	# in their own Node processes behind embedded Toxiproxy links, scored
 	# against the server's anchor (docs/sync.md). A server without -race, so
 	# the race detector's overhead is not measured as network jitter.
 	section "e2e: sync precision (CI size: jitter, stall; 20 s each)"
-	go build -o "$bindir/bandsync-norace" ./cmd/bandsync || return 1
 	go run ./cmd/bandsync-precision -bin "$bindir/bandsync-norace" -device "$e2e/precision/device.mjs" \
 		-scenarios jitter,stall -duration 20s -warmup 5s -check || return 1
+}
 
-	# Network faults at CI size (internal/netfault, docs/redis.md): instances,
-	# Redis and SDK devices on hosts of their own (network namespaces); an
-	# instance cut off from Redis for 3 s, a device's link down for 3 s.
-	# They need the SDK devices' node_modules, hence this stage; the long
-	# versions and the venue Wi-Fi scenario are `make chaos`; the lab's own
-	# test (TestLabFaults) ran in the unit stage.
+# e2e_waiting_lane E2E_DIR TIMEOUT_MS FILE...: the e2e files that mostly
+# wait, then the network faults at CI size (internal/netfault,
+# docs/redis.md): instances, Redis and SDK devices on hosts of their own
+# (network namespaces); an instance cut off from Redis for 3 s, a device's
+# link down for 3 s. They need the SDK devices' node_modules, hence this
+# stage; the long versions and the venue Wi-Fi scenario are `make chaos`;
+# the lab's own test (TestLabFaults) ran in the unit stage.
+e2e_waiting_lane() {
+	local e2e="$1" tmo="$2" rc=0
+	shift 2
+	if (($# > 0)); then
+		info "node --test --test-concurrency=1 --test-timeout=$tmo $*"
+		(cd "$e2e" && node --test --test-concurrency=1 --test-timeout="$tmo" "$@") || rc=1
+	fi
 	section "e2e: network faults (CI size: partition from Redis, link cut; ~15 s each)"
 	if ((netfault_rc == 2)); then
 		skipped "network-fault scenarios (internal/netfault): need root, ip and iptables"
-		return 0
+		return "$rc"
 	fi
-	BANDSYNC_BIN="$bindir/bandsync-norace" go test -count=1 -tags netfault -timeout 5m \
-		-run '^Test(PartitionFromRedis|LinkCut)$' ./internal/netfault/ || return 1
+	BANDSYNC_BIN="$BANDSYNC_PLAIN_BIN" go test -count=1 -tags netfault -timeout 5m \
+		-run '^Test(PartitionFromRedis|LinkCut)$' ./internal/netfault/ || rc=1
+	return "$rc"
 }
 
 stage_precision() {

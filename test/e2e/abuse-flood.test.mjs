@@ -7,26 +7,15 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Worker } from "node:worker_threads";
-import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, readFileSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { promisify } from "node:util";
-import { startServer, assertCleanLogs, repoRoot } from "./lib/server.mjs";
+import { readFileSync } from "node:fs";
+import { startServer, assertCleanLogs, plainServer } from "./lib/server.mjs";
 import { connect, emitAck, closeAllClients, sleep, once } from "./lib/client.mjs";
 
 const FLOOD_MS = 10_000;
 const T = { timeout: 60_000 };
 const MB = 1 << 20;
 
-let buildDir = null;
-async function plainBinary() {
-  if (process.env.ABUSE_BIN) return process.env.ABUSE_BIN;
-  buildDir = mkdtempSync(path.join(os.tmpdir(), "bandsync-abuse-"));
-  const bin = path.join(buildDir, "bandsync");
-  await promisify(execFile)("go", ["build", "-o", bin, "./cmd/bandsync"], { cwd: repoRoot, maxBuffer: 16 << 20 });
-  return bin;
-}
+const plainBinary = () => process.env.ABUSE_BIN || plainServer();
 
 // The server's resident set and CPU time, read from /proc (Linux).
 const rss = async (srv) => {
@@ -72,7 +61,6 @@ describe("abuse: one socket flooding for 10 s", () => {
     closeAllClients();
     const { logs } = await srv.stop();
     assertCleanLogs(logs);
-    if (buildDir) rmSync(buildDir, { recursive: true, force: true });
   });
 
   for (const [kind, afterConnect] of [["none", false], ["ping", true], ["ping", false], ["namespace", true], ["namespace", false]]) {

@@ -13,12 +13,7 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { performance } from "node:perf_hooks";
-import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { promisify } from "node:util";
-import { startServer, httpGet, assertCleanLogs, repoRoot } from "./lib/server.mjs";
+import { startServer, httpGet, assertCleanLogs, plainServer } from "./lib/server.mjs";
 import { connect, once, closeAllClients, sleep, waitUntil } from "./lib/client.mjs";
 
 const uid = () => Math.random().toString(36).slice(2, 10);
@@ -326,24 +321,14 @@ describe(`scroll_tick (SCROLL_TICK_INTERVAL=${TICK_MS})`, () => {
 // slots (measured: 60.5-61.0 ticks/s, gaps up to 140 ms, with -race; exactly
 // 62.5/s without it on the same machine at the same time). The behaviour
 // tests above keep running under -race.
-let plainBuildDir = null;
-async function plainBinary() {
-  if (process.env.BANDSYNC_E2E_RACE === "0") return undefined; // the shared build is already plain
-  plainBuildDir = mkdtempSync(path.join(os.tmpdir(), "bandsync-e2e-plain-"));
-  const bin = path.join(plainBuildDir, "bandsync");
-  await promisify(execFile)("go", ["build", "-o", bin, "./cmd/bandsync"], { cwd: repoRoot, maxBuffer: 16 << 20 });
-  return bin;
-}
-
 describe(`scroll_tick accuracy over 60 s (SCROLL_TICK_INTERVAL=${TICK_MS}, build without -race)`, () => {
   let srv;
   before(async () => {
-    srv = await startServer({ name: "ticks-accuracy", bin: await plainBinary(), env: { SCROLL_TICK_INTERVAL: String(TICK_MS) } });
+    srv = await startServer({ name: "ticks-accuracy", bin: await plainServer(), env: { SCROLL_TICK_INTERVAL: String(TICK_MS) } });
   }, { timeout: 300_000 });
   after(async () => {
     closeAllClients();
     await srv?.stop();
-    if (plainBuildDir) rmSync(plainBuildDir, { recursive: true, force: true });
   });
 
   test("60 s of play: no drift (position vs serverTimestamp within 2 ms) and 62.5 ticks/s within 2%", { timeout: 90_000 }, async (t) => {

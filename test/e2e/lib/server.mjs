@@ -7,6 +7,8 @@
 //
 // BANDSYNC_BIN=/path/to/bandsync skips the build (scripts/test.sh builds once
 // for the whole suite). BANDSYNC_E2E_RACE=0 builds without -race.
+// BANDSYNC_PLAIN_BIN is a build without -race for the tests whose figures
+// measure the server (plainServer); without it they build one.
 import { spawn, execFile } from "node:child_process";
 import { mkdtempSync, rmSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import http from "node:http";
@@ -62,6 +64,37 @@ export function buildServer() {
     })();
   }
   return binaryPromise;
+}
+
+let plainPromise = null;
+let plainDir = null;
+process.on("exit", () => {
+  if (plainDir) rmSync(plainDir, { recursive: true, force: true });
+});
+
+/**
+ * Resolves with a server binary built without the race detector, for the
+ * tests whose figures measure the server: under -race every goroutine runs
+ * several times slower, and on a busy 2-CPU machine that is measured, not
+ * the server. BANDSYNC_PLAIN_BIN names one (scripts/test.sh builds it
+ * once); with BANDSYNC_E2E_RACE=0 the shared build is already plain.
+ */
+export function plainServer() {
+  if (!plainPromise) {
+    plainPromise = (async () => {
+      const given = process.env.BANDSYNC_PLAIN_BIN;
+      if (given) {
+        if (!existsSync(given)) throw new Error(`BANDSYNC_PLAIN_BIN=${given} does not exist`);
+        return given;
+      }
+      if (process.env.BANDSYNC_E2E_RACE === "0") return buildServer();
+      plainDir = mkdtempSync(path.join(os.tmpdir(), "bandsync-e2e-plain-"));
+      const bin = path.join(plainDir, "bandsync");
+      await execFileP("go", ["build", "-o", bin, "./cmd/bandsync"], { cwd: repoRoot, maxBuffer: 16 << 20 });
+      return bin;
+    })();
+  }
+  return plainPromise;
 }
 
 /** Resolves with a TCP port on 127.0.0.1 that was free a moment ago. */
