@@ -409,19 +409,7 @@ type setTimeSignatureCmd struct {
 }
 
 func (c setTimeSignatureCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, error) {
-	var out outcome
-	if err := requireLeader(s, c.member, "set the time signature"); err != nil {
-		return out, err
-	}
-	if s.lib.sig == c.sig {
-		out.echo(s, c.member, now, "", nil)
-		return out, nil
-	}
-	s.touch(now)
-	out.changed = true
-	s.lib.sig = c.sig
-	out.broadcast(protocol.EventSnapshot, s.snapshot(now))
-	return out, nil
+	return setLeaderSetting(s, c.member, "set the time signature", &s.lib.sig, c.sig, now)
 }
 
 type setCountInCmd struct {
@@ -430,17 +418,24 @@ type setCountInCmd struct {
 }
 
 func (c setCountInCmd) apply(s *sessionState, now time.Time, _ policy) (outcome, error) {
+	return setLeaderSetting(s, c.member, "set the count-in", &s.lib.countIn, c.bars, now)
+}
+
+// setLeaderSetting is a leader's change of one of the session's settings
+// that only a snapshot carries: what is refused to whom, and that setting
+// it to what it is already is an echo to the sender, not a change.
+func setLeaderSetting[T comparable](s *sessionState, member, what string, field *T, v T, now time.Time) (outcome, error) {
 	var out outcome
-	if err := requireLeader(s, c.member, "set the count-in"); err != nil {
+	if err := requireLeader(s, member, what); err != nil {
 		return out, err
 	}
-	if s.lib.countIn == c.bars {
-		out.echo(s, c.member, now, "", nil)
+	if *field == v {
+		out.echo(s, member, now, "", nil)
 		return out, nil
 	}
 	s.touch(now)
 	out.changed = true
-	s.lib.countIn = c.bars
+	*field = v
 	out.broadcast(protocol.EventSnapshot, s.snapshot(now))
 	return out, nil
 }
