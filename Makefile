@@ -39,7 +39,7 @@ soak:
 	$(GO) build -o bin/bandsync ./cmd/bandsync
 	cd test/e2e && npm ci --silent && BANDSYNC_BIN=$(CURDIR)/bin/bandsync $(if $(RT),chrt -f 10) node soak.mjs --clients $(or $(CLIENTS),300) --minutes $(or $(MINUTES),10)
 
-## side-by-side: fanout at 100 ms ticks (SHAPES="50x8 625x8", MODES="memory redis") of BEFORE (a commit) and this tree, alternately, one series; RT=1 at SCHED_FIFO
+## side-by-side: fanout at 100 ms ticks (SHAPES="50x8 625x8", MODES="memory redis") of BEFORE (a commit) and this tree, alternately, one series; RT=1 runs memory mode at 50x8 at SCHED_FIFO (docs/benchmarks.md says why not the rest)
 side-by-side:
 	BEFORE=$(or $(BEFORE),01f532a) bash scripts/side-by-side.sh
 
