@@ -138,6 +138,9 @@ type Engine struct {
 	store  store.Shared
 	inst   string // this instance's id in the store
 	log    *slog.Logger
+	// inProcess: the store does no I/O (store.Memory), so commits need no
+	// deadline (commitCtx).
+	inProcess bool
 
 	fencing atomic.Bool // a FenceIfCutOff pass of Run is under way
 
@@ -182,6 +185,7 @@ func New(cfg Config, clk Clock, out Outbox, st store.Shared, log *slog.Logger) *
 	}
 	e.slotLoad = make([]int, e.slots)
 	e.sout, _ = out.(StreamOutbox)
+	_, e.inProcess = st.(interface{ InProcess() })
 	st.Listen(engineListener{e})
 	return e
 }
@@ -818,4 +822,14 @@ const (
 
 func storeCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), storeTimeout)
+}
+
+// commitCtx is storeCtx for a command's commit, the one store call every
+// change makes: an in-process store does no I/O to bound, and the
+// deadline's context and timer were a tenth of the allocations of a seek.
+func (e *Engine) commitCtx() (context.Context, context.CancelFunc) {
+	if e.inProcess {
+		return context.Background(), func() {}
+	}
+	return storeCtx()
 }

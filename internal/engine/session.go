@@ -176,7 +176,7 @@ func (s *session) runLocked(c command, now time.Time) (changed bool, err error) 
 			return false, nil
 		}
 		stampInstance(&next, c, e.inst)
-		ctx, cancel := storeCtx()
+		ctx, cancel := e.commitCtx()
 		res, err := sh.Commit(ctx, next.record(), s.st.version, s.st.leaderTerm, opsOf(out.effects))
 		cancel()
 		switch {

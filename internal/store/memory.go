@@ -237,6 +237,10 @@ func (m *Memory) Mode() string { return "memory" }
 // Instance implements Shared.
 func (m *Memory) Instance() string { return m.inst }
 
+// InProcess marks a store whose calls do no I/O: the engine gives its
+// commits no deadline.
+func (m *Memory) InProcess() {}
+
 // Available implements Shared: memory is always there.
 func (m *Memory) Available() bool { return true }
 

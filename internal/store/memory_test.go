@@ -41,3 +41,27 @@ func TestMemoryEmptySessionsExpireSooner(t *testing.T) {
 		t.Fatal("a record outlived TTL")
 	}
 }
+
+// Log ids are what a client presents to recover and what Redis's streams
+// name entries: "ms-seq", and LogSeq reads back exactly what LogID wrote.
+func TestLogIDRoundTrips(t *testing.T) {
+	for _, tc := range []struct {
+		seq  uint64
+		want string
+	}{
+		{0, "0-0"},
+		{1, "0-1"},
+		{1<<20 - 1, "0-1048575"},
+		{1 << 20, "1-0"},
+		{1796042514883<<20 | 19, "1796042514883-19"},
+		{(1<<44-1)<<20 | (1<<20 - 1), "17592186044415-1048575"},
+	} {
+		got := store.LogID(tc.seq)
+		if got != tc.want {
+			t.Errorf("LogID(%d) = %q, want %q", tc.seq, got, tc.want)
+		}
+		if back, ok := store.LogSeq(got); !ok || back != tc.seq {
+			t.Errorf("LogSeq(%q) = %d, %v; want %d", got, back, ok, tc.seq)
+		}
+	}
+}

@@ -185,7 +185,11 @@ func LogSeq(id string) (uint64, bool) {
 	return ms<<20 | seq, true
 }
 
-// LogID is the inverse of LogSeq.
+// LogID is the inverse of LogSeq. It is formatted in one allocation: the
+// in-process store names every operation it logs, one commit at a time.
 func LogID(seq uint64) string {
-	return strconv.FormatUint(seq>>20, 10) + "-" + strconv.FormatUint(seq&(1<<20-1), 10)
+	var b [41]byte // two uint64s in decimal and the dash
+	out := strconv.AppendUint(b[:0], seq>>20, 10)
+	out = append(out, '-')
+	return string(strconv.AppendUint(out, seq&(1<<20-1), 10))
 }
