@@ -140,8 +140,9 @@ func (s *session) run(c command, now time.Time) (State, error) {
 // carries the operations out on its own sockets). The committing instance
 // performs its own batch at once, from the commit's answer, rather than
 // waiting for its delivery; the delivery is then recognised by its log id
-// and skipped. A conflict means the copy was stale: the stored record is
-// adopted and c evaluated again. A refusal is confirmed against the stored
+// and skipped. A conflict means the copy was stale: the batches already
+// delivered are performed, the stored record adopted for what has not
+// arrived, and c evaluated again. A refusal is confirmed against the stored
 // record before it is reported, so a stale copy never refuses what the
 // store would accept. The caller holds op, not mu.
 func (s *session) runLocked(c command, now time.Time) (changed bool, err error) {
