@@ -31,7 +31,8 @@ fuzz:
 ## chaos: the long fault scenarios: repeated Cluster and Sentinel failovers during play (CHAOS_ROUNDS=6), on private redis-servers; then the network faults at full length (internal/netfault, as root: a 10 s partition from Redis, venue Wi-Fi, a 20 s link cut)
 chaos:
 	CHAOS_ROUNDS=$(or $(CHAOS_ROUNDS),6) $(GO) test -race -count=1 -tags chaos -run '^TestChaos' -timeout 20m -v ./internal/redisstore/
-	$(GO) test -count=1 -tags chaos -timeout 20m -v ./internal/netfault/
+	cd test/e2e && npm ci --silent --no-audit --no-fund
+	CI=true $(GO) test -count=1 -tags chaos -timeout 20m -v ./internal/netfault/
 
 ## soak: 300 socket.io-client@4 devices, seeks and reconnect churn for 10 minutes against a fresh build; RSS, goroutines and recoveries must stay flat (MINUTES=10 CLIENTS=300; RT=1 runs it at SCHED_FIFO, as root, so a busy machine's other work does not starve it)
 soak:
