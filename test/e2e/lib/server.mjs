@@ -28,49 +28,48 @@ export const repoRoot = path.resolve(
   "..",
 );
 
-let binaryPromise = null;
-let buildDir = null;
+// Build directories made by this process, removed when it exits.
+const buildDirs = [];
 // Servers run in an empty directory so that a developer's ./.env does not
 // change what the tests see.
 let runDir = null;
 
 process.on("exit", () => {
-  if (buildDir) rmSync(buildDir, { recursive: true, force: true });
+  for (const d of buildDirs) rmSync(d, { recursive: true, force: true });
   if (runDir) rmSync(runDir, { recursive: true, force: true });
 });
 
-/** Builds ./cmd/bandsync once per process; resolves with the binary's path. */
-export function buildServer() {
-  if (!binaryPromise) {
-    binaryPromise = (async () => {
-      const given = process.env.BANDSYNC_BIN;
-      if (given) {
-        if (!existsSync(given)) throw new Error(`BANDSYNC_BIN=${given} does not exist`);
-        return given;
-      }
-      buildDir = mkdtempSync(path.join(os.tmpdir(), "bandsync-e2e-"));
-      const bin = path.join(buildDir, "bandsync");
-      const args = ["build"];
-      if (process.env.BANDSYNC_E2E_RACE !== "0") args.push("-race");
-      args.push("-o", bin, "./cmd/bandsync");
-      try {
-        await execFileP("go", args, { cwd: repoRoot, maxBuffer: 16 << 20 });
-      } catch (err) {
-        throw new Error(
-          `go ${args.join(" ")} failed in ${repoRoot}:\n${err.stderr || err.message}`,
-        );
-      }
-      return bin;
-    })();
+/**
+ * The server binary named by the environment variable envVar, or else one
+ * built from ./cmd/bandsync (with -race when race is set) into a
+ * directory of this process's own.
+ */
+async function serverBinary(envVar, race) {
+  const given = process.env[envVar];
+  if (given) {
+    if (!existsSync(given)) throw new Error(`${envVar}=${given} does not exist`);
+    return given;
   }
-  return binaryPromise;
+  const dir = mkdtempSync(path.join(os.tmpdir(), "bandsync-e2e-"));
+  buildDirs.push(dir);
+  const bin = path.join(dir, "bandsync");
+  const args = ["build", ...(race ? ["-race"] : []), "-o", bin, "./cmd/bandsync"];
+  try {
+    await execFileP("go", args, { cwd: repoRoot, maxBuffer: 16 << 20 });
+  } catch (err) {
+    throw new Error(`go ${args.join(" ")} failed in ${repoRoot}:\n${err.stderr || err.message}`);
+  }
+  return bin;
 }
 
+let binaryPromise = null;
 let plainPromise = null;
-let plainDir = null;
-process.on("exit", () => {
-  if (plainDir) rmSync(plainDir, { recursive: true, force: true });
-});
+
+/** Builds ./cmd/bandsync once per process; resolves with the binary's path. */
+export function buildServer() {
+  binaryPromise ??= serverBinary("BANDSYNC_BIN", process.env.BANDSYNC_E2E_RACE !== "0");
+  return binaryPromise;
+}
 
 /**
  * Resolves with a server binary built without the race detector, for the
@@ -80,20 +79,10 @@ process.on("exit", () => {
  * once); with BANDSYNC_E2E_RACE=0 the shared build is already plain.
  */
 export function plainServer() {
-  if (!plainPromise) {
-    plainPromise = (async () => {
-      const given = process.env.BANDSYNC_PLAIN_BIN;
-      if (given) {
-        if (!existsSync(given)) throw new Error(`BANDSYNC_PLAIN_BIN=${given} does not exist`);
-        return given;
-      }
-      if (process.env.BANDSYNC_E2E_RACE === "0") return buildServer();
-      plainDir = mkdtempSync(path.join(os.tmpdir(), "bandsync-e2e-plain-"));
-      const bin = path.join(plainDir, "bandsync");
-      await execFileP("go", ["build", "-o", bin, "./cmd/bandsync"], { cwd: repoRoot, maxBuffer: 16 << 20 });
-      return bin;
-    })();
-  }
+  plainPromise ??=
+    process.env.BANDSYNC_E2E_RACE === "0" && !process.env.BANDSYNC_PLAIN_BIN
+      ? buildServer()
+      : serverBinary("BANDSYNC_PLAIN_BIN", false);
   return plainPromise;
 }
 
