@@ -197,11 +197,12 @@ func (s *session) runLocked(c command, now time.Time) (changed bool, err error) 
 		case errors.Is(err, store.ErrConflict):
 			// The changes that beat this one are usually delivered
 			// already: performed from the inbox, the members here get
-			// each of them in order. Only what has not arrived yet is
-			// adopted from the stored record, and completed from the
-			// log when this command's own batch shows the gap.
+			// each of them in order. Whatever still differs from the
+			// stored record (what has not arrived yet, or another leader
+			// term) is adopted from it, and completed from the log when
+			// this command's own batch shows the gap.
 			s.performInboxLocked(false)
-			if res.Current.Version > s.st.version {
+			if res.Current.Version != s.st.version || res.Current.LeaderTerm != s.st.leaderTerm {
 				s.adoptRecordLocked(res.Current, true)
 			}
 			rechecked = true
