@@ -42,6 +42,42 @@ func TestMemoryEmptySessionsExpireSooner(t *testing.T) {
 	}
 }
 
+// The in-process log keeps an entry for LogMaxAge only: a follower whose
+// gap reaches back further is told the log is incomplete (and gets a fresh
+// snapshot), and a busy session's recent events stop being kept alive.
+func TestMemoryLogForgetsOldEntries(t *testing.T) {
+	now := time.Unix(1000, 0)
+	m := store.NewMemoryWith(store.MemoryOptions{LogMaxAge: 2 * time.Second, Now: func() time.Time { return now }})
+	op := func() []store.Op { return []store.Op{{Kind: store.OpBroadcast, Event: "snapshot", Value: 1}} }
+	var lasts []string
+	for v := uint64(1); v <= 5; v++ {
+		term := uint64(1)
+		if v == 1 {
+			term = 0 // no record yet
+		}
+		res, err := m.Commit(t.Context(), storetest.Rec("s1", v, 1), v-1, term, op())
+		if err != nil {
+			t.Fatal(err)
+		}
+		lasts = append(lasts, res.Batch.Last)
+		now = now.Add(time.Second)
+	}
+	// Entries of t=1000..1004; the last commit, at 1004, trimmed those
+	// older than 1002.
+	if _, complete, _ := m.Since(t.Context(), "s1", lasts[1]); complete {
+		t.Fatal("Since an entry 3 s old: complete, want the gap reported")
+	}
+	got, complete, err := m.Since(t.Context(), "s1", lasts[2])
+	if err != nil || !complete || len(got) != 2 || got[0].Version != 4 {
+		t.Fatalf("Since the entry 2 s old: %d batches (complete %v, err %v), want versions 4 and 5", len(got), complete, err)
+	}
+	now = now.Add(time.Hour) // the newest entry stays: the next batch's Prev
+	res, err := m.Commit(t.Context(), storetest.Rec("s1", 6, 1), 5, 1, nil)
+	if err != nil || res.Batch.Prev != lasts[4] {
+		t.Fatalf("after an hour the batch follows %q, want %q (err %v)", res.Batch.Prev, lasts[4], err)
+	}
+}
+
 // Log ids are what a client presents to recover and what Redis's streams
 // name entries: "ms-seq", and LogSeq reads back exactly what LogID wrote.
 func TestLogIDRoundTrips(t *testing.T) {

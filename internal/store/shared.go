@@ -50,16 +50,17 @@ type Shared interface {
 	// were acknowledged (Redis's asynchronous replication and a failover
 	// lose them), so r is stored over it rather than refused, as
 	// WriteBack would. A store that never loses a committed record never
-	// meets this case. ops belong to the store once passed: the caller
-	// must not use them again.
+	// meets this case. r and ops belong to the store once passed: the
+	// caller must not change them again (the in-process store keeps r
+	// and hands it to followers as it is).
 	Commit(ctx context.Context, r SessionRecord, prev, term uint64, ops []Op) (Result, error)
 	// WriteBack stores r if it is newer than the stored record (a higher
 	// version and a leader term no lower, or no record at all) with ops
 	// recorded and published as by Commit; otherwise it changes nothing
 	// and returns the stored record. An instance that served a session
 	// from memory while the store was away uses it when the store
-	// returns: the higher version wins. ops belong to the store, as with
-	// Commit.
+	// returns: the higher version wins. r and ops belong to the store,
+	// as with Commit.
 	WriteBack(ctx context.Context, r SessionRecord, ops []Op) (Result, error)
 	// Since returns the batches logged after cursor, oldest first, without
 	// records. complete is false when entries after cursor may have been
