@@ -67,11 +67,17 @@ type Tick struct {
 	Beat            float64 `json:"beat"`
 }
 
-// MarshalJSON writes the tick without reflection: it is encoded once per
-// playing session 62.5 times a second. Session ids are validated to
-// [A-Za-z0-9_-], so they need no escaping.
+// MarshalJSON writes the tick as AppendJSON does.
 func (t Tick) MarshalJSON() ([]byte, error) {
-	b := make([]byte, 0, 128+len(t.SessionID))
+	return t.AppendJSON(make([]byte, 0, 160+len(t.SessionID))), nil
+}
+
+// AppendJSON appends the tick's JSON to b without reflection: it is
+// encoded once per playing session every tick, and the transport takes it
+// straight from here (socketio.JSONAppender). Session ids are validated
+// to [A-Za-z0-9_-], so they need no escaping, and every number is finite
+// (tempos are validated, positions clamped).
+func (t Tick) AppendJSON(b []byte) []byte {
 	b = append(b, `{"sessionId":"`...)
 	b = append(b, t.SessionID...)
 	b = append(b, `","positionMs":`...)
@@ -84,7 +90,7 @@ func (t Tick) MarshalJSON() ([]byte, error) {
 	b = strconv.AppendUint(b, t.Version, 10)
 	b = append(b, `,"beat":`...)
 	b = strconv.AppendFloat(b, t.Beat, 'f', -1, 64)
-	return append(b, '}'), nil
+	return append(b, '}')
 }
 
 // PlayEvent is the play payload.

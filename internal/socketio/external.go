@@ -30,7 +30,10 @@ type SharedRecovery interface {
 // the client sends back when it recovers; seq is the same offset as
 // ParseOffset reads it, for the replay's deduplication.
 func EncodeRecorded(event string, payload []byte, offset string, seq uint64) *Frame {
-	f := newFrame(wsframe.OpText, RecordedPacket(event, payload, offset))
+	if len(payload) == 0 {
+		payload = nil
+	}
+	f := eventFrame(event, payload, offset)
 	f.seq = seq
 	return f
 }

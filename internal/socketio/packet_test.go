@@ -1,7 +1,9 @@
 package socketio
 
 import (
+	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -124,6 +126,52 @@ func TestFrameHeader(t *testing.T) {
 		if f.plain[0] != 0x81 {
 			t.Fatalf("first byte %#x, want FIN+text", f.plain[0])
 		}
+	}
+}
+
+// An event frame built in one allocation is byte for byte the frame of
+// the packet, on both sides of every header length boundary.
+func TestEventFrameMatchesFramedPacket(t *testing.T) {
+	for _, n := range []int{0, 100, 107, 108, 109, 65517, 65518, 65519, 1 << 17} {
+		for _, off := range []string{"", "1796000000000-3"} {
+			body := []byte(`"` + strings.Repeat("x", n) + `"`)
+			want := newFrame(wsframe.OpText, wsframe.AppendEvent(nil, "snapshot", body, off))
+			got := eventFrame("snapshot", body, off)
+			if string(got.plain) != string(want.plain) || got.hdrLen != want.hdrLen {
+				t.Fatalf("body %d bytes, offset %q: frame differs (header %d vs %d, %d vs %d bytes)",
+					len(body), off, got.hdrLen, want.hdrLen, len(got.plain), len(want.plain))
+			}
+		}
+	}
+}
+
+type appended struct{ n int }
+
+func (a appended) AppendJSON(b []byte) []byte {
+	return append(strconv.AppendInt(append(b, `{"n":`...), int64(a.n), 10), '}')
+}
+
+// What the pooled encoder writes is what json.Marshal writes (HTML escaped,
+// no trailing newline); a JSONAppender is taken as it appends itself.
+func TestEncodedPayloadIsJSONMarshal(t *testing.T) {
+	s := NewServer(Options{})
+	payload := map[string]any{"message": "<a & b>", "n": 1.5, "list": []int{1, 2}}
+	want, _ := json.Marshal(payload)
+	for range 3 { // the second and third from a reused buffer
+		f, err := s.encode("", "snapshot", payload, kindReply)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(f.payload()); got != `42["snapshot",`+string(want)+`]` {
+			t.Fatalf("got %s, want the packet of %s", got, want)
+		}
+	}
+	f, _ := s.encode("", "tick", appended{7}, kindVolatile)
+	if got := string(f.payload()); got != `42["tick",{"n":7}]` || !f.volatile {
+		t.Fatalf("appender: got %s (volatile %v)", got, f.volatile)
+	}
+	if _, err := s.encode("", "bad", func() {}, kindReply); err == nil {
+		t.Fatal("a payload JSON cannot encode was sent")
 	}
 }
 

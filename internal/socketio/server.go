@@ -14,6 +14,7 @@
 package socketio
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -357,24 +358,23 @@ const (
 // encode builds the frame of an event. For recorded emits it assigns the
 // next offset and stores the packet, all under recMu.
 func (s *Server) encode(target, event string, payload any, kind emitKind) (*Frame, error) {
-	body, err := marshalPayload(payload)
+	j := getJSON()
+	defer j.put()
+	body, err := j.marshal(payload)
 	if err != nil {
 		return nil, err
 	}
 	// A shared recovery store records events itself (SharedRecovery), so
 	// nothing gets an offset here.
 	if kind != kindRecorded || s.opts.Recovery == nil || target == "" || s.shared() != nil {
-		pkt := wsframe.AppendEvent(make([]byte, 0, wsframe.EventLen(event, body, "")), event, body, "")
-		f := newFrame(wsframe.OpText, pkt)
+		f := eventFrame(event, body, "")
 		f.volatile = kind == kindVolatile
 		return f, nil
 	}
 	s.recMu.Lock()
 	defer s.recMu.Unlock()
 	s.seq++
-	off := formatOffset(s.seq)
-	pkt := wsframe.AppendEvent(make([]byte, 0, wsframe.EventLen(event, body, off)), event, body, off)
-	f := newFrame(wsframe.OpText, pkt)
+	f := eventFrame(event, body, formatOffset(s.seq))
 	f.seq = s.seq
 	if err := s.opts.Recovery.Append(context.Background(), target, s.seq, f.payload()); err != nil {
 		s.opts.Logger.Warn("recovery store append failed", "err", err)
@@ -382,15 +382,57 @@ func (s *Server) encode(target, event string, payload any, kind emitKind) (*Fram
 	return f, nil
 }
 
-func marshalPayload(payload any) ([]byte, error) {
+// jsonBuf encodes payloads into a reused buffer: eventFrame copies the
+// bytes into the frame, the one allocation an event needs. json.Marshal
+// would allocate its result on top. A json.Encoder writes what Marshal
+// does (HTML escaped) and a newline.
+type jsonBuf struct {
+	b   bytes.Buffer
+	enc *json.Encoder
+	raw []byte // a JSONAppender's
+}
+
+// JSONAppender is a payload that encodes itself, for the events sent most
+// often (the tick): its JSON goes straight to a reused buffer, with none of
+// encoding/json's reflection and re-validation. It must append valid JSON.
+type JSONAppender interface {
+	AppendJSON(dst []byte) []byte
+}
+
+var jsonBufs = sync.Pool{New: func() any {
+	j := &jsonBuf{}
+	j.enc = json.NewEncoder(&j.b)
+	return j
+}}
+
+func getJSON() *jsonBuf { return jsonBufs.Get().(*jsonBuf) }
+
+// put returns j to the pool unless an outsized payload (a song library)
+// grew its buffer: that one goes to the GC.
+func (j *jsonBuf) put() {
+	if j.b.Cap() <= 64<<10 && cap(j.raw) <= 64<<10 {
+		j.b.Reset()
+		jsonBufs.Put(j)
+	}
+}
+
+// marshal encodes payload; the bytes are valid until j is put back. A
+// json.RawMessage is used as it is, and nil is no argument at all.
+func (j *jsonBuf) marshal(payload any) ([]byte, error) {
 	switch p := payload.(type) {
 	case nil:
 		return nil, nil
 	case json.RawMessage:
 		return p, nil
-	default:
-		return json.Marshal(p)
+	case JSONAppender:
+		j.raw = p.AppendJSON(j.raw[:0])
+		return j.raw, nil
 	}
+	j.b.Reset()
+	if err := j.enc.Encode(payload); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(j.b.Bytes(), []byte{'\n'}), nil
 }
 
 func (s *Server) emit(target string, conns []*Conn, event string, payload any, kind emitKind) error {
