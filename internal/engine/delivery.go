@@ -99,8 +99,10 @@ func (s *session) localMembers(ids []string) []string {
 func (s *session) performMuLocked(ops []store.Op) {
 	o, so, id := s.e.out, s.e.sout, s.st.id
 	for _, op := range ops {
+		// Encoded already (by a store that leaves the process, the
+		// commit's own ops included), the payload is not encoded again.
 		p := op.Value
-		if p == nil && op.Payload != nil {
+		if op.Payload != nil {
 			p = op.Payload
 		}
 		switch op.Kind {

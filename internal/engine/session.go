@@ -113,8 +113,15 @@ func (s *session) performInboxLocked(release bool) {
 			return
 		}
 		b := s.inbox[0]
-		s.inbox[0] = store.Batch{}
-		s.inbox = s.inbox[1:]
+		if len(s.inbox) == 1 {
+			// Emptied: the array is reused by the next delivery (one a
+			// command, the commit's own) instead of sliding off it.
+			s.inbox[0] = store.Batch{}
+			s.inbox = s.inbox[:0]
+		} else {
+			s.inbox[0] = store.Batch{}
+			s.inbox = s.inbox[1:]
+		}
 		s.xmu.Unlock()
 		if !s.closed {
 			s.applyLocked(b, nil)
@@ -127,10 +134,22 @@ func (s *session) performInboxLocked(release bool) {
 func (s *session) run(c command, now time.Time) (State, error) {
 	s.lock()
 	defer s.unlock()
-	if _, err := s.runLocked(c, now); err != nil {
+	_, sent, err := s.commitLocked(c, now)
+	switch {
+	case err != nil:
 		return State{}, err
+	case sent != nil:
+		// The snapshot the change broadcast is the state after it: the
+		// answer needs no second one (a fifth of a seek's engine time).
+		return *sent, nil
 	}
 	return s.st.snapshot(s.e.clk.Now()), nil
+}
+
+// runLocked applies c, as commitLocked does. The caller holds op, not mu.
+func (s *session) runLocked(c command, now time.Time) (changed bool, err error) {
+	changed, _, err = s.commitLocked(c, now)
+	return changed, err
 }
 
 // runLocked is the pipeline: step (the pure transition on this copy),
@@ -144,17 +163,19 @@ func (s *session) run(c command, now time.Time) (State, error) {
 // delivered are performed, the stored record adopted for what has not
 // arrived, and c evaluated again. A refusal is confirmed against the stored
 // record before it is reported, so a stale copy never refuses what the
-// store would accept. The caller holds op, not mu.
-func (s *session) runLocked(c command, now time.Time) (changed bool, err error) {
+// store would accept. sent is the snapshot the committed change
+// broadcast, if it broadcast one. The caller holds op, not mu.
+func (s *session) commitLocked(c command, now time.Time) (changed bool, sent *State, err error) {
 	if s.closed {
-		return false, errClosed
+		return false, nil, errClosed
 	}
 	e, sh := s.e, s.e.store
 	// A session changed from memory during an outage (or never followed)
 	// is first written back, or its changes would be lost to the
 	// compare-and-set.
 	if !sh.Available() || ((s.dirty || !s.followed) && !s.resyncLocked()) {
-		return s.runLocalLocked(c, now, false)
+		changed, err := s.runLocalLocked(c, now, false)
+		return changed, nil, err
 	}
 	rechecked := false
 	for attempt := range maxCommitAttempts {
@@ -167,14 +188,14 @@ func (s *session) runLocked(c command, now time.Time) (changed bool, err error) 
 					continue
 				}
 			}
-			return false, err
+			return false, nil, err
 		}
 		if !out.changed {
 			// An echo to the sender: nothing to record.
 			s.mu.Lock()
 			s.performMuLocked(opsOf(out.effects))
 			s.mu.Unlock()
-			return false, nil
+			return false, nil, nil
 		}
 		stampInstance(&next, c, e.inst)
 		ctx, cancel := e.commitCtx()
@@ -183,7 +204,7 @@ func (s *session) runLocked(c command, now time.Time) (changed bool, err error) 
 		switch {
 		case err == nil:
 			s.applyLocked(res.Batch, &next)
-			return true, nil
+			return true, out.snapshot(), nil
 		case errors.Is(err, store.ErrConflict) && !res.Found:
 			// The record is gone (expired while idle, or a Redis that lost
 			// its data): this copy is the best there is; put it back.
@@ -191,7 +212,8 @@ func (s *session) runLocked(c command, now time.Time) (changed bool, err error) 
 			_, err := sh.WriteBack(ctx, s.st.record(), nil)
 			cancel()
 			if err != nil && !sh.Available() {
-				return s.runLocalLocked(c, now, false)
+				changed, err := s.runLocalLocked(c, now, false)
+				return changed, nil, err
 			}
 			now = e.clk.Now()
 		case errors.Is(err, store.ErrConflict):
@@ -220,13 +242,14 @@ func (s *session) runLocked(c command, now time.Time) (changed bool, err error) 
 			// landed for sure when the store is back (healLocked).
 			e.log.Warn("session store lost during a command; serving from memory", "session", s.st.id, "err", err)
 			s.pending = &pendingCommit{cmd: c, at: now, rec: next.record(), before: s.st.record(), prev: s.st.version, term: s.st.leaderTerm}
-			return s.runLocalLocked(c, now, true)
+			changed, err := s.runLocalLocked(c, now, true)
+			return changed, nil, err
 		default:
 			e.log.Error("committing session failed", "session", s.st.id, "err", err)
-			return false, newError(protocol.CodeInternal, "the session store failed; try again")
+			return false, nil, newError(protocol.CodeInternal, "the session store failed; try again")
 		}
 	}
-	return false, newError(protocol.CodeInternal, "session %q is changing too fast; try again", s.st.id)
+	return false, nil, newError(protocol.CodeInternal, "session %q is changing too fast; try again", s.st.id)
 }
 
 // runLocalLocked applies c to this copy alone, for while the store is

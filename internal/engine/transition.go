@@ -45,6 +45,18 @@ func (o *outcome) broadcast(event string, payload any) {
 	o.effects = append(o.effects, effect{kind: effBroadcast, event: event, payload: payload})
 }
 
+// snapshot returns the last snapshot the outcome broadcasts, if any.
+func (o *outcome) snapshot() *State {
+	for i := len(o.effects) - 1; i >= 0; i-- {
+		if f := &o.effects[i]; f.kind == effBroadcast && f.event == protocol.EventSnapshot {
+			if st, ok := f.payload.(State); ok {
+				return &st
+			}
+		}
+	}
+	return nil
+}
+
 func (o *outcome) toMember(memberID, event string, payload any) {
 	o.effects = append(o.effects, effect{kind: effToMember, member: memberID, event: event, payload: payload})
 }

@@ -84,6 +84,7 @@ type memSession struct {
 	log     []memBatch
 	logOps  int    // operations in log
 	lastSeq uint64 // LogSeq of the last id handed out; never decreases
+	lastID  string // the log's last entry's id, while it has entries
 	trimmed bool   // entries were dropped from the front of log
 	follow  map[*Memory]int
 	dropped bool // removed from the hub's map: look the id up again
@@ -272,8 +273,8 @@ func (m *Memory) Follow(_ context.Context, sessionID string) (SessionRecord, boo
 	}
 	s.follow[m]++
 	cursor := "0-0"
-	if n := len(s.log); n > 0 {
-		cursor = LogID(s.log[n-1].last)
+	if len(s.log) > 0 {
+		cursor = s.lastID
 	}
 	if !s.found {
 		return SessionRecord{}, false, cursor, nil
@@ -344,8 +345,8 @@ func (h *memHub) writeLocked(s *memSession, r SessionRecord, ops []Op) Result {
 	// write, never changed in place, and followers only read it.
 	rec := s.rec
 	prev := "0-0"
-	if n := len(s.log); n > 0 {
-		prev = LogID(s.log[n-1].last)
+	if len(s.log) > 0 {
+		prev = s.lastID
 	}
 	b := Batch{Version: r.Version, Prev: prev, Last: prev, Record: &rec}
 	if len(ops) == 0 {
@@ -366,6 +367,7 @@ func (h *memHub) writeLocked(s *memSession, r SessionRecord, ops []Op) Result {
 		b.Ops[i].ID = LogID(seq)
 	}
 	b.Last = b.Ops[len(b.Ops)-1].ID
+	s.lastID = b.Last
 	s.log = append(s.log, memBatch{version: r.Version, first: first, last: s.lastSeq, ops: b.Ops})
 	s.logOps += len(b.Ops)
 	// An entry's id is its commit's instant (ms << 20), so its age is
