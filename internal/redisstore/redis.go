@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -460,8 +459,6 @@ func (r *Redis) write(ctx context.Context, mode string, rec store.SessionRecord,
 	b := store.Batch{Version: rec.Version, Prev: prevID, Last: last, Ops: ops, Record: &rec}
 	if joined != "" {
 		ids := strings.Split(joined, ",")
-		b.Ops = make([]store.Op, len(ops))
-		copy(b.Ops, ops)
 		for i := range b.Ops {
 			if i < len(ids) {
 				b.Ops[i].ID = ids[i]
@@ -474,24 +471,17 @@ func (r *Redis) write(ctx context.Context, mode string, rec store.SessionRecord,
 // encodePayloads returns ops with every Value encoded into Payload: the
 // log and the published message carry JSON.
 func encodePayloads(ops []store.Op) ([]store.Op, error) {
-	var out []store.Op
-	for i, op := range ops {
-		if op.Value == nil || op.Payload != nil {
-			continue
+	// The ops are the store's (store.Shared.Commit): encoded in place.
+	for i := range ops {
+		if op := &ops[i]; op.Value != nil && op.Payload == nil {
+			p, err := json.Marshal(op.Value)
+			if err != nil {
+				return nil, err
+			}
+			op.Payload = p
 		}
-		p, err := json.Marshal(op.Value)
-		if err != nil {
-			return nil, err
-		}
-		if out == nil {
-			out = slices.Clone(ops)
-		}
-		out[i].Payload = p
 	}
-	if out == nil {
-		return ops, nil
-	}
-	return out, nil
+	return ops, nil
 }
 
 func decodeRecord(raw string) (store.SessionRecord, bool, error) {
