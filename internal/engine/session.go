@@ -138,8 +138,9 @@ func (s *session) run(c command, now time.Time) (State, error) {
 	switch {
 	case err != nil:
 		return State{}, err
-	case sent != nil:
-		// The snapshot the change broadcast is the state after it: the
+	case sent != nil && sent.Version == s.st.version:
+		// The snapshot the change broadcast is the state after it
+		// (transitions broadcast it once they have made the change): the
 		// answer needs no second one (a fifth of a seek's engine time).
 		return *sent, nil
 	}
