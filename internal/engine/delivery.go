@@ -16,9 +16,18 @@ import (
 type engineListener struct{ e *Engine }
 
 func (l engineListener) Deliver(sessionID string, b store.Batch) {
-	if s := l.e.lookup(sessionID); s != nil {
-		s.enqueue(b)
+	s := l.e.lookup(sessionID)
+	if s == nil {
+		return
 	}
+	// A batch already performed here (this instance's own commit,
+	// performed from the commit's answer, coming back from Redis) is
+	// dropped at once: queuing it cost a goroutine and the session's lock
+	// per command, only for applyLocked to skip it.
+	if seq, ok := store.LogSeq(b.Last); ok && seq <= s.performed.Load() {
+		return
+	}
+	s.enqueue(b)
 }
 
 func (l engineListener) Resync() { l.e.resyncAll() }
@@ -65,7 +74,7 @@ func (s *session) applyLocked(b store.Batch, next *sessionState) {
 	s.mu.Lock()
 	if store.CompareLogIDs(b.Last, s.cursor) > 0 {
 		s.performMuLocked(b.Ops)
-		s.cursor = b.Last
+		s.setCursorLocked(b.Last)
 	}
 	switch {
 	case next != nil:
@@ -80,6 +89,14 @@ func (s *session) applyLocked(b store.Batch, next *sessionState) {
 		}
 	}
 	s.local = before // reused: a batch is applied per command
+}
+
+// setCursorLocked records that the log has been performed up to id. The
+// caller holds op.
+func (s *session) setCursorLocked(id string) {
+	s.cursor = id
+	seq, _ := store.LogSeq(id)
+	s.performed.Store(seq)
 }
 
 // localMembers appends to ids the members whose socket is on this
@@ -148,7 +165,7 @@ func (s *session) fillLocked() {
 		}
 		s.mu.Lock()
 		s.performMuLocked(b.Ops)
-		s.cursor = b.Last
+		s.setCursorLocked(b.Last)
 		s.mu.Unlock()
 	}
 	// An incomplete log lost the entry at the cursor: trimmed, or cut by
@@ -215,7 +232,7 @@ func (s *session) resyncLocked() bool {
 			return false
 		}
 		s.followed = true
-		s.cursor = cursor
+		s.setCursorLocked(cursor)
 	}
 	// The members connected here now; if this instance was cut off long
 	// enough to be taken for dead, the others detached them meanwhile.

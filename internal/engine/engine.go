@@ -461,7 +461,8 @@ func (e *Engine) install(sessionID string, rec store.SessionRecord, found bool, 
 		e.log.Debug("session created", "session", sessionID)
 	}
 	s = newSession(e, st)
-	s.cursor, s.followed, s.dirty = cursor, followed, !followed
+	s.followed, s.dirty = followed, !followed
+	s.setCursorLocked(cursor)
 	s.mu.Lock()
 	if st.playing {
 		e.setPlaying(s, true)

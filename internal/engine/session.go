@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bandsync/bandsync/internal/protocol"
@@ -53,7 +54,7 @@ type session struct {
 	slot    int
 
 	// Guarded by op.
-	cursor   string // log id of the last performed entry
+	cursor   string // log id of the last performed entry; set with setCursorLocked
 	followed bool   // the store delivers this session's batches here
 	dirty    bool   // changed while the store was unavailable, not written back yet
 	// fenced: cut off long enough for the others to take this instance
@@ -66,6 +67,10 @@ type session struct {
 	pending *pendingCommit
 	gone    []string // local members that left; unindexed once op is released
 	local   []string // applyLocked's buffer
+
+	// performed is LogSeq(cursor), 0 when the id has no such form; read
+	// without op by deliveries (engineListener.Deliver).
+	performed atomic.Uint64
 
 	// Guarded by xmu.
 	xmu      sync.Mutex
