@@ -118,13 +118,12 @@ func (s *session) performInboxLocked(release bool) {
 			return
 		}
 		b := s.inbox[0]
+		s.inbox[0] = store.Batch{}
 		if len(s.inbox) == 1 {
-			// Emptied: the array is reused by the next delivery (one a
-			// command, the commit's own) instead of sliding off it.
-			s.inbox[0] = store.Batch{}
+			// Emptied: the next delivery reuses the array instead of
+			// sliding off its end into a new one.
 			s.inbox = s.inbox[:0]
 		} else {
-			s.inbox[0] = store.Batch{}
 			s.inbox = s.inbox[1:]
 		}
 		s.xmu.Unlock()
@@ -158,7 +157,7 @@ func (s *session) runLocked(c command, now time.Time) (changed bool, err error) 
 	return changed, err
 }
 
-// runLocked is the pipeline: step (the pure transition on this copy),
+// commitLocked is the pipeline: step (the pure transition on this copy),
 // commit (compare-and-set on version and leader term, which records and
 // publishes the change's operations), deliver (the store hands the batch
 // to every instance that follows the session) and perform (each instance

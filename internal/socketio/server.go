@@ -416,7 +416,8 @@ func (j *jsonBuf) put() {
 	}
 }
 
-// marshal encodes payload; the bytes are valid until j is put back. A
+// marshal encodes payload into j, which is empty (fresh, or reset by
+// put); the bytes are valid until j is put back. A
 // json.RawMessage is used as it is, and nil is no argument at all.
 func (j *jsonBuf) marshal(payload any) ([]byte, error) {
 	switch p := payload.(type) {
@@ -428,7 +429,6 @@ func (j *jsonBuf) marshal(payload any) ([]byte, error) {
 		j.raw = p.AppendJSON(j.raw[:0])
 		return j.raw, nil
 	}
-	j.b.Reset()
 	if err := j.enc.Encode(payload); err != nil {
 		return nil, err
 	}

@@ -84,7 +84,6 @@ type memSession struct {
 	log     []memBatch
 	logOps  int    // operations in log
 	lastSeq uint64 // LogSeq of the last id handed out; never decreases
-	lastID  string // the log's last entry's id, while it has entries
 	trimmed bool   // entries were dropped from the front of log
 	follow  map[*Memory]int
 	dropped bool // removed from the hub's map: look the id up again
@@ -272,10 +271,7 @@ func (m *Memory) Follow(_ context.Context, sessionID string) (SessionRecord, boo
 		s.follow = make(map[*Memory]int)
 	}
 	s.follow[m]++
-	cursor := "0-0"
-	if len(s.log) > 0 {
-		cursor = s.lastID
-	}
+	cursor := s.lastLoggedLocked()
 	if !s.found {
 		return SessionRecord{}, false, cursor, nil
 	}
@@ -335,6 +331,17 @@ func (m *Memory) WriteBack(_ context.Context, r SessionRecord, ops []Op) (Result
 	return m.h.writeLocked(s, r, ops), nil
 }
 
+// lastLoggedLocked is the id of the log's last entry, "0-0" for an empty
+// log: its ops carry their ids, so none is formatted again. The caller
+// holds s.mu.
+func (s *memSession) lastLoggedLocked() string {
+	if n := len(s.log); n > 0 {
+		ops := s.log[n-1].ops
+		return ops[len(ops)-1].ID
+	}
+	return "0-0"
+}
+
 // writeLocked stores r, logs ops under fresh ids and hands the batch to
 // the followers, in that order and under s.mu, so log order, delivery
 // order and version order are one. The ops' payloads are handed over as
@@ -344,10 +351,7 @@ func (h *memHub) writeLocked(s *memSession, r SessionRecord, ops []Op) Result {
 	// The batch carries the stored copy itself: s.rec is replaced on every
 	// write, never changed in place, and followers only read it.
 	rec := s.rec
-	prev := "0-0"
-	if len(s.log) > 0 {
-		prev = s.lastID
-	}
+	prev := s.lastLoggedLocked()
 	b := Batch{Version: r.Version, Prev: prev, Last: prev, Record: &rec}
 	if len(ops) == 0 {
 		return Result{Written: true, Batch: b}
@@ -367,7 +371,6 @@ func (h *memHub) writeLocked(s *memSession, r SessionRecord, ops []Op) Result {
 		b.Ops[i].ID = LogID(seq)
 	}
 	b.Last = b.Ops[len(b.Ops)-1].ID
-	s.lastID = b.Last
 	s.log = append(s.log, memBatch{version: r.Version, first: first, last: s.lastSeq, ops: b.Ops})
 	s.logOps += len(b.Ops)
 	// An entry's id is its commit's instant (ms << 20), so its age is
